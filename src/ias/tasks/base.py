@@ -1,0 +1,68 @@
+"""The task protocol and its registry: a task is a problem source plus a grader."""
+
+from __future__ import annotations
+
+from typing import Callable, Protocol
+
+from ias.errors import UserError
+from ias.types import Problem
+
+
+class Task(Protocol):
+    """A source of problems with a way to prompt a policy and grade its answers."""
+
+    name: str
+    splits: tuple[str, ...]
+
+    def problems(self, split: str, limit: int | None = None) -> list[Problem]:
+        """The split's problems in a fixed order; `limit` keeps the first N."""
+        ...
+
+    def prompt(self, problem: Problem) -> str:
+        """The text the policy continues to write a solution."""
+        ...
+
+    def extract(self, text: str) -> str | None:
+        """The final answer written in a solution, or None when there is none."""
+        ...
+
+    def grade(self, problem: Problem, text: str) -> bool:
+        """Whether a solution's final answer equals the problem's reference answer."""
+        ...
+
+
+TaskFactory = Callable[..., Task]
+_TASKS: dict[str, TaskFactory] = {}
+
+
+def register_task(name: str) -> Callable[[TaskFactory], TaskFactory]:
+    def add(factory: TaskFactory) -> TaskFactory:
+        _TASKS[name] = factory
+        return factory
+
+    return add
+
+
+def task_names() -> list[str]:
+    _load_builtin_tasks()
+    return sorted(_TASKS)
+
+
+def get_task(spec: str, **options) -> Task:
+    """Build a task from its name: `arith`, `gsm8k`, `math500`, `jsonl:PATH`, `hf:NAME`.
+
+    Options are passed to the task's factory (a path, a field mapping, difficulty knobs).
+    """
+    _load_builtin_tasks()
+    name, _, arg = spec.partition(":")
+    if name not in _TASKS:
+        raise UserError(f"unknown task '{spec}'; known: {', '.join(sorted(_TASKS))}")
+    if arg:
+        options = {"source": arg, **options}
+    return _TASKS[name](**options)
+
+
+def _load_builtin_tasks() -> None:
+    # Imported for their registration side effect; kept lazy so `ias --help` stays fast.
+    import ias.tasks.arith  # noqa: F401
+    import ias.tasks.files  # noqa: F401
