@@ -1,0 +1,214 @@
+"""The transformers policy backend: batched sampling with our own loop over the KV cache.
+
+`generate` spends most of its time growing a dynamic cache and cannot give every row its
+own random stream. This loop prefills each distinct prompt once, fans the cache out to
+its `n` samples, drops finished rows as it goes, and draws every token from a
+counter-based stream keyed by (row seed, position), so a sample is the same whatever
+batch it lands in.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ias.errors import UserError
+from ias.models import resolve_model
+from ias.policy.base import SamplingParams, mix64, register_policy, uniforms
+from ias.types import Sample
+
+
+@dataclass
+class _Row:
+    prompt: int  # index into the prompt list
+    sample: int  # j in 0..n-1
+    seed: np.uint64
+    ids: list[int]
+    text: str = ""
+    logprobs: list[float] | None = None
+    finish: str | None = None
+
+
+@register_policy("hf")
+class HFPolicy:
+    """A causal LM from transformers, sampled in batches of `batch_size` rows."""
+
+    def __init__(
+        self,
+        model: str,
+        device: str = "cpu",
+        dtype: str = "float32",
+        batch_size: int = 256,
+        max_model_len: int | None = None,
+    ):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        path = resolve_model(model)
+        self.name = model
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
+        self.model.to(device).eval()
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        self.max_model_len = max_model_len or int(
+            getattr(self.model.config, "max_position_embeddings", 1 << 30)
+        )
+        self.eos_ids = _eos_ids(self.tokenizer, self.model)
+        # transformers 5 renamed the cache argument; older versions only know the old name.
+        forward_args = inspect.signature(self.model.forward).parameters
+        self._cache_arg = "cache" if "cache" in forward_args else "past_key_values"
+        self.pad_id = self.tokenizer.pad_token_id
+        if self.pad_id is None:
+            self.pad_id = min(self.eos_ids) if self.eos_ids else 0
+        config = self.model.generation_config
+        self.defaults = SamplingParams(
+            temperature=1.0 if config.temperature is None else float(config.temperature),
+            top_p=1.0 if config.top_p is None else float(config.top_p),
+            max_tokens=min(256, self.max_model_len),
+        )
+        vocab = self.tokenizer.convert_ids_to_tokens(list(range(len(self.tokenizer))))
+        self._pieces = [self.tokenizer.convert_tokens_to_string([t]) if t else "" for t in vocab]
+
+    def encode(self, prompts: Sequence[str]) -> list[list[int]]:
+        return self.tokenizer(list(prompts))["input_ids"]
+
+    def sample(
+        self, prompts: Sequence[str], n: int, params: SamplingParams, seeds: Sequence[int]
+    ) -> list[list[Sample]]:
+        if len(seeds) != len(prompts):
+            raise ValueError("one seed per prompt is required")
+        encoded = self.encode(prompts)
+        for i, ids in enumerate(encoded):
+            if len(ids) >= self.max_model_len:
+                raise UserError(
+                    f"prompt {i} has {len(ids)} tokens, more than the model's "
+                    f"{self.max_model_len - 1} usable positions; shorten it or use a longer-context model"
+                )
+        rows = [
+            _Row(i, j, mix64(int(seeds[i]), j), [], logprobs=[] if params.logprobs else None)
+            for i in range(len(prompts))
+            for j in range(n)
+        ]
+        # Long prompts together: less padding. The order does not change any sample.
+        rows.sort(key=lambda r: (-len(encoded[r.prompt]), r.prompt, r.sample))
+        for start in range(0, len(rows), self.batch_size):
+            self._generate(rows[start : start + self.batch_size], encoded, params)
+        out: list[list[Sample]] = [[None] * n for _ in prompts]  # type: ignore[list-item]
+        for r in rows:
+            out[r.prompt][r.sample] = self._to_sample(r, len(encoded[r.prompt]), params)
+        return out
+
+    def _to_sample(self, row: _Row, prompt_tokens: int, params: SamplingParams) -> Sample:
+        text = self.tokenizer.decode(row.ids, skip_special_tokens=True)
+        stop_hit = None
+        if row.finish == "stop":
+            cut, stop_hit = _first_stop(text, params.stop)
+            text = text[:cut]
+        return Sample(
+            text=text,
+            prompt_tokens=prompt_tokens,
+            generated_tokens=len(row.ids),
+            finish_reason=row.finish or "length",
+            logprobs=row.logprobs,
+            stop=stop_hit,
+        )
+
+    @torch.inference_mode()
+    def _generate(self, rows: list[_Row], encoded: list[list[int]], params: SamplingParams) -> None:
+        from transformers import DynamicCache
+
+        prompts = sorted({r.prompt for r in rows})
+        slot = {p: k for k, p in enumerate(prompts)}
+        width = max(len(encoded[p]) for p in prompts)
+        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for k, p in enumerate(prompts):
+            ids[k, width - len(encoded[p]) :] = torch.tensor(encoded[p])
+            mask[k, width - len(encoded[p]) :] = 1
+        cache = DynamicCache()
+        logits = self._forward(ids, mask, (mask.cumsum(-1) - 1).clamp(min=0), cache)
+        fan_out = torch.tensor([slot[r.prompt] for r in rows])
+        cache.batch_select_indices(fan_out.to(self.device))
+        logits, mask = logits[fan_out], mask[fan_out]
+        positions = mask.sum(-1, keepdim=True)
+        limits = [min(params.max_tokens, self.max_model_len - len(encoded[r.prompt])) for r in rows]
+        active = list(range(len(rows)))
+        longest_stop = max((len(s) for s in params.stop), default=0)
+        for step in range(max(limits)):
+            tokens, logprobs = self._pick(logits, np.array([rows[a].seed for a in active]), step, params)
+            keep = []
+            for k, a in enumerate(active):
+                row, token = rows[a], int(tokens[k])
+                row.ids.append(token)
+                if row.logprobs is not None:
+                    row.logprobs.append(float(logprobs[k]))
+                if token in self.eos_ids:
+                    row.finish = "eos"
+                    continue
+                row.text += self._pieces[token]
+                if longest_stop and any(s in row.text[-(longest_stop + len(self._pieces[token])) :] for s in params.stop):
+                    row.finish = "stop"
+                elif len(row.ids) >= limits[a]:
+                    row.finish = "length"
+                else:
+                    keep.append(k)
+            if not keep:
+                return
+            if len(keep) < len(active):
+                index = torch.tensor(keep)
+                cache.batch_select_indices(index.to(self.device))
+                tokens, mask, positions = tokens[index], mask[index], positions[index]
+                active = [active[k] for k in keep]
+            mask = torch.cat([mask, torch.ones((len(active), 1), dtype=torch.long)], dim=1)
+            logits = self._forward(tokens[:, None], mask, positions, cache)
+            positions = positions + 1
+
+    def _forward(self, ids, mask, positions, cache) -> torch.Tensor:
+        out = self.model(
+            input_ids=ids.to(self.device),
+            attention_mask=mask.to(self.device),
+            position_ids=positions.to(self.device),
+            use_cache=True,
+            **{self._cache_arg: cache},
+            logits_to_keep=1,
+        )
+        return out.logits[:, -1, :].float().cpu()
+
+    @staticmethod
+    def _pick(logits: torch.Tensor, seeds: np.ndarray, step: int, params: SamplingParams):
+        """Sample one token per row by inverse CDF on that row's own uniform."""
+        logp = torch.log_softmax(logits, dim=-1)
+        if params.temperature == 0:
+            tokens = logits.argmax(-1)
+        else:
+            probs = torch.softmax(logits / params.temperature, dim=-1)
+            order = None
+            if params.top_p < 1:
+                probs, order = probs.sort(dim=-1, descending=True)
+                before = probs.cumsum(-1) - probs
+                probs = probs.masked_fill(before >= params.top_p, 0.0)
+            cdf = probs.double().cumsum(-1)
+            u = torch.from_numpy(uniforms(seeds, step)) * cdf[:, -1]
+            tokens = (cdf <= u[:, None]).sum(-1).clamp(max=logits.shape[-1] - 1)
+            if order is not None:
+                tokens = order.gather(1, tokens[:, None])[:, 0]
+        return tokens, logp.gather(1, tokens[:, None])[:, 0]
+
+
+def _first_stop(text: str, stops: Sequence[str]) -> tuple[int, str | None]:
+    hits = [(text.find(s), s) for s in stops if s in text]
+    return min(hits) if hits else (len(text), None)
+
+
+def _eos_ids(tokenizer, model) -> set[int]:
+    ids = set()
+    if tokenizer.eos_token_id is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if eos is not None:
+        ids.update([eos] if isinstance(eos, int) else eos)
+    return ids
