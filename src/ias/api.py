@@ -1,0 +1,84 @@
+"""The Python API: what each CLI command does, as a function."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from ias.errors import UserError
+from ias.policy.base import SamplingParams, load_policy
+from ias.prm.base import load_prm
+from ias.runner import run_dataset
+from ias.scaling.bon import BestOfN
+from ias.tasks.base import get_task
+
+STRATEGIES = {"bon": BestOfN}
+
+
+def solve(
+    task: str = "arith",
+    split: str = "test",
+    policy: str = "arith-weak",
+    prm: str | None = "arith-prm",
+    strategy: str = "bon",
+    n: int = 16,
+    out: str | Path = "runs/solve",
+    limit: int | None = None,
+    seed: int = 0,
+    aggregation: str = "last",
+    selection: str = "best",
+    temperature: float | None = None,
+    top_p: float | None = None,
+    max_tokens: int | None = None,
+    path: str | None = None,
+    prm_format: str | None = None,
+    batch_problems: int = 32,
+    progress: bool = True,
+) -> dict:
+    """Run a strategy over a task split; records and `summary.json` go to `out` (resumable).
+
+    >>> summary = ias.solve(task="arith", policy="arith-weak", prm="arith-prm", n=16, out="runs/x")
+    >>> summary["accuracy"], summary["usage"]["generated_tokens"]
+    """
+    if strategy not in STRATEGIES:
+        raise UserError(f"unknown strategy '{strategy}'; known: {', '.join(STRATEGIES)}")
+    if n < 1:
+        raise UserError(f"--n must be >= 1, got {n}")
+    if limit is not None and limit < 1:
+        raise UserError(f"--limit must be >= 1, got {limit}")
+    if selection != "majority" and prm is None:
+        raise UserError(f"selection '{selection}' needs a PRM; pass --prm or use --selection majority")
+    the_task = get_task(task, **({"path": path} if path else {}))
+    problems = the_task.problems(split, limit)
+    if not problems:
+        raise UserError(f"task '{task}' split '{split}' has no problems")
+    the_policy = _policy(policy)
+    the_prm = _prm(prm, prm_format) if prm else None
+    params = sampling_params(the_policy, temperature, top_p, max_tokens)
+    chosen = STRATEGIES[strategy](n=n, aggregation=aggregation, selection=selection)
+    config = {"task": task, "split": split, "policy": policy, "prm": prm, "limit": limit}
+    return run_dataset(
+        chosen, problems, the_task, the_policy, the_prm, params, seed, Path(out), config,
+        batch_problems=batch_problems, progress=progress,
+    )
+
+
+@lru_cache(maxsize=2)
+def _policy(model: str):
+    """Loaded once per process: repeated `solve` calls on one model reuse it."""
+    return load_policy(model)
+
+
+@lru_cache(maxsize=2)
+def _prm(model: str, prm_format: str | None):
+    return load_prm(model, prm_format=prm_format)
+
+
+def sampling_params(policy, temperature=None, top_p=None, max_tokens=None) -> SamplingParams:
+    """The policy's shipped defaults (generation_config.json), overridden where given."""
+    base = policy.defaults
+    return SamplingParams(
+        temperature=base.temperature if temperature is None else temperature,
+        top_p=base.top_p if top_p is None else top_p,
+        max_tokens=base.max_tokens if max_tokens is None else max_tokens,
+    )

@@ -1,0 +1,144 @@
+"""The `ias` command: thin subcommands over the library; user mistakes exit 2 with one line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ias.errors import UserError
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
+
+
+def _dataset_args(p: argparse.ArgumentParser, out_default: str) -> None:
+    """Options every command that runs over a dataset shares."""
+    p.add_argument("--task", default="arith", help="arith, gsm8k, math500, jsonl:PATH or hf:NAME")
+    p.add_argument("--split", default="test", help="split of the task (arith: test, calib, train, seed:N)")
+    p.add_argument("--path", help="data file for file-backed tasks (default: shared/data or IAS_DATA_DIR)")
+    p.add_argument("--limit", type=_positive_int, help="only the split's first N problems")
+    p.add_argument("--seed", type=int, default=0, help="run seed; same seed, same records")
+    p.add_argument("--out", default=out_default, help="output folder; an existing one is resumed")
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--policy", default="arith-weak", help="zoo name or local HF model folder")
+    p.add_argument("--prm", default="arith-prm", help="zoo name or local PRM folder; 'none' for no PRM")
+    p.add_argument("--prm-format", help="PRM reading format when the folder has no ias_prm.json")
+    p.add_argument("--temperature", type=float, help="sampling temperature (default: the policy's own)")
+    p.add_argument("--top-p", type=float, help="nucleus sampling threshold (default: the policy's own)")
+    p.add_argument("--max-tokens", type=_positive_int, help="most tokens per sample")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ias", description="Instance-adaptive test-time scaling with calibrated process reward models."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="run the built-in demo on the shipped zoo models (no downloads)")
+    demo.add_argument("--out", default="ias-demo", help="output folder")
+    demo.add_argument("--limit", type=_positive_int, default=100, help="test problems to solve")
+    demo.add_argument("--n", type=_positive_int, default=16, help="samples per problem")
+    demo.add_argument("--seed", type=int, default=0)
+
+    solve = sub.add_parser("solve", help="run a strategy over a task split and summarise it")
+    _dataset_args(solve, "runs/solve")
+    _model_args(solve)
+    solve.add_argument("--strategy", default="bon", help="bon (fixed-budget Best-of-N)")
+    solve.add_argument("--n", type=_positive_int, default=16, help="samples per problem")
+    solve.add_argument("--aggregation", default="last", choices=["last", "min", "prod", "mean"],
+                       help="how step scores make a solution score")
+    solve.add_argument("--selection", default="best", choices=["best", "majority", "weighted"],
+                       help="how the answer is chosen")
+    solve.add_argument("--batch-problems", type=_positive_int, default=32, help="problems per batched call")
+
+    data = sub.add_parser("data", help="inspect task data")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    check = data_sub.add_parser("check", help="grade every reference solution against its answer")
+    check.add_argument("--task", required=True, help="arith, gsm8k, math500, jsonl:PATH or hf:NAME")
+    check.add_argument("--path", help="data file (default: shared/data or IAS_DATA_DIR)")
+    check.add_argument("--split", default="test")
+
+    zoo = sub.add_parser("zoo", help="the built-in tiny models")
+    zoo_sub = zoo.add_subparsers(dest="zoo_command", required=True)
+    train = zoo_sub.add_parser("train", help="train a zoo model from its recipe")
+    train.add_argument("name", help="arith-weak, arith-strong or arith-prm")
+    train.add_argument("--out", help="folder to save to (default: a fresh folder under runs/zoo)")
+    train.add_argument("--policy", help="for arith-prm: the policy folder whose rollouts label it")
+    train.add_argument("--no-eval", action="store_true", help="skip the figures after training")
+    info = zoo_sub.add_parser("info", help="sizes, seeds and measured figures of the zoo models")
+    info.add_argument("--json", action="store_true", help="print JSON")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except UserError as err:
+        print(f"ias: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ias: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "demo":
+        from ias.demo import run_demo
+
+        run_demo(out=Path(args.out), limit=args.limit, n=args.n, seed=args.seed)
+        return 0
+    if args.command == "solve":
+        from ias.api import solve
+        from ias.report import print_summary
+
+        summary = solve(
+            task=args.task, split=args.split, policy=args.policy,
+            prm=None if args.prm == "none" else args.prm, strategy=args.strategy, n=args.n,
+            out=args.out, limit=args.limit, seed=args.seed, aggregation=args.aggregation,
+            selection=args.selection, temperature=args.temperature, top_p=args.top_p,
+            max_tokens=args.max_tokens, path=args.path, prm_format=args.prm_format,
+            batch_problems=args.batch_problems,
+        )
+        print_summary(summary)
+        print(f"records: {Path(args.out) / 'records.jsonl'}  summary: {Path(args.out) / 'summary.json'}")
+        return 0
+    if args.command == "data":
+        from ias.tasks.base import get_task
+        from ias.tasks.check import data_check
+
+        task = get_task(args.task, **({"path": args.path} if args.path else {}))
+        print(json.dumps(data_check(task, args.split)))
+        return 0
+    if args.command == "zoo":
+        from ias.zoo import info, train
+
+        if args.zoo_command == "train":
+            result = train(args.name, out=Path(args.out) if args.out else None, policy=args.policy,
+                           evaluate=not args.no_eval)
+            print(json.dumps(result))
+            return 0
+        data = info()
+        if args.json:
+            print(json.dumps(data))
+        else:
+            from ias.report import print_zoo
+
+            print_zoo(data)
+        return 0
+    raise AssertionError(args.command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""Runs a strategy over a dataset in batches of problems, resumably, and summarises it.
+
+The output folder holds `config.json` (what was asked), `records.jsonl` (one record per
+finished problem, appended batch by batch) and `summary.json`. Rerunning into the same
+folder skips finished problems; a folder holding a different run is refused.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Protocol, Sequence
+
+from tqdm import tqdm
+
+from ias.errors import UserError
+from ias.metrics import bootstrap_ci
+from ias.policy.base import Policy, SamplingParams
+from ias.prm.base import PRM
+from ias.records import RecordWriter, read_records, write_json
+from ias.tasks.base import Task
+from ias.types import Problem
+
+
+class Strategy(Protocol):
+    name: str
+
+    def config(self) -> dict: ...
+
+    def run(
+        self,
+        problems: Sequence[Problem],
+        task: Task,
+        policy: Policy,
+        prm: PRM | None,
+        params: SamplingParams,
+        seed: int,
+    ) -> list[dict]: ...
+
+
+def run_dataset(
+    strategy: Strategy,
+    problems: Sequence[Problem],
+    task: Task,
+    policy: Policy,
+    prm: PRM | None,
+    params: SamplingParams,
+    seed: int,
+    out: Path,
+    config: dict,
+    batch_problems: int = 32,
+    progress: bool = True,
+) -> dict:
+    """Solve every problem not yet in `out/records.jsonl`, then write and return the summary."""
+    out = Path(out)
+    config = {**config, **strategy.config(), "seed": seed, "sampling": vars(params) | {"stop": list(params.stop)}}
+    _check_config(out / "config.json", config)
+    records_path = out / "records.jsonl"
+    done = {r["id"] for r in read_records(records_path)}
+    todo = [p for p in problems if p.id not in done]
+    started = time.time()
+    with RecordWriter(records_path) as writer, tqdm(
+        total=len(problems), initial=len(problems) - len(todo), desc=strategy.name, unit="problem",
+        disable=not progress, dynamic_ncols=True,
+    ) as bar:
+        for start in range(0, len(todo), batch_problems):
+            batch = todo[start : start + batch_problems]
+            writer.write(strategy.run(batch, task, policy, prm, params, seed))
+            bar.update(len(batch))
+    wanted = {p.id for p in problems}
+    records = [r for r in read_records(records_path) if r["id"] in wanted]
+    summary = summarize(records, config, time.time() - started)
+    write_json(out / "summary.json", summary)
+    return summary
+
+
+def summarize(records: list[dict], config: dict, wall_s: float) -> dict:
+    """Accuracy with a 95% bootstrap interval, accuracy of every selection rule, usage totals."""
+    n = len(records)
+    correct = [float(r["correct"]) for r in records]
+    usage_keys = ("prompt_tokens", "generated_tokens", "prm_tokens", "samples")
+    usage = {k: sum(r["usage"][k] for r in records) for k in usage_keys}
+    selections = sorted({how for r in records for how in r.get("choices", {})})
+    return {
+        "strategy": config.get("strategy"),
+        "task": config.get("task"),
+        "split": config.get("split"),
+        "policy": config.get("policy"),
+        "prm": config.get("prm"),
+        "n_problems": n,
+        "accuracy": round(sum(correct) / n, 4) if n else None,
+        "ci95": bootstrap_ci(correct) if n else None,
+        "by_selection": {
+            how: round(sum(r["choices"][how]["correct"] for r in records) / n, 4) for how in selections
+        },
+        "usage": usage,
+        "tokens_per_problem": round(usage["generated_tokens"] / n, 1) if n else None,
+        "wall_s_this_run": round(wall_s, 2),
+        "config": config,
+    }
+
+
+def _check_config(path: Path, config: dict) -> None:
+    import json
+
+    if path.exists():
+        saved = json.loads(path.read_text())
+        # Only the settings that change records matter; `limit` may grow between runs.
+        differs = {k for k in set(saved) | set(config) if k != "limit" and saved.get(k) != config.get(k)}
+        if differs:
+            raise UserError(
+                f"{path.parent} holds a run with other settings ({', '.join(sorted(differs))}); "
+                "use another --out or remove it"
+            )
+    write_json(path, config)
