@@ -1,0 +1,81 @@
+"""The `ias` command as a user meets it: real subprocesses, one-line errors, exit codes."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def ias(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "ias.cli", *args], capture_output=True, text=True, **kw)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["solve", "--task", "nope"], "unknown task 'nope'"),
+        (["solve", "--task", "gsm8k", "--path", "/no/such/file.jsonl"], "not found"),
+        (["solve", "--n", "zero"], "expected a whole number"),
+        (["solve", "--limit", "-3"], "expected a number >= 1"),
+        (["solve", "--policy", "no-such-model", "--limit", "1"], "unknown model 'no-such-model'"),
+        (["zoo", "train", "arith-huge"], "unknown zoo model"),
+        (["solve", "--split", "dev", "--limit", "1"], "no split 'dev'"),
+    ],
+)
+def test_user_mistakes_exit_2_with_one_line(args, message, tmp_path):
+    result = ias(*args, "--out", str(tmp_path / "o")) if args[0] == "solve" else ias(*args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len([line for line in result.stderr.splitlines() if line.startswith("ias")]) >= 1
+
+
+def test_every_subcommand_has_help():
+    for args in (["--help"], ["demo", "--help"], ["solve", "--help"], ["data", "check", "--help"],
+                 ["zoo", "train", "--help"], ["zoo", "info", "--help"]):
+        result = ias(*args)
+        assert result.returncode == 0 and "usage: ias" in result.stdout
+
+
+def test_data_check_on_shared_gsm8k():
+    result = ias("data", "check", "--task", "gsm8k")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["rows"] == 1319 and report["agree"] == 1319
+
+
+def test_data_check_on_arith():
+    report = json.loads(ias("data", "check", "--task", "arith").stdout)
+    assert report["rows"] == report["agree"] == 500
+
+
+def test_zoo_info_reports_the_shipped_models():
+    result = ias("zoo", "info", "--json")
+    assert result.returncode == 0, result.stderr
+    models = {m["name"]: m for m in json.loads(result.stdout)["models"]}
+    assert set(models) == {"arith-weak", "arith-strong", "arith-prm"}
+    for name in ("arith-weak", "arith-strong"):
+        hist = models[name]["success_hist"]
+        assert hist["edges"] == [round(0.1 * i, 4) for i in range(11)]
+        assert sum(hist["counts"]) == 500 and len(hist["counts"]) == 10
+        assert models[name]["params"] > 0 and isinstance(models[name]["seed"], int)
+    weak = models["arith-prm"]["figures"]["arith-weak"]
+    assert weak["final_step_auroc"] >= 0.9
+    assert weak["bon@16_accuracy"] >= weak["majority@16_accuracy"]
+    assert ias("zoo", "info").returncode == 0
+
+
+def test_solve_prints_a_table_and_writes_files(tmp_path):
+    result = ias("solve", "--limit", "4", "--n", "4", "--out", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr
+    assert "accuracy" in result.stdout and "best" in result.stdout and "majority" in result.stdout
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["n_problems"] == 4 and summary["usage"]["samples"] == 16
+
+
+def test_demo_runs_small(tmp_path):
+    result = ias("demo", "--limit", "4", "--n", "4", "--out", str(tmp_path / "demo"))
+    assert result.returncode == 0, result.stderr
+    assert "majority vote@4" in result.stdout and "single sample" in result.stdout
+    assert (tmp_path / "demo" / "bon" / "summary.json").exists()
