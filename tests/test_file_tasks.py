@@ -1,8 +1,9 @@
 """File-backed tasks on the real shared data and on small files written here."""
 
-import importlib.util
 import json
 from pathlib import Path
+
+import sys
 
 import pytest
 
@@ -13,7 +14,6 @@ from ias.tasks.check import data_check
 from ias.tasks.files import DATA_DIR_ENV, GSM8K_PROMPT, find_data_file
 from ias.types import split_steps
 
-HAS_DATASETS = importlib.util.find_spec("datasets") is not None
 
 
 def write_jsonl(path: Path, rows) -> Path:
@@ -203,13 +203,13 @@ def test_prompt_template_is_plain_text():
 # --- hf:NAME -----------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(HAS_DATASETS, reason="datasets is installed")
-def test_hf_without_datasets_names_the_extra():
+def test_hf_without_datasets_names_the_extra(monkeypatch):
+    # Make `import datasets` fail as it does where the extra is not installed.
+    monkeypatch.setitem(sys.modules, "datasets", None)
     with pytest.raises(MissingExtraError, match=r"ias\[hf\]"):
         get_task("hf:openai/gsm8k", config="main")
 
 
-@pytest.mark.skipif(not HAS_DATASETS, reason="needs the hf extra")
 def test_hf_loads_a_local_json_dataset(tmp_path):
     file = write_jsonl(tmp_path / "h.jsonl", [{"question": "1+1?", "answer": "so\n#### 2"}])
     task = get_task(
