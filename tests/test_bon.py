@@ -35,7 +35,7 @@ def test_records_and_summary_are_consistent(tmp_path):
             assert len(s["step_scores"]) == max(1, len([x for x in s["text"].split("\n\n") if x.strip()]))
             assert all(0.0 <= x <= 1.0 for x in s["step_scores"])
             assert s["score"] == s["step_scores"][-1]  # aggregation "last"
-        best = max(range(4), key=lambda j: (r["samples"][j]["score"], -j))
+        best = max(range(4), key=lambda j: (r["samples"][j]["answer"] is not None, r["samples"][j]["score"], -j))
         assert r["choices"]["best"]["index"] == best
         assert r["correct"] == r["samples"][best]["correct"]
         assert r["usage"]["generated_tokens"] == sum(s["generated_tokens"] for s in r["samples"])

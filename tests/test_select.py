@@ -24,7 +24,8 @@ def test_aggregations():
 def test_best_majority_weighted_disagree_when_they_should():
     answers = ["7", "7", "8", None]
     scores = [0.2, 0.3, 0.9, 0.95]
-    assert select(answers, scores, "best") == 3
+    assert select(answers, scores, "best") == 2  # the unanswered sample scores higher but cannot be right
+    assert select([None, None], [0.1, 0.9], "best") == 1
     assert select(answers, scores, "majority") == 0
     # weighted: "7" sums to 0.5, "8" to 0.9; the unanswered sample casts no vote
     assert select(answers, scores, "weighted") == 2

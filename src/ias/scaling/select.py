@@ -40,15 +40,15 @@ def select(answers: Sequence[str | None], scores: Sequence[float], how: str) -> 
     """The index of the chosen sample, or None when there are no samples.
 
     best: highest score (first on ties). majority: most frequent answer, ties to the one
-    seen first. weighted: answer with the largest sum of scores. Samples without an
-    answer never win a vote while some sample has one.
+    seen first. weighted: answer with the largest sum of scores. A sample without an
+    answer cannot be right, so under every rule it wins only if no sample has one.
     """
     if how not in SELECTIONS:
         raise UserError(f"unknown selection '{how}'; known: {', '.join(SELECTIONS)}")
     if not answers:
         return None
     if how == "best":
-        return max(range(len(scores)), key=lambda i: (scores[i], -i))
+        return max(range(len(scores)), key=lambda i: (answers[i] is not None, scores[i], -i))
     weight: dict[str, float] = defaultdict(float)
     first: dict[str, int] = {}
     for i, answer in enumerate(answers):
