@@ -30,12 +30,14 @@ def solve(
     temperature: float | None = None,
     top_p: float | None = None,
     max_tokens: int | None = None,
-    path: str | None = None,
+    task_options: dict | None = None,
     prm_format: str | None = None,
     batch_problems: int = 32,
     progress: bool = True,
 ) -> dict:
     """Run a strategy over a task split; records and `summary.json` go to `out` (resumable).
+
+    `task_options` go to the task (a data `path`, a jsonl field mapping, arith knobs).
 
     >>> summary = ias.solve(task="arith", policy="arith-weak", prm="arith-prm", n=16, out="runs/x")
     >>> summary["accuracy"], summary["usage"]["generated_tokens"]
@@ -48,7 +50,7 @@ def solve(
         raise UserError(f"--limit must be >= 1, got {limit}")
     if selection != "majority" and prm is None:
         raise UserError(f"selection '{selection}' needs a PRM; pass --prm or use --selection majority")
-    the_task = get_task(task, **({"path": path} if path else {}))
+    the_task = get_task(task, **(task_options or {}))
     problems = the_task.problems(split, limit)
     if not problems:
         raise UserError(f"task '{task}' split '{split}' has no problems")
@@ -56,7 +58,8 @@ def solve(
     the_prm = _prm(prm, prm_format) if prm else None
     params = sampling_params(the_policy, temperature, top_p, max_tokens)
     chosen = STRATEGIES[strategy](n=n, aggregation=aggregation, selection=selection)
-    config = {"task": task, "split": split, "policy": policy, "prm": prm, "limit": limit}
+    config = {"task": task, "task_options": task_options or {}, "split": split, "policy": policy,
+              "prm": prm, "limit": limit}
     return run_dataset(
         chosen, problems, the_task, the_policy, the_prm, params, seed, Path(out), config,
         batch_problems=batch_problems, progress=progress,

@@ -20,11 +20,33 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _task_option(text: str) -> tuple[str, object]:
+    """KEY=VALUE; true/false become booleans and whole numbers ints (e.g. digits=3)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got '{text}'")
+    if value.lower() in ("true", "false"):
+        return key, value.lower() == "true"
+    return key, int(value) if value.lstrip("-").isdigit() else value
+
+
+def _task_args(p: argparse.ArgumentParser, default: str | None = "arith") -> None:
+    p.add_argument("--task", default=default, required=default is None,
+                   help="arith, gsm8k, math500, jsonl:PATH or hf:NAME")
+    p.add_argument("--path", help="data file for file-backed tasks (default: shared/data or IAS_DATA_DIR)")
+    p.add_argument("--task-opt", type=_task_option, action="append", default=[], metavar="KEY=VALUE",
+                   help="task option, repeatable: field mapping for jsonl (question_field=problem, "
+                        "solution_field=solution...), difficulty knobs for arith (digits=3, max_ops=2)")
+
+
+def _task_options(args: argparse.Namespace) -> dict:
+    return {**dict(args.task_opt), **({"path": args.path} if args.path else {})}
+
+
 def _dataset_args(p: argparse.ArgumentParser, out_default: str) -> None:
     """Options every command that runs over a dataset shares."""
-    p.add_argument("--task", default="arith", help="arith, gsm8k, math500, jsonl:PATH or hf:NAME")
+    _task_args(p)
     p.add_argument("--split", default="test", help="split of the task (arith: test, calib, train, seed:N)")
-    p.add_argument("--path", help="data file for file-backed tasks (default: shared/data or IAS_DATA_DIR)")
     p.add_argument("--limit", type=_positive_int, help="only the split's first N problems")
     p.add_argument("--seed", type=int, default=0, help="run seed; same seed, same records")
     p.add_argument("--out", default=out_default, help="output folder; an existing one is resumed")
@@ -65,8 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="inspect task data")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     check = data_sub.add_parser("check", help="grade every reference solution against its answer")
-    check.add_argument("--task", required=True, help="arith, gsm8k, math500, jsonl:PATH or hf:NAME")
-    check.add_argument("--path", help="data file (default: shared/data or IAS_DATA_DIR)")
+    _task_args(check, default=None)
     check.add_argument("--split", default="test")
 
     zoo = sub.add_parser("zoo", help="the built-in tiny models")
@@ -108,7 +129,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             prm=None if args.prm == "none" else args.prm, strategy=args.strategy, n=args.n,
             out=args.out, limit=args.limit, seed=args.seed, aggregation=args.aggregation,
             selection=args.selection, temperature=args.temperature, top_p=args.top_p,
-            max_tokens=args.max_tokens, path=args.path, prm_format=args.prm_format,
+            max_tokens=args.max_tokens, task_options=_task_options(args), prm_format=args.prm_format,
             batch_problems=args.batch_problems,
         )
         print_summary(summary)
@@ -118,7 +139,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from ias.tasks.base import get_task
         from ias.tasks.check import data_check
 
-        task = get_task(args.task, **({"path": args.path} if args.path else {}))
+        task = get_task(args.task, **_task_options(args))
         print(json.dumps(data_check(task, args.split)))
         return 0
     if args.command == "zoo":
