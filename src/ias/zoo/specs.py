@@ -37,6 +37,7 @@ class PRMSpec:
     steps: int
     batch: int
     lr: float
+    bucket: int = 4  # batches sorted by length together
     kind: str = "prm"
 
     def to_dict(self) -> dict:
@@ -51,6 +52,6 @@ SPECS: dict[str, PolicySpec | PRMSpec] = {
         name="arith-strong", seed=12, hidden=128, layers=4, heads=4, steps=2500, batch=64, lr=2e-3, temperature=1.0, bucket=4
     ),
     "arith-prm": PRMSpec(
-        name="arith-prm", seed=13, policy="arith-strong", problems=3000, n_traj=2, n_mc=4, steps=2000, batch=64, lr=1e-3
+        name="arith-prm", seed=13, policy="arith-strong", problems=2000, n_traj=2, n_mc=4, steps=2000, batch=64, lr=1e-3
     ),
 }

@@ -1,9 +1,10 @@
 """Training the zoo PRM: Monte-Carlo labels from the strong policy, plus planted errors.
 
 Labels from rollouts alone teach a PRM how hard a problem is, not whether a step is right
-(`6-3=4` and `6-3=3` look alike to it). So every labelled trajectory also yields copies
+(`6-3=4` and `6-3=3` look alike to it). So every labelled trajectory also yields a copy
 with one planted mistake (a wrong result or a miscopied number), continued consistently
-from the mistake and labelled by where that leads: almost always 0. The PRM starts from
+from the mistake and labelled by where that leads (almost always 0), and half of them a
+copy that breaks off in a malformed step (labelled 0), so garbage never scores high. The PRM starts from
 the strong policy's weights (the way real PRMs start from an LLM), so it already reads
 arithmetic and learns to judge it.
 """
@@ -26,7 +27,7 @@ from ias.prm.format import FORMATS, prm_input
 from ias.tasks.arith import make_arith, solve_steps
 from ias.zoo.specs import PRMSpec
 from ias.zoo.tokenizer import save_tokenizer
-from ias.zoo.train_policy import lr_at
+from ias.zoo.train_policy import length_bucketed, lr_at
 
 STEP_RE = re.compile(r"^(\d+)([-+*])(\d+)=(\d+)(?: so ([\d+*-]+))?$")
 
@@ -68,6 +69,22 @@ def plant_error(steps: list[str], rng: random.Random) -> tuple[list[str], int] |
     return steps[:k] + [f"{head} so {rest}"] + tail, k
 
 
+JUNK = "0123456789+-*= so{}\\\n."
+
+
+def garble(steps: list[str], rng: random.Random) -> tuple[list[str], int] | None:
+    """A copy of a solution that breaks off in a malformed step (as weak samples do)."""
+    if not steps:
+        return None
+    k = rng.randrange(len(steps))
+    cut = rng.randrange(len(steps[k]))
+    junk = "".join(rng.choice(JUNK) for _ in range(rng.randint(1, 4)))
+    broken = (steps[k][:cut] + junk).replace("\n\n", "\n").strip()
+    if not broken or broken == steps[k]:
+        return None
+    return steps[:k] + [broken], k
+
+
 def build_examples(trajectories, targets, task, rng: random.Random) -> list[tuple[str, list[str], list[float]]]:
     """(question, steps, label per tag) examples; label -1 marks a tag without a target."""
     by_prefix = {(t.problem_id, t.traj, t.t): t.p for t in targets}
@@ -85,6 +102,10 @@ def build_examples(trajectories, targets, task, rng: random.Random) -> list[tupl
             steps, k = planted
             outcome = float(task.grade(tr.problem, steps[-1]))
             examples.append((tr.problem.question, steps, labels[:k] + [outcome] * (len(steps) - k)))
+        broken = garble(tr.steps, rng) if rng.random() < 0.5 else None
+        if broken is not None:
+            steps, k = broken
+            examples.append((tr.problem.question, steps, labels[:k] + [0.0]))
     questions = {tr.problem.id: tr.problem.question for tr in trajectories}
     for pid, values in t0.items():
         examples.append((questions[pid], [], [sum(values) / len(values)]))
@@ -128,10 +149,11 @@ def train_prm(spec: PRMSpec, out: Path, policy_path: str | None = None, progress
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=0.01)
     bar = tqdm(range(spec.steps), desc=f"train {spec.name}", disable=not progress, mininterval=2)
+    batches = length_bucketed(encoded, spec.batch, rng, lambda item: len(item[0][0]), spec.bucket)
     for step in bar:
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, spec.steps, spec.lr)
-        loss = _prm_loss(model, rng.sample(encoded, spec.batch), tokenizer.pad_token_id)
+        loss = _prm_loss(model, next(batches), tokenizer.pad_token_id)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
