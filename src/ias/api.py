@@ -66,6 +66,46 @@ def solve(
     )
 
 
+def rollout(
+    task: str = "arith",
+    split: str = "calib",
+    policy: str = "arith-weak",
+    n_traj: int = 8,
+    n_mc: int = 8,
+    max_prefix: int = 20,
+    out: str | Path = "runs/rollout",
+    limit: int | None = None,
+    seed: int = 0,
+    temperature: float | None = None,
+    top_p: float | None = None,
+    max_tokens: int | None = None,
+    task_options: dict | None = None,
+    batch_problems: int = 16,
+    progress: bool = True,
+) -> dict:
+    """Monte-Carlo calibration targets (SPEC §2) into `out/rollouts.jsonl`, resumable; returns the summary.
+
+    `n_traj` trajectories per problem; every prefix t = 0 .. min(T, max_prefix+1)-1 is continued
+    `n_mc` times with the policy's own sampling settings (overridden where given), and the
+    whole trajectory's correctness is kept as the t = T target.
+
+    >>> summary = ias.rollout(task="arith", split="calib", policy="arith-weak", n_traj=8, n_mc=8, out="runs/r")
+    >>> rows = ias.load_targets("runs/r")  # flat (problem_id, traj, t, steps, question, correct, n, p)
+    """
+    from ias.calibration.rollout import rollout as run_rollout
+
+    if limit is not None and limit < 1:
+        raise UserError(f"--limit must be >= 1, got {limit}")
+    the_task = get_task(task, **(task_options or {}))
+    the_policy = _policy(policy)
+    params = sampling_params(the_policy, temperature, top_p, max_tokens)
+    return run_rollout(
+        the_task, split, the_policy, n_traj, n_mc, max_prefix, Path(out), seed, limit=limit,
+        batch_problems=batch_problems, progress=progress, params=params,
+        config={"task": task, "task_options": task_options or {}, "policy": policy},
+    )
+
+
 @lru_cache(maxsize=2)
 def _policy(model: str):
     """Loaded once per process: repeated `solve` calls on one model reuse it."""

@@ -20,6 +20,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return value
+
+
 def _task_option(text: str) -> tuple[str, object]:
     """KEY=VALUE; true/false become booleans and whole numbers ints (e.g. digits=3)."""
     key, sep, value = text.partition("=")
@@ -84,6 +94,20 @@ def build_parser() -> argparse.ArgumentParser:
                        help="how the answer is chosen")
     solve.add_argument("--batch-problems", type=_positive_int, default=32, help="problems per batched call")
 
+    roll = sub.add_parser("rollout", help="Monte-Carlo success targets of prefixes (calibration data)")
+    _dataset_args(roll, "runs/rollout")
+    roll.set_defaults(split="calib")
+    roll.add_argument("--policy", default="arith-weak", help="zoo name or local HF model folder")
+    roll.add_argument("--temperature", type=float, help="sampling temperature (default: the policy's own)")
+    roll.add_argument("--top-p", type=float, help="nucleus sampling threshold (default: the policy's own)")
+    roll.add_argument("--max-tokens", type=_positive_int, help="most tokens per sample")
+    roll.add_argument("--n-traj", type=_positive_int, default=8, help="trajectories per problem")
+    roll.add_argument("--n-mc", type=_positive_int, default=8, help="continuations per prefix")
+    roll.add_argument("--max-prefix", type=_nonnegative_int, default=20,
+                      help="continue prefixes t = 0 .. max-prefix (t = T is always kept, by correctness)")
+    roll.add_argument("--batch-problems", type=_positive_int, default=16,
+                      help="problems per chunk (two batched policy calls, one synced write)")
+
     data = sub.add_parser("data", help="inspect task data")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     check = data_sub.add_parser("check", help="grade every reference solution against its answer")
@@ -134,6 +158,22 @@ def _dispatch(args: argparse.Namespace) -> int:
         )
         print_summary(summary)
         print(f"records: {Path(args.out) / 'records.jsonl'}  summary: {Path(args.out) / 'summary.json'}")
+        return 0
+    if args.command == "rollout":
+        from ias.api import rollout
+
+        summary = rollout(
+            task=args.task, split=args.split, policy=args.policy, n_traj=args.n_traj, n_mc=args.n_mc,
+            max_prefix=args.max_prefix, out=args.out, limit=args.limit, seed=args.seed,
+            temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens,
+            task_options=_task_options(args), batch_problems=args.batch_problems,
+        )
+        total = summary["usage"]["total"]
+        print(f"{summary['n_problems']} problems, {summary['n_trajectories']} trajectories, "
+              f"{summary['n_prefix_targets']} prefix targets from {summary['n_rollouts']} rollouts; "
+              f"policy accuracy {summary['trajectory_accuracy']}, mean p~ at t=0 {summary['mean_p_t0']}; "
+              f"{total['generated_tokens']} tokens generated")
+        print(f"rollouts: {Path(args.out) / 'rollouts.jsonl'}  summary: {Path(args.out) / 'summary.json'}")
         return 0
     if args.command == "data":
         from ias.tasks.base import get_task

@@ -27,7 +27,11 @@ class Trajectory:
 
 @dataclass
 class PrefixTarget:
-    """The target for prefix t of a trajectory: `correct` of `n` continuations were right."""
+    """The target for prefix t of a trajectory: `correct` of `n` continuations were right.
+
+    `outcomes` holds each continuation's grade and `usage` what they cost; the t = T
+    target (the trajectory itself) has `final` set and no continuations.
+    """
 
     problem_id: str
     traj: int
@@ -35,6 +39,9 @@ class PrefixTarget:
     steps: list[str]
     correct: int
     n: int
+    outcomes: list[int] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    final: bool = False
 
     @property
     def p(self) -> float:
@@ -89,10 +96,14 @@ def prefix_targets(
     targets = []
     for (tr, t), group in zip(jobs, samples):
         prefix = "".join(step + STEP_DELIMITER for step in tr.steps[:t])
-        correct = sum(task.grade(tr.problem, prefix + s.text) for s in group)
+        outcomes = [int(task.grade(tr.problem, prefix + s.text)) for s in group]
+        spent = Usage()
         for s in group:
-            usage = usage + Usage(s.prompt_tokens, s.generated_tokens, 0, 1)
-        targets.append(PrefixTarget(tr.problem.id, tr.index, t, tr.steps[:t], correct, n_mc))
+            spent = spent + Usage(s.prompt_tokens, s.generated_tokens, 0, 1)
+        usage = usage + spent
+        targets.append(PrefixTarget(tr.problem.id, tr.index, t, tr.steps[:t], sum(outcomes), n_mc, outcomes, spent))
     for tr in trajectories:
-        targets.append(PrefixTarget(tr.problem.id, tr.index, len(tr.steps), tr.steps, int(tr.correct), 1))
+        targets.append(
+            PrefixTarget(tr.problem.id, tr.index, len(tr.steps), tr.steps, int(tr.correct), 1, final=True)
+        )
     return targets, usage

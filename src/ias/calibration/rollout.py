@@ -1,0 +1,205 @@
+"""Monte-Carlo rollouts into a resumable store (SPEC §2): the data every calibrator learns from.
+
+For each chunk of `batch_problems` problems: one batched policy call samples `n_traj`
+trajectories per problem, a second continues every prefix t = 0 .. min(T, max_prefix+1)-1
+of every trajectory `n_mc` times; every continuation is graded and counts (nothing is
+resampled or filtered), and the trajectory's own correctness is kept as the t = T target.
+The chunk's records are then appended in one synced write (see `store.py` for the layout
+and for how a crash inside a chunk is undone).
+
+Every sample's seed derives from (seed, problem id, ...), never from the batch, so a
+resumed run writes exactly the bytes an uninterrupted one writes.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from tqdm import tqdm
+
+from ias.calibration.montecarlo import Trajectory, prefix_targets, sample_trajectories
+from ias.calibration.store import CONFIG, SUMMARY, RolloutStore, chunks, resume_plan, rollout_count
+from ias.errors import UserError
+from ias.policy.base import Policy, SamplingParams
+from ias.records import write_json
+from ias.runner import _check_config
+from ias.tasks.base import Task, get_task
+from ias.types import Problem, Usage
+
+
+def rollout(
+    task: Task | str,
+    split: str,
+    policy: Policy | str,
+    n_traj: int,
+    n_mc: int,
+    max_prefix: int,
+    out: str | Path,
+    seed: int,
+    limit: int | None = None,
+    batch_problems: int = 16,
+    progress: bool = True,
+    *,
+    params: SamplingParams | None = None,
+    config: dict | None = None,
+) -> dict:
+    """Fill `out/rollouts.jsonl` for the split's problems (resuming), then write and return the summary.
+
+    `task` and `policy` are objects or names (`get_task` / `load_policy`); `params` default
+    to the policy's own sampling settings (the success probability is that of the policy
+    *as it samples*). `config` adds or overrides entries of `out/config.json` (the API puts
+    the task spec and its options there). A folder holding rollouts with other settings is
+    refused; `limit` may change between runs.
+    """
+    for name, value, least in (("n_traj", n_traj, 1), ("n_mc", n_mc, 1), ("max_prefix", max_prefix, 0),
+                               ("batch_problems", batch_problems, 1)):
+        if not isinstance(value, int) or value < least:
+            raise UserError(f"{name} must be a whole number >= {least}, got {value!r}")
+    if limit is not None and limit < 1:
+        raise UserError(f"limit must be >= 1, got {limit}")
+    if isinstance(task, str):
+        task = get_task(task)
+    if isinstance(policy, str):
+        from ias.policy.base import load_policy
+
+        policy = load_policy(policy)
+    params = params or policy.defaults
+    problems = task.problems(split, limit)
+    if not problems:
+        raise UserError(f"task '{task.name}' split '{split}' has no problems")
+    if len({p.id for p in problems}) != len(problems):
+        raise UserError(f"task '{task.name}' split '{split}' repeats problem ids; ids must be unique")
+
+    out = Path(out)
+    config = {
+        "kind": "rollout", "task": task.name, "task_options": {}, "split": split,
+        "policy": getattr(policy, "name", type(policy).__name__), "n_traj": n_traj, "n_mc": n_mc,
+        "max_prefix": max_prefix, "seed": seed, "sampling": vars(params) | {"stop": list(params.stop)},
+        "limit": limit, **(config or {}),
+    }
+    _check_config(out / CONFIG, config)
+
+    store = RolloutStore(out)
+    by_id = {p.id: p for p in problems}
+    plan = chunks([p.id for p in problems], batch_problems)
+    stored = store.records()
+    keep, todo = resume_plan(plan, [r["id"] for r in stored])
+    store.keep_first(keep)
+    wanted = set(by_id)
+    done_rollouts = sum(rollout_count(r) for r in stored[:keep] if r["id"] in wanted)
+    del stored
+    done_problems = len(problems) - sum(len(c) for c in todo)
+    upper = n_traj * (1 + (max_prefix + 1) * n_mc)  # rollouts of a problem at most
+
+    started = time.time()
+    with store.writer() as writer, tqdm(
+        total=done_rollouts + (len(problems) - done_problems) * upper, initial=done_rollouts,
+        desc="rollout", unit="rollout", disable=not progress, dynamic_ncols=True,
+    ) as bar:
+        for ids in todo:
+            batch = [by_id[i] for i in ids]
+            records = rollout_chunk(task, policy, batch, n_traj, n_mc, max_prefix, params, seed, bar)
+            writer.write(records)
+            done_problems += len(batch)
+            done_rollouts += sum(rollout_count(r) for r in records)
+            # The rollouts a problem needs depend on its trajectories' lengths: re-estimate.
+            bar.total = done_rollouts + round((len(problems) - done_problems) * done_rollouts / done_problems)
+            bar.refresh()
+
+    records = {r["id"]: r for r in store.records() if r["id"] in wanted}
+    summary = summarize([records[p.id] for p in problems if p.id in records], config, time.time() - started)
+    write_json(out / SUMMARY, summary)
+    return summary
+
+
+def rollout_chunk(
+    task: Task,
+    policy: Policy,
+    problems: Sequence[Problem],
+    n_traj: int,
+    n_mc: int,
+    max_prefix: int,
+    params: SamplingParams,
+    seed: int,
+    bar: Any = None,
+) -> list[dict]:
+    """The records of one chunk: two batched policy calls (trajectories, then continuations)."""
+    trajectories = sample_trajectories(policy, task, problems, n_traj, params, seed)
+    if bar is not None:
+        bar.update(n_traj * len(problems))
+    flat = [tr for group in trajectories for tr in group]
+    targets, _ = prefix_targets(policy, task, flat, n_mc, max_prefix, params, seed)
+    if bar is not None:
+        bar.update(sum(t.n for t in targets if not t.final))
+    per_traj: dict[tuple[str, int], list[dict]] = {}
+    mc_usage: dict[tuple[str, int], Usage] = {}
+    for target in targets:
+        key = (target.problem_id, target.traj)
+        entry = {"t": target.t, "correct": target.correct, "n": target.n, "p": target.p}
+        entry.update({"final": True} if target.final else {"outcomes": target.outcomes})
+        per_traj.setdefault(key, []).append(entry)
+        mc_usage[key] = mc_usage.get(key, Usage()) + target.usage
+    return [_record(problem, group, per_traj, mc_usage) for problem, group in zip(problems, trajectories)]
+
+
+def _record(
+    problem: Problem,
+    group: list[Trajectory],
+    per_traj: dict[tuple[str, int], list[dict]],
+    mc_usage: dict[tuple[str, int], Usage],
+) -> dict:
+    total = Usage()
+    trajectories = []
+    for tr in group:
+        mc = mc_usage.get((problem.id, tr.index), Usage())
+        total = total + tr.usage + mc
+        trajectories.append({
+            "index": tr.index, "text": tr.text, "steps": tr.steps, "correct": bool(tr.correct),
+            "usage": tr.usage.to_dict(), "mc_usage": mc.to_dict(),
+            "targets": sorted(per_traj[(problem.id, tr.index)], key=lambda e: (e["t"], bool(e.get("final")))),
+        })
+    return {
+        "id": problem.id, "question": problem.question, "answer": problem.answer, "meta": problem.meta,
+        "trajectories": trajectories, "usage": total.to_dict(),
+    }
+
+
+def summarize(records: list[dict], config: dict, wall_s: float) -> dict:
+    """Counts, the policy's accuracy, mean targets, usage split into trajectories and continuations."""
+    keys = ("prompt_tokens", "generated_tokens", "prm_tokens", "samples")
+    trajs = [tr for r in records for tr in r["trajectories"]]
+    traj_usage = {k: sum(tr["usage"][k] for tr in trajs) for k in keys}
+    mc_usage = {k: sum(tr["mc_usage"][k] for tr in trajs) for k in keys}
+    mc = [tg for tr in trajs for tg in tr["targets"] if not tg.get("final")]
+    t0 = [tg["p"] for tr in trajs for tg in tr["targets"][:1] if tg["t"] == 0]
+    rollouts = traj_usage["samples"] + mc_usage["samples"]
+    return {
+        "kind": "rollout",
+        "task": config.get("task"),
+        "split": config.get("split"),
+        "policy": config.get("policy"),
+        "n_problems": len(records),
+        "n_trajectories": len(trajs),
+        "n_prefix_targets": len(mc),
+        "n_final_targets": len(trajs),
+        "n_rollouts": rollouts,
+        "trajectory_accuracy": _mean([float(tr["correct"]) for tr in trajs]),
+        "mean_p_t0": _mean(t0),
+        "mean_p_prefix": _mean([tg["p"] for tg in mc]),
+        "mean_steps": _mean([float(len(tr["steps"])) for tr in trajs]),
+        "usage": {
+            "trajectories": traj_usage,
+            "continuations": mc_usage,
+            "total": {k: traj_usage[k] + mc_usage[k] for k in keys},
+        },
+        "wall_s_this_run": round(wall_s, 2),
+        "config": config,
+    }
+
+
+def _mean(values: list[float]) -> float | None:
+    return round(math.fsum(values) / len(values), 4) if values else None
+
