@@ -15,6 +15,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from ias.errors import UserError
 from ias.models import resolve_model
@@ -44,6 +45,7 @@ class HFPolicy:
         dtype: str = "float32",
         batch_size: int = 256,
         max_model_len: int | None = None,
+        progress: bool = False,
     ):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -54,6 +56,7 @@ class HFPolicy:
         self.model.to(device).eval()
         self.device = torch.device(device)
         self.batch_size = batch_size
+        self.progress = progress  # a bar over the samples of calls larger than one batch
         self.max_model_len = max_model_len or int(
             getattr(self.model.config, "max_position_embeddings", 1 << 30)
         )
@@ -95,8 +98,11 @@ class HFPolicy:
         ]
         # Long prompts together: less padding. The order does not change any sample.
         rows.sort(key=lambda r: (-len(encoded[r.prompt]), r.prompt, r.sample))
-        for start in range(0, len(rows), self.batch_size):
-            self._generate(rows[start : start + self.batch_size], encoded, params)
+        quiet = not self.progress or len(rows) <= self.batch_size
+        with tqdm(total=len(rows), desc="sampling", unit="sample", disable=quiet, leave=False) as bar:
+            for start in range(0, len(rows), self.batch_size):
+                self._generate(rows[start : start + self.batch_size], encoded, params)
+                bar.update(min(self.batch_size, len(rows) - start))
         out: list[list[Sample]] = [[None] * n for _ in prompts]  # type: ignore[list-item]
         for r in rows:
             out[r.prompt][r.sample] = self._to_sample(r, len(encoded[r.prompt]), params)

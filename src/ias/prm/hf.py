@@ -8,6 +8,7 @@ from typing import Sequence
 
 import torch
 
+import ias.prm.likelihood  # noqa: F401  (registers the zoo PRM's architecture with transformers)
 from ias.models import resolve_model
 from ias.prm.base import StepScores, register_prm
 from ias.prm.format import load_format, prm_input

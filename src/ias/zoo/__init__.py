@@ -19,7 +19,6 @@ from ias.zoo.specs import SPECS, PolicySpec
 INFO_FILE = "zoo.json"
 EVAL_SEED = 1234
 SPREAD_SAMPLES = 32
-VERIFY_PROBLEMS = 300
 VERIFY_SAMPLES = 16
 
 
@@ -56,13 +55,13 @@ def measure(name: str, folder: Path) -> dict:
     task = make_arith()
     test = task.problems("test")
     if SPECS[name].kind == "policy":
-        return success_spread(HFPolicy(str(folder), batch_size=512), task, test, SPREAD_SAMPLES, EVAL_SEED)
+        return success_spread(HFPolicy(str(folder), batch_size=512, progress=True), task, test, SPREAD_SAMPLES, EVAL_SEED)
     from ias.prm.hf import HFPRM
 
     prm = HFPRM(str(folder))
     return {
         policy: prm_verification(
-            prm, HFPolicy(resolve_model(policy), batch_size=512), task, test[:VERIFY_PROBLEMS], VERIFY_SAMPLES, EVAL_SEED
+            prm, HFPolicy(policy, batch_size=512, progress=True), task, test, VERIFY_SAMPLES, EVAL_SEED
         )
         for policy in ("arith-weak", "arith-strong")
     }

@@ -32,11 +32,13 @@ class PRMSpec:
     seed: int
     policy: str  # whose rollouts give the Monte-Carlo labels (and whose weights start it)
     problems: int  # train problems rolled out for labels
+    verify_problems: int  # further train problems whose reference solutions teach checking
     n_traj: int
     n_mc: int
     steps: int
     batch: int
     lr: float
+    head_lr_scale: float = 10.0  # the fresh head's learning rate over the body's
     bucket: int = 4  # batches sorted by length together
     kind: str = "prm"
 
@@ -52,6 +54,6 @@ SPECS: dict[str, PolicySpec | PRMSpec] = {
         name="arith-strong", seed=12, hidden=128, layers=4, heads=4, steps=2500, batch=64, lr=2e-3, temperature=1.0, bucket=4
     ),
     "arith-prm": PRMSpec(
-        name="arith-prm", seed=13, policy="arith-strong", problems=2000, n_traj=2, n_mc=4, steps=2000, batch=64, lr=1e-3
+        name="arith-prm", seed=13, policy="arith-strong", problems=2000, verify_problems=30000, n_traj=2, n_mc=4, steps=1000, batch=64, lr=2e-4
     ),
 }

@@ -23,8 +23,10 @@ from tqdm import tqdm
 from ias.calibration.montecarlo import prefix_targets, sample_trajectories
 from ias.models import resolve_model
 from ias.policy.hf import HFPolicy
-from ias.prm.format import FORMATS, prm_input
+from ias.prm.format import FORMATS, prm_input, tag_token_id
+from ias.prm.likelihood import from_policy
 from ias.tasks.arith import make_arith, solve_steps
+from ias.types import split_steps
 from ias.zoo.specs import PRMSpec
 from ias.zoo.tokenizer import save_tokenizer
 from ias.zoo.train_policy import length_bucketed, lr_at
@@ -112,18 +114,29 @@ def build_examples(trajectories, targets, task, rng: random.Random) -> list[tupl
     return examples
 
 
-def build_prm_model(policy_path: str):
-    """A 2-class token classifier whose body is the policy's, head initialised to zero."""
-    from transformers import AutoConfig, AutoModelForCausalLM, LlamaForTokenClassification
+def verification_examples(problems, task, rng: random.Random) -> list[tuple[str, list[str], list[float]]]:
+    """Examples that need no rollout: a complete solution's last target is its correctness.
 
-    config = AutoConfig.from_pretrained(policy_path)
-    config.num_labels = 2
-    config.architectures = ["LlamaForTokenClassification"]
-    prm = LlamaForTokenClassification(config)
-    policy = AutoModelForCausalLM.from_pretrained(policy_path)
-    prm.model.load_state_dict(policy.model.state_dict())
-    torch.nn.init.zeros_(prm.score.weight)
-    return prm
+    Each reference solution is labelled 1 at its last step (t = T), a copy with a planted
+    mistake by its outcome there, a copy that breaks off in a malformed step 0 there.
+    Earlier tags carry no label (-1): their targets need rollouts, and labelling only the
+    mistaken copies there would pull every intermediate score down. Fresh problems by the
+    thousand keep the PRM from memorising instead of checking.
+    """
+    examples = []
+    for problem in problems:
+        steps = split_steps(problem.solution)
+        examples.append((problem.question, steps, [-1.0] * (len(steps) - 1) + [1.0]))
+        planted = plant_error(steps, rng)
+        if planted is not None:
+            wrong, _ = planted
+            outcome = float(task.grade(problem, wrong[-1]))
+            examples.append((problem.question, wrong, [-1.0] * (len(wrong) - 1) + [outcome]))
+        broken = garble(steps, rng) if rng.random() < 0.5 else None
+        if broken is not None:
+            wrong, _ = broken
+            examples.append((problem.question, wrong, [-1.0] * (len(wrong) - 1) + [0.0]))
+    return examples
 
 
 def train_prm(spec: PRMSpec, out: Path, policy_path: str | None = None, progress: bool = True) -> dict:
@@ -133,7 +146,7 @@ def train_prm(spec: PRMSpec, out: Path, policy_path: str | None = None, progress
     torch.manual_seed(spec.seed)
     task = make_arith()
     policy_path = policy_path or resolve_model(spec.policy)
-    policy = HFPolicy(policy_path, batch_size=512)
+    policy = HFPolicy(policy_path, batch_size=512, progress=progress)
     params = policy.defaults
     train = task.problems("train")
     problems = [train[i] for i in sorted(rng.sample(range(len(train)), spec.problems))]
@@ -141,18 +154,28 @@ def train_prm(spec: PRMSpec, out: Path, policy_path: str | None = None, progress
     targets, _ = prefix_targets(policy, task, trajectories, spec.n_mc, 20, params, spec.seed)
     label_seconds = time.time() - start
     examples = build_examples(trajectories, targets, task, rng)
+    taken = {p.id for p in problems}
+    fresh = [p for p in train[: spec.verify_problems + len(taken)] if p.id not in taken][: spec.verify_problems]
+    examples += verification_examples(fresh, task, rng)
 
     fmt = FORMATS["zoo"]
     tokenizer = policy.tokenizer
     encoded = [(prm_input(fmt, tokenizer, q, s), labels) for q, s, labels in examples]
-    model = build_prm_model(policy_path)
+    newline = tokenizer.convert_tokens_to_ids("\n")
+    model = from_policy(policy_path, tag_id=tag_token_id(fmt, tokenizer), start_ids=(newline, newline))
+    model.lm_head.requires_grad_(False)  # keep the policy's own sense of what each step should say
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=0.01)
+    # The new head learns fast; the policy's body, which already reads arithmetic, slowly.
+    groups = [
+        {"params": list(model.model.parameters()), "scale": 1.0},
+        {"params": list(model.score.parameters()), "scale": spec.head_lr_scale},
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=spec.lr, weight_decay=0.01)
     bar = tqdm(range(spec.steps), desc=f"train {spec.name}", disable=not progress, mininterval=2)
     batches = length_bucketed(encoded, spec.batch, rng, lambda item: len(item[0][0]), spec.bucket)
     for step in bar:
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, spec.steps, spec.lr)
+            group["lr"] = lr_at(step, spec.steps, spec.lr) * group["scale"]
         loss = _prm_loss(model, next(batches), tokenizer.pad_token_id)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
