@@ -36,9 +36,9 @@ def test_policy_training_is_reproducible(tmp_path):
 
 
 def test_prm_training_pipeline_writes_a_loadable_prm(tmp_path):
-    spec = dataclasses.replace(SPECS["arith-prm"], problems=12, n_traj=2, n_mc=2, steps=3, batch=8)
+    spec = dataclasses.replace(SPECS["arith-prm"], problems=12, verify_problems=20, n_traj=2, n_mc=2, steps=3, batch=8)
     result = train_prm(spec, tmp_path / "prm", policy_path="arith-weak", progress=False)
-    assert result["examples"] > 24  # trajectories, planted and malformed copies, t=0 rows
+    assert result["examples"] > 24 + 20  # trajectories, planted and malformed copies, t=0 rows, references
     prm = HFPRM(str(tmp_path / "prm"))
     [reading] = prm.score([("Compute 1+2.", ["1+2=3", "\\boxed{3}"])])
     assert len(reading.scores) == 2 and reading.skipped is None
@@ -85,3 +85,25 @@ def test_monte_carlo_targets(task):
     assert usage.samples == 3 * jobs
     again, _ = prefix_targets(policy, task, trajectories, 3, 20, params, 5)
     assert [(t.t, t.correct) for t in again] == [(t.t, t.correct) for t in targets]
+
+
+def test_likelihood_features_flag_a_miscalculated_digit():
+    """The zoo PRM's surprise features: near 0 for a right step, very negative for a wrong one,
+    blind to the question's own digits and to the tags."""
+    import torch
+
+    from ias.prm.format import FORMATS, prm_input
+
+    prm = HFPRM("arith-prm")
+    features = {}
+    for steps in (["5+3=8", "\\boxed{8}"], ["5+3=9", "\\boxed{9}"], []):
+        ids, tags = prm_input(FORMATS["zoo"], prm.tokenizer, "Compute 5+3.", steps)
+        x = torch.tensor([ids])
+        with torch.no_grad():
+            hidden = prm.model.model(input_ids=x).last_hidden_state
+            so_far, in_step = prm.model.surprise(x, hidden, None)
+        features[len(steps) and steps[0]] = (so_far[0, tags].tolist(), in_step[0, tags].tolist())
+    right, wrong, question = features["5+3=8"], features["5+3=9"], features[0]
+    assert min(right[0]) > -1.0 and question == ([0.0], [0.0])
+    assert wrong[0][0] < -5.0 and wrong[0][1] == wrong[0][0]  # the mistake stays in "so far"
+    assert wrong[1][0] < -5.0 and wrong[1][1] > -1.0  # ... but not in the next step's own minimum

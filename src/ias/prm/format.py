@@ -90,7 +90,9 @@ def tag_token_id(fmt: PRMFormat, tokenizer) -> int:
 
 def prm_input(fmt: PRMFormat, tokenizer, question: str, steps: list[str]) -> tuple[list[int], list[int]]:
     """Token ids of the PRM input and the positions of its tags (one per step, or one for t=0)."""
-    ids = tokenizer(prm_text(fmt, question, steps, tokenizer), add_special_tokens=fmt.layout != "chat")["input_ids"]
+    text = prm_text(fmt, question, steps, tokenizer)
+    # Over-long inputs are reported by the caller as skips; the tokenizer need not warn.
+    ids = tokenizer(text, add_special_tokens=fmt.layout != "chat", verbose=False)["input_ids"]
     tag = tag_token_id(fmt, tokenizer)
     positions = [i for i, t in enumerate(ids) if t == tag]
     expected = max(1, len(steps))

@@ -145,7 +145,7 @@ def train_prm(spec: PRMSpec, out: Path, policy_path: str | None = None, progress
     rng = random.Random(spec.seed)
     torch.manual_seed(spec.seed)
     task = make_arith()
-    policy_path = policy_path or resolve_model(spec.policy)
+    policy_path = resolve_model(policy_path or spec.policy)
     policy = HFPolicy(policy_path, batch_size=512, progress=progress)
     params = policy.defaults
     train = task.problems("train")
