@@ -45,6 +45,25 @@ def lr_at(step: int, total: int, peak: float, warmup: int = 100) -> float:
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def run_steps(model, optimizer, batches, loss_of, steps: int, peak_lr: float, desc: str, progress: bool) -> float:
+    """The zoo's training loop: scheduled learning rate (times each group's `scale`), clipped
+    gradients, a progress bar; returns the last loss and leaves the model in eval mode."""
+    model.train()
+    bar = tqdm(range(steps), desc=desc, disable=not progress, mininterval=2)
+    for step in bar:
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, steps, peak_lr) * group.get("scale", 1.0)
+        loss = loss_of(next(batches))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    model.eval()
+    return loss.item()
+
+
 def length_bucketed(items: list, batch: int, rng: random.Random, key, group: int):
     """Endless random batches of similar length: draw `group` batches' worth, sort, shuffle.
 
@@ -88,21 +107,13 @@ def train_policy(spec: PolicySpec, out: Path, progress: bool = True) -> dict:
     problems = task.problems("train")
     rng = random.Random(spec.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=0.01, betas=(0.9, 0.98))
-    model.train()
-    bar = tqdm(range(spec.steps), desc=f"train {spec.name}", disable=not progress, mininterval=2)
     batches = length_bucketed(problems, spec.batch, rng, lambda p: len(p.question) + len(p.solution), spec.bucket)
-    for step in bar:
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, spec.steps, spec.lr)
-        ids, mask, labels = policy_batch(tokenizer, next(batches), task)
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        if step % 50 == 0:
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-    model.eval()
+
+    def loss_of(batch):
+        ids, mask, labels = policy_batch(tokenizer, batch, task)
+        return model(input_ids=ids, attention_mask=mask, labels=labels).loss
+
+    final_loss = run_steps(model, optimizer, batches, loss_of, spec.steps, spec.lr, f"train {spec.name}", progress)
     model.generation_config = GenerationConfig(
         do_sample=True,
         temperature=spec.temperature,
@@ -114,4 +125,4 @@ def train_policy(spec: PolicySpec, out: Path, progress: bool = True) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     save_tokenizer(tokenizer, out)
-    return {"train_seconds": round(time.time() - start, 1), "final_loss": round(loss.item(), 4)}
+    return {"train_seconds": round(time.time() - start, 1), "final_loss": round(final_loss, 4)}

@@ -18,7 +18,6 @@ from collections import defaultdict
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from ias.calibration.montecarlo import prefix_targets, sample_trajectories
 from ias.models import resolve_model
@@ -29,7 +28,7 @@ from ias.tasks.arith import make_arith, solve_steps
 from ias.types import split_steps
 from ias.zoo.specs import PRMSpec
 from ias.zoo.tokenizer import save_tokenizer
-from ias.zoo.train_policy import length_bucketed, lr_at
+from ias.zoo.train_policy import length_bucketed, run_steps
 
 STEP_RE = re.compile(r"^(\d+)([-+*])(\d+)=(\d+)(?: so ([\d+*-]+))?$")
 
@@ -164,26 +163,17 @@ def train_prm(spec: PRMSpec, out: Path, policy_path: str | None = None, progress
     newline = tokenizer.convert_tokens_to_ids("\n")
     model = from_policy(policy_path, tag_id=tag_token_id(fmt, tokenizer), start_ids=(newline, newline))
     model.lm_head.requires_grad_(False)  # keep the policy's own sense of what each step should say
-    model.train()
     # The new head learns fast; the policy's body, which already reads arithmetic, slowly.
     groups = [
         {"params": list(model.model.parameters()), "scale": 1.0},
         {"params": list(model.score.parameters()), "scale": spec.head_lr_scale},
     ]
     optimizer = torch.optim.AdamW(groups, lr=spec.lr, weight_decay=0.01)
-    bar = tqdm(range(spec.steps), desc=f"train {spec.name}", disable=not progress, mininterval=2)
     batches = length_bucketed(encoded, spec.batch, rng, lambda item: len(item[0][0]), spec.bucket)
-    for step in bar:
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, spec.steps, spec.lr) * group["scale"]
-        loss = _prm_loss(model, next(batches), tokenizer.pad_token_id)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        if step % 50 == 0:
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-    model.eval()
+    final_loss = run_steps(
+        model, optimizer, batches, lambda batch: _prm_loss(model, batch, tokenizer.pad_token_id),
+        spec.steps, spec.lr, f"train {spec.name}", progress,
+    )
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     save_tokenizer(tokenizer, out)
@@ -192,7 +182,7 @@ def train_prm(spec: PRMSpec, out: Path, policy_path: str | None = None, progress
         "train_seconds": round(time.time() - start, 1),
         "label_seconds": round(label_seconds, 1),
         "examples": len(examples),
-        "final_loss": round(loss.item(), 4),
+        "final_loss": round(final_loss, 4),
     }
 
 
