@@ -79,7 +79,6 @@ def ece(r: ArrayLike, p: ArrayLike, bins: int = 10) -> float:
     """
     r, p = _arrays(("r", r), ("p", p))
     idx = _bin_index(r, bins)
-    counts = np.bincount(idx, minlength=bins)
     sum_r = np.bincount(idx, weights=r, minlength=bins)
     sum_p = np.bincount(idx, weights=p, minlength=bins)
     return float(np.abs(sum_r - sum_p).sum() / r.size)  # n_b * |mean r - mean p| = |sum r - sum p|

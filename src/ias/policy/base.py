@@ -68,7 +68,6 @@ def load_policy(model: str, backend: str = "hf", **options) -> Policy:
     return _BACKENDS[backend](model, **options)
 
 
-_MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
 def mix64(*values: int | np.ndarray) -> np.ndarray:

@@ -77,7 +77,7 @@ class HFPolicy:
         self._pieces = [self.tokenizer.convert_tokens_to_string([t]) if t else "" for t in vocab]
 
     def encode(self, prompts: Sequence[str]) -> list[list[int]]:
-        return self.tokenizer(list(prompts))["input_ids"]
+        return self.tokenizer(list(prompts), verbose=False)["input_ids"]  # too long is our error below
 
     def sample(
         self, prompts: Sequence[str], n: int, params: SamplingParams, seeds: Sequence[int]
