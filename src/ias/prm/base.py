@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 from ias.errors import UserError
 
@@ -19,6 +19,7 @@ class StepScores:
     scores: list[float] = field(default_factory=list)
     tokens: int = 0
     skipped: str | None = None
+    hidden: Any = None  # the last hidden state at each tag (n_tags x width), when asked for
 
 
 class PRM(Protocol):

@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 
 import ias.prm.likelihood  # noqa: F401  (registers the zoo PRM's architecture with transformers)
@@ -50,7 +51,9 @@ class HFPRM:
     def encode(self, question: str, steps: list[str]) -> tuple[list[int], list[int]]:
         return prm_input(self.format, self.tokenizer, question, steps)
 
-    def score(self, items: Sequence[tuple[str, list[str]]]) -> list[StepScores]:
+    def score(self, items: Sequence[tuple[str, list[str]]], hidden: bool = False) -> list[StepScores]:
+        """Step scores of many (question, steps) pairs; `hidden` also returns the last hidden
+        state at every tag (what a calibration head learns from)."""
         results = [StepScores() for _ in items]
         encoded = {}
         for k, (question, steps) in enumerate(items):
@@ -66,24 +69,28 @@ class HFPRM:
         order = sorted(encoded, key=lambda k: len(encoded[k][0]))
         for start in range(0, len(order), self.batch_size):
             chunk = order[start : start + self.batch_size]
-            probs = self._read([encoded[k] for k in chunk])
-            for k, p in zip(chunk, probs):
+            readings = self._read([encoded[k] for k in chunk], hidden)
+            for k, (p, states) in zip(chunk, readings):
                 results[k].tokens = len(encoded[k][0])
                 if any(math.isnan(x) for x in p):
                     results[k].skipped = "the PRM returned NaN"
                 else:
                     results[k].scores = p
+                    results[k].hidden = states
         return results
 
     @torch.inference_mode()
-    def _read(self, batch: list[tuple[list[int], list[int]]]) -> list[list[float]]:
+    def _read(self, batch: list[tuple[list[int], list[int]]], hidden: bool = False) -> list[tuple[list[float], np.ndarray | None]]:
         width = max(len(ids) for ids, _ in batch)
         ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(batch), width), dtype=torch.long)
         for k, (seq, _) in enumerate(batch):
             ids[k, : len(seq)] = torch.tensor(seq)
             mask[k, : len(seq)] = 1
-        logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
+        output = self.model(
+            input_ids=ids.to(self.device), attention_mask=mask.to(self.device), output_hidden_states=hidden
+        )
+        logits = output.logits
         out = []
         for k, (_, tags) in enumerate(batch):
             at_tags = logits[k, tags].float()
@@ -91,7 +98,8 @@ class HFPRM:
                 p = torch.softmax(at_tags[:, self.candidates], dim=-1)[:, 0]
             else:
                 p = torch.softmax(at_tags[:, :2], dim=-1)[:, 1]
-            out.append(p.cpu().tolist())
+            states = output.hidden_states[-1][k, tags].float().cpu().numpy() if hidden else None
+            out.append((p.cpu().tolist(), states))
         return out
 
 

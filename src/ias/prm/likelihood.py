@@ -72,13 +72,12 @@ class LikelihoodPRM(LlamaPreTrainedModel):
         return so_far, in_step
 
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, labels=None, **kwargs):
-        hidden = self.model(
-            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, **kwargs
-        ).last_hidden_state
+        body = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, **kwargs)
+        hidden = body.last_hidden_state
         so_far, in_step = self.surprise(input_ids, hidden, attention_mask)
         features = torch.stack([so_far, in_step], dim=-1) / 5.0
         logits = self.score(torch.cat([hidden.float(), features], dim=-1))
-        return TokenClassifierOutput(logits=logits)
+        return TokenClassifierOutput(logits=logits, hidden_states=body.hidden_states)
 
 
 AutoConfig.register(LikelihoodPRMConfig.model_type, LikelihoodPRMConfig)
