@@ -11,6 +11,7 @@ from ias.prm.base import load_prm
 from ias.runner import run_dataset
 from ias.scaling.bon import BestOfN
 from ias.tasks.base import get_task
+from ias.calibration.calibrate import CalibratedPRM, load_calibrator
 
 STRATEGIES = {"bon": BestOfN}
 
@@ -32,12 +33,14 @@ def solve(
     max_tokens: int | None = None,
     task_options: dict | None = None,
     prm_format: str | None = None,
+    calibrator: str | Path | None = None,
     batch_problems: int = 32,
     progress: bool = True,
 ) -> dict:
     """Run a strategy over a task split; records and `summary.json` go to `out` (resumable).
 
     `task_options` go to the task (a data `path`, a jsonl field mapping, arith knobs).
+    `calibrator` (a folder from `ias calibrate`) makes the PRM's step scores calibrated medians.
 
     >>> summary = ias.solve(task="arith", policy="arith-weak", prm="arith-prm", n=16, out="runs/x")
     >>> summary["accuracy"], summary["usage"]["generated_tokens"]
@@ -56,10 +59,14 @@ def solve(
         raise UserError(f"task '{task}' split '{split}' has no problems")
     the_policy = _policy(policy)
     the_prm = _prm(prm, prm_format) if prm else None
+    if calibrator is not None:
+        if the_prm is None:
+            raise UserError("--calibrator needs a PRM")
+        the_prm = CalibratedPRM(the_prm, load_calibrator(calibrator))
     params = sampling_params(the_policy, temperature, top_p, max_tokens)
     chosen = STRATEGIES[strategy](n=n, aggregation=aggregation, selection=selection)
     config = {"task": task, "task_options": task_options or {}, "split": split, "policy": policy,
-              "prm": prm, "limit": limit}
+              "prm": prm, "calibrator": str(calibrator) if calibrator else None, "limit": limit}
     return run_dataset(
         chosen, problems, the_task, the_policy, the_prm, params, seed, Path(out), config,
         batch_problems=batch_problems, progress=progress,
@@ -104,6 +111,43 @@ def rollout(
         batch_problems=batch_problems, progress=progress, params=params,
         config={"task": task, "task_options": task_options or {}, "policy": policy},
     )
+
+
+def calibrate(
+    rollouts: str | Path,
+    prm: str = "arith-prm",
+    method: str = "quantile-head",
+    out: str | Path = "runs/calibrator",
+    levels: tuple[float, ...] = (0.1, 0.5, 0.9),
+    conformal: float | None = None,
+    held_out: float = 0.2,
+    seed: int = 0,
+    prm_format: str | None = None,
+) -> dict:
+    """Fit a calibrator of `prm` for the policy of `rollouts`; returns its `calibration.json`.
+
+    >>> ias.calibrate("runs/r", prm="arith-prm", method="quantile-head", out="runs/cal")
+    >>> ias.solve(..., prm="arith-prm", calibrator="runs/cal")
+    """
+    from ias.calibration.calibrate import calibrate as fit
+
+    return fit(rollouts, _prm(prm, prm_format), method, out, levels, conformal, held_out, seed)
+
+
+def calib_eval(
+    rollouts: str | Path,
+    prm: str = "arith-prm",
+    out: str | Path = "runs/calib-eval",
+    calibrator: str | Path | None = None,
+    compare: str | Path | None = None,
+    seed: int = 0,
+    prm_format: str | None = None,
+) -> dict:
+    """Calibration metrics of the raw PRM (and a calibrator, and with `compare` every method
+    fitted on that rollout folder) on the targets of `rollouts`."""
+    from ias.calibration.evaluate import calib_eval as evaluate
+
+    return evaluate(rollouts, _prm(prm, prm_format), out, calibrator, compare, seed)
 
 
 @lru_cache(maxsize=2)

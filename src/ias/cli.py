@@ -29,6 +29,13 @@ _positive_int = _int_at_least(1)
 _nonnegative_int = _int_at_least(0)
 
 
+def _levels(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers such as 0.1,0.5,0.9, got '{text}'") from None
+
+
 def _task_option(text: str) -> tuple[str, object]:
     """KEY=VALUE; true/false become booleans and whole numbers ints (e.g. digits=3)."""
     key, sep, value = text.partition("=")
@@ -86,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     _dataset_args(solve, "runs/solve")
     _model_args(solve)
     solve.add_argument("--strategy", default="bon", help="bon (fixed-budget Best-of-N)")
+    solve.add_argument("--calibrator", help="calibrator folder from `ias calibrate` (scores become calibrated medians)")
     solve.add_argument("--n", type=_positive_int, default=16, help="samples per problem")
     solve.add_argument("--aggregation", default="last", choices=["last", "min", "prod", "mean"],
                        help="how step scores make a solution score")
@@ -106,6 +114,27 @@ def build_parser() -> argparse.ArgumentParser:
                       help="continue prefixes t = 0 .. max-prefix (t = T is always kept, by correctness)")
     roll.add_argument("--batch-problems", type=_positive_int, default=16,
                       help="problems per chunk (two batched policy calls, one synced write)")
+
+    cal = sub.add_parser("calibrate", help="fit a calibrator of a PRM for the policy of a rollout folder")
+    cal.add_argument("--rollouts", required=True, help="folder written by `ias rollout`")
+    cal.add_argument("--prm", default="arith-prm", help="zoo name or local PRM folder")
+    cal.add_argument("--prm-format", help="PRM reading format when the folder has no ias_prm.json")
+    cal.add_argument("--method", default="quantile-head", help="quantile-head, temperature, isotonic or histogram")
+    cal.add_argument("--levels", type=_levels, default=(0.1, 0.5, 0.9), help="quantile levels, e.g. 0.1,0.5,0.9")
+    cal.add_argument("--conformal", type=float, metavar="ALPHA",
+                     help="shift the lowest quantile so that P(p >= it) >= 1 - ALPHA on held-out problems")
+    cal.add_argument("--held-out", type=float, default=0.2, help="share of problems kept aside (metrics, conformal)")
+    cal.add_argument("--seed", type=int, default=0)
+    cal.add_argument("--out", required=True, help="calibrator folder to write")
+
+    ev = sub.add_parser("calib-eval", help="calibration metrics of a PRM (and calibrators) on rollouts")
+    ev.add_argument("--rollouts", required=True, help="folder written by `ias rollout` (not the one fitted on)")
+    ev.add_argument("--prm", default="arith-prm", help="zoo name or local PRM folder")
+    ev.add_argument("--prm-format", help="PRM reading format when the folder has no ias_prm.json")
+    ev.add_argument("--calibrator", help="calibrator folder from `ias calibrate`")
+    ev.add_argument("--compare", metavar="FIT_ROLLOUTS", help="fit every method on this rollout folder and compare")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--out", required=True, help="folder for metrics.json, reliability.png, compare.json")
 
     data = sub.add_parser("data", help="inspect task data")
     data_sub = data.add_subparsers(dest="data_command", required=True)
@@ -153,6 +182,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             out=args.out, limit=args.limit, seed=args.seed, aggregation=args.aggregation,
             selection=args.selection, temperature=args.temperature, top_p=args.top_p,
             max_tokens=args.max_tokens, task_options=_task_options(args), prm_format=args.prm_format,
+            calibrator=args.calibrator,
             batch_problems=args.batch_problems,
         )
         print_summary(summary)
@@ -173,6 +203,23 @@ def _dispatch(args: argparse.Namespace) -> int:
               f"policy accuracy {summary['trajectory_accuracy']}, mean p~ at t=0 {summary['mean_p_t0']}; "
               f"{total['generated_tokens']} tokens generated")
         print(f"rollouts: {Path(args.out) / 'rollouts.jsonl'}  summary: {Path(args.out) / 'summary.json'}")
+        return 0
+    if args.command == "calibrate":
+        from ias.api import calibrate
+
+        info = calibrate(args.rollouts, prm=args.prm, method=args.method, out=args.out, levels=args.levels,
+                         conformal=args.conformal, held_out=args.held_out, seed=args.seed, prm_format=args.prm_format)
+        print(json.dumps({k: info[k] for k in ("method", "levels", "policy", "prm", "fit_seconds", "metrics_held_out")}))
+        print(f"calibrator: {args.out}")
+        return 0
+    if args.command == "calib-eval":
+        from ias.api import calib_eval
+        from ias.report import print_calibration
+
+        report = calib_eval(args.rollouts, prm=args.prm, out=args.out, calibrator=args.calibrator,
+                            compare=args.compare, seed=args.seed, prm_format=args.prm_format)
+        print_calibration(report)
+        print(f"metrics: {Path(args.out) / 'metrics.json'}  plot: {Path(args.out) / 'reliability.png'}")
         return 0
     if args.command == "data":
         from ias.tasks.base import get_task

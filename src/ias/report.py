@@ -53,3 +53,12 @@ def print_zoo(data: dict) -> None:
             note = f"on arith-weak: {note}" if note else ""
         rows.append([m["name"], m["kind"], m.get("params"), m["seed"], note])
     print(table(["model", "kind", "params", "seed", "figures (test split)"], rows))
+
+
+def print_calibration(report: dict) -> None:
+    rows = []
+    for name, m in report["methods"].items():
+        cov = ", ".join(f"{b}: {v}" for b, v in m["coverage"].items()) or "-"
+        rows.append([name, m["brier"], m["overestimation"], m["ece"], cov])
+    print(f"calibration on {report['rows']} prefixes of {report['rollouts']} (PRM {report['prm']})")
+    print(table(["method", "Brier", "over-estimation", "ECE", "coverage (share of targets below)"], rows))

@@ -111,11 +111,12 @@ def fit_quantile_head(
     return head.eval()
 
 
-def prm_readings(prm, rows: Sequence[TargetRow]) -> tuple[np.ndarray, np.ndarray]:
-    """The PRM's score and hidden state for every target row, in the rows' order.
+def prm_readings(prm, rows: Sequence[TargetRow]) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """The PRM's score and hidden state for the rows it can read, and those rows' indices.
 
     One PRM input per trajectory (a causal PRM's reading at tag t sees only the first t
-    steps) and one per question for t = 0: the same inputs inference builds.
+    steps) and one per question for t = 0: the same inputs inference builds. Rows of an
+    input the PRM skips (longer than it allows) are left out; callers report how many.
     """
     longest: dict[tuple[str, int], list[str]] = {}
     questions: dict[str, str] = {}
@@ -129,15 +130,18 @@ def prm_readings(prm, rows: Sequence[TargetRow]) -> tuple[np.ndarray, np.ndarray
     readings = prm.score(items, hidden=True)
     by_traj = dict(zip(traj_keys, readings[: len(traj_keys)]))
     by_question = dict(zip(questions, readings[len(traj_keys) :]))
-    scores, states = [], []
-    for row in rows:
+    scores, states, kept = [], [], []
+    for k, row in enumerate(rows):
         reading = by_question[row.problem_id] if row.t == 0 else by_traj[(row.problem_id, row.traj)]
         if reading.skipped:
-            raise UserError(f"the PRM could not read {row.problem_id} (trajectory {row.traj}): {reading.skipped}")
+            continue
         i = 0 if row.t == 0 else row.t - 1
         scores.append(reading.scores[i])
         states.append(reading.hidden[i])
-    return np.asarray(scores, dtype=np.float32), np.stack(states).astype(np.float32)
+        kept.append(k)
+    if not kept:
+        raise UserError("the PRM could read none of the rollouts' prefixes")
+    return np.asarray(scores, dtype=np.float32), np.stack(states).astype(np.float32), kept
 
 
 def split_by_problem(rows: Sequence[TargetRow], held_out: float, seed: int) -> tuple[list[int], list[int]]:

@@ -20,6 +20,8 @@ class StepScores:
     tokens: int = 0
     skipped: str | None = None
     hidden: Any = None  # the last hidden state at each tag (n_tags x width), when asked for
+    quantiles: list[list[float]] | None = None  # calibrated quantiles per step (CalibratedPRM)
+    raw_scores: list[float] | None = None  # the PRM's own scores, before calibration
 
 
 class PRM(Protocol):

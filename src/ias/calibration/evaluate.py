@@ -1,0 +1,63 @@
+"""`ias calib-eval`: how well a PRM (raw, or calibrated) predicts a policy's success on rollouts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ias.calibration.calibrate import METHODS, calibrate, load_calibrator, median_column, metrics
+from ias.calibration.metrics import brier, by_step, reliability_plot
+from ias.calibration.quantile_head import prm_readings
+from ias.calibration.store import load_targets
+from ias.prm.base import PRM
+from ias.records import write_json
+
+
+def calib_eval(
+    rollouts: str | Path,
+    prm: PRM,
+    out: str | Path,
+    calibrator: str | Path | None = None,
+    compare: str | Path | None = None,
+    seed: int = 0,
+) -> dict:
+    """Metrics of the raw PRM and of `calibrator` on the rollouts' targets, by step too;
+    with `compare` (a rollout folder to fit on), every method is fitted there and compared.
+
+    Writes `metrics.json`, `reliability.png` and, with `compare`, `compare.json`.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = load_targets(rollouts)
+    score, hidden, kept = prm_readings(prm, rows)
+    rows = [rows[k] for k in kept]
+    target = np.array([r.p for r in rows], dtype=np.float32)
+    steps = np.array([r.t for r in rows])
+    predictions = {"uncalibrated": score[:, None]}
+    levels = {"uncalibrated": (0.5,)}
+    folders = {}
+    if calibrator is not None:
+        folders["calibrated"] = Path(calibrator)
+    if compare is not None:
+        for method in METHODS:
+            folders[method] = out / "fits" / method
+            calibrate(compare, prm, method, folders[method], seed=seed)
+    for name, folder in folders.items():
+        cal = load_calibrator(folder)
+        predictions[name] = cal.predict(score, hidden)
+        levels[name] = cal.levels
+    table = {}
+    for name, q in predictions.items():
+        median = q[:, median_column(levels[name])]
+        table[name] = {**metrics(q, target, levels[name]), "brier_by_step": by_step(brier, median, target, steps, cap=6)}
+    report = {"rollouts": str(rollouts), "prm": getattr(prm, "name", None), "rows": len(rows),
+              "unreadable_rows": len(load_targets(rollouts)) - len(rows), "methods": table}
+    write_json(out / "metrics.json", report)
+    medians = {name: q[:, median_column(levels[name])] for name, q in predictions.items()}
+    reliability_plot(out / "reliability.png", medians, target, title="Reliability on held-out rollouts")
+    if compare is not None:
+        write_json(out / "compare.json", {"methods": {k: {m: v[m] for m in ("brier", "overestimation", "ece", "coverage")}
+                                                      for k, v in table.items() if k != "calibrated"}})
+    return report
+
