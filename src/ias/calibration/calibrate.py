@@ -109,10 +109,10 @@ def calibrate(
     else:
         calibrator = Calibrator(method, (0.5,), posthoc=BASELINES[method]().fit(score[fit], target[fit]))
     fit_seconds = time.time() - started
-    info: dict = {}
+    conformal_info = None
     if conformal is not None:
         calibrator.shift = conformal_shift(calibrator.predict(score[held], hidden[held])[:, 0], target[held], conformal)
-        info["conformal"] = {"alpha": conformal, "shift": calibrator.shift, "rows": len(held)}
+        conformal_info = {"alpha": conformal, "shift": calibrator.shift, "rows": len(held)}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if calibrator.head is not None:
@@ -131,7 +131,7 @@ def calibrate(
         "fit_seconds": round(fit_seconds, 2),
         "metrics_held_out": metrics(calibrator.predict(score[held], hidden[held]), target[held], calibrator.levels)
         if held else None,
-        **info,
+        "conformal": conformal_info,
         "posthoc": calibrator.posthoc.to_dict() if calibrator.posthoc is not None else None,
         "version": __version__,
     }
