@@ -29,9 +29,9 @@ def calib_eval(
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = load_targets(rollouts)
-    score, hidden, kept = prm_readings(prm, rows)
-    rows = [rows[k] for k in kept]
+    all_rows = load_targets(rollouts)
+    score, hidden, kept = prm_readings(prm, all_rows)
+    rows = [all_rows[k] for k in kept]
     target = np.array([r.p for r in rows], dtype=np.float32)
     steps = np.array([r.t for r in rows])
     predictions = {"uncalibrated": score[:, None]}
@@ -52,7 +52,7 @@ def calib_eval(
         median = q[:, median_column(levels[name])]
         table[name] = {**metrics(q, target, levels[name]), "brier_by_step": by_step(brier, median, target, steps, cap=6)}
     report = {"rollouts": str(rollouts), "prm": getattr(prm, "name", None), "rows": len(rows),
-              "unreadable_rows": len(load_targets(rollouts)) - len(rows), "methods": table}
+              "unreadable_rows": len(all_rows) - len(rows), "methods": table}
     write_json(out / "metrics.json", report)
     medians = {name: q[:, median_column(levels[name])] for name, q in predictions.items()}
     reliability_plot(out / "reliability.png", medians, target, title="Reliability on held-out rollouts")
