@@ -80,3 +80,19 @@ def _plain(value: Any) -> Any:
             return None
         return value
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def claim_folder(path: Path, config: dict) -> None:
+    """Write a run's `config.json`, refusing a folder that holds a run with other settings.
+
+    Only settings that change records matter; `limit` may grow between runs.
+    """
+    if path.exists():
+        saved = json.loads(path.read_text())
+        differs = {k for k in set(saved) | set(config) if k != "limit" and saved.get(k) != config.get(k)}
+        if differs:
+            raise UserError(
+                f"{path.parent} holds a run with other settings ({', '.join(sorted(differs))}); "
+                "use another --out or remove it"
+            )
+    write_json(path, config)

@@ -13,11 +13,10 @@ from typing import Protocol, Sequence
 
 from tqdm import tqdm
 
-from ias.errors import UserError
 from ias.metrics import bootstrap_ci
 from ias.policy.base import Policy, SamplingParams
 from ias.prm.base import PRM
-from ias.records import RecordWriter, read_records, write_json
+from ias.records import RecordWriter, claim_folder, read_records, write_json
 from ias.tasks.base import Task
 from ias.types import Problem
 
@@ -53,8 +52,8 @@ def run_dataset(
 ) -> dict:
     """Solve every problem not yet in `out/records.jsonl`, then write and return the summary."""
     out = Path(out)
-    config = {**config, **strategy.config(), "seed": seed, "sampling": vars(params) | {"stop": list(params.stop)}}
-    _check_config(out / "config.json", config)
+    config = {**config, **strategy.config(), "seed": seed, "sampling": params.to_dict()}
+    claim_folder(out / "config.json", config)
     records_path = out / "records.jsonl"
     done = {r["id"] for r in read_records(records_path)}
     todo = [p for p in problems if p.id not in done]
@@ -99,17 +98,3 @@ def summarize(records: list[dict], config: dict, wall_s: float) -> dict:
         "config": config,
     }
 
-
-def _check_config(path: Path, config: dict) -> None:
-    import json
-
-    if path.exists():
-        saved = json.loads(path.read_text())
-        # Only the settings that change records matter; `limit` may grow between runs.
-        differs = {k for k in set(saved) | set(config) if k != "limit" and saved.get(k) != config.get(k)}
-        if differs:
-            raise UserError(
-                f"{path.parent} holds a run with other settings ({', '.join(sorted(differs))}); "
-                "use another --out or remove it"
-            )
-    write_json(path, config)

@@ -61,6 +61,10 @@ class Sample:
     logprobs: list[float] | None = None
     stop: str | None = None
 
+    @property
+    def usage(self) -> Usage:
+        return Usage(self.prompt_tokens, self.generated_tokens, 0, 1)
+
 
 def split_steps(solution: str, delimiter: str = STEP_DELIMITER) -> list[str]:
     """Split a solution into its non-empty steps (surrounding whitespace removed)."""

@@ -47,14 +47,14 @@ def calib_eval(
         cal = load_calibrator(folder)
         predictions[name] = cal.predict(score, hidden)
         levels[name] = cal.levels
-    table = {}
-    for name, q in predictions.items():
-        median = q[:, median_column(levels[name])]
-        table[name] = {**metrics(q, target, levels[name]), "brier_by_step": by_step(brier, median, target, steps, cap=6)}
+    medians = {name: q[:, median_column(levels[name])] for name, q in predictions.items()}
+    table = {
+        name: {**metrics(q, target, levels[name]), "brier_by_step": by_step(brier, medians[name], target, steps, cap=6)}
+        for name, q in predictions.items()
+    }
     report = {"rollouts": str(rollouts), "prm": getattr(prm, "name", None), "rows": len(rows),
               "unreadable_rows": len(all_rows) - len(rows), "methods": table}
     write_json(out / "metrics.json", report)
-    medians = {name: q[:, median_column(levels[name])] for name, q in predictions.items()}
     reliability_plot(out / "reliability.png", medians, target, title="Reliability on held-out rollouts")
     if compare is not None:
         write_json(out / "compare.json", {"methods": {k: {m: v[m] for m in ("brier", "overestimation", "ece", "coverage")}

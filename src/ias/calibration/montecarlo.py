@@ -70,7 +70,7 @@ def sample_trajectories(
                     s.text,
                     split_steps(s.text),
                     task.grade(problem, s.text),
-                    Usage(s.prompt_tokens, s.generated_tokens, 0, 1),
+                    s.usage,
                 )
                 for j, s in enumerate(group)
             ]
@@ -99,7 +99,7 @@ def prefix_targets(
         outcomes = [int(task.grade(tr.problem, prefix + s.text)) for s in group]
         spent = Usage()
         for s in group:
-            spent = spent + Usage(s.prompt_tokens, s.generated_tokens, 0, 1)
+            spent = spent + s.usage
         usage = usage + spent
         targets.append(PrefixTarget(tr.problem.id, tr.index, t, tr.steps[:t], sum(outcomes), n_mc, outcomes, spent))
     for tr in trajectories:

@@ -24,8 +24,7 @@ from ias.calibration.montecarlo import Trajectory, prefix_targets, sample_trajec
 from ias.calibration.store import CONFIG, SUMMARY, RolloutStore, chunks, resume_plan, rollout_count
 from ias.errors import UserError
 from ias.policy.base import Policy, SamplingParams
-from ias.records import write_json
-from ias.runner import _check_config
+from ias.records import claim_folder, write_json
 from ias.tasks.base import Task, get_task
 from ias.types import Problem, Usage
 
@@ -77,10 +76,10 @@ def rollout(
     config = {
         "kind": "rollout", "task": task.name, "task_options": {}, "split": split,
         "policy": getattr(policy, "name", type(policy).__name__), "n_traj": n_traj, "n_mc": n_mc,
-        "max_prefix": max_prefix, "seed": seed, "sampling": vars(params) | {"stop": list(params.stop)},
+        "max_prefix": max_prefix, "seed": seed, "sampling": params.to_dict(),
         "limit": limit, **(config or {}),
     }
-    _check_config(out / CONFIG, config)
+    claim_folder(out / CONFIG, config)
 
     store = RolloutStore(out)
     by_id = {p.id: p for p in problems}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Callable, Protocol, Sequence
 
 import numpy as np
@@ -24,6 +24,9 @@ class SamplingParams:
     max_tokens: int = 256
     stop: tuple[str, ...] = ()
     logprobs: bool = False
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "stop": list(self.stop)}
 
     def __post_init__(self) -> None:
         if self.temperature < 0:
