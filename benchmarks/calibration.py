@@ -3,7 +3,7 @@
 For each policy: rollouts on `calib` (to fit) and on `test` (to evaluate), then every
 calibration method fitted on the first and scored on the second. Prints one JSON line:
 
-    python benchmarks/calibration.py --problems 150 --n-traj 4 --n-mc 8 --out runs/bench-cal
+    python benchmarks/calibration.py --problems 400 --n-traj 4 --n-mc 8 --out runs/bench-cal
 
 Rollout folders are reused (and resumed) when they exist, so a second run only refits.
 """
@@ -16,12 +16,12 @@ import time
 from pathlib import Path
 
 import ias
-from ias.calibration.calibrate import METHODS
+from ias.calibration.calibrate import METHODS, QUANTILE_METHODS
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--problems", type=int, default=150, help="problems per split")
+    parser.add_argument("--problems", type=int, default=400, help="problems per split")
     parser.add_argument("--n-traj", type=int, default=4)
     parser.add_argument("--n-mc", type=int, default=8)
     parser.add_argument("--prm", default="arith-prm")
@@ -49,8 +49,9 @@ def main() -> None:
             "brier": {m: v["brier"] for m, v in methods.items()},
             "overestimation": {m: v["overestimation"] for m, v in methods.items()},
             "ece": {m: v["ece"] for m, v in methods.items()},
-            "coverage_quantile_head": methods["quantile-head"]["coverage"],
-            "brier_ratio_quantile_head": round(methods["quantile-head"]["brier"] / methods["uncalibrated"]["brier"], 3),
+            "coverage": {m: methods[m]["coverage"] for m in QUANTILE_METHODS},
+            "coverage_with_ties": {m: methods[m]["coverage_with_ties"] for m in QUANTILE_METHODS},
+            "brier_ratio": {m: round(methods[m]["brier"] / methods["uncalibrated"]["brier"], 3) for m in QUANTILE_METHODS},
         }
     print(json.dumps(figures))
 

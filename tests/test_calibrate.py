@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import ias
-from ias.calibration.calibrate import METHODS, CalibratedPRM, conformal_shift, load_calibrator
+from ias.calibration.calibrate import METHODS, calibrated_prm, conformal_shift, load_calibrator
 from ias.errors import UserError
 from ias.prm.base import load_prm
 
@@ -30,11 +30,10 @@ def test_every_method_fits_saves_and_loads(folders, method):
     assert saved["method"] == method and saved["policy"] == "arith-weak" and saved["prm"] == "arith-prm"
     assert saved["data"]["rows"] + saved["data"]["unreadable_rows"] > 0
     assert info["metrics_held_out"]["rows"] == saved["data"]["held_out_rows"] > 0
-    cal = load_calibrator(out)
-    prm = CalibratedPRM(load_prm("arith-prm"), cal)
+    prm = calibrated_prm(load_prm("arith-prm"), out)
     [reading] = prm.score([("Compute 5+3.", ["5+3=8", "\\boxed{8}"])])
     assert len(reading.scores) == 2 and all(0 <= s <= 1 for s in reading.scores)
-    assert len(reading.quantiles[0]) == len(cal.levels)
+    assert len(reading.quantiles[0]) == len(saved["levels"])
     assert all(list(q) == sorted(q) for q in reading.quantiles)
 
 

@@ -51,6 +51,15 @@ def test_coverage_counts_targets_strictly_below():
     assert coverage(q, p, inclusive=True) == 0.75
 
 
+def test_coverage_at_the_targets_resolution_treats_a_quantile_at_an_atom_as_a_tie():
+    # A 0.1-quantile of 0.003 on prefixes that always fail (target exactly 0) is right, not
+    # "above every target"; half a grid step of 1/8 decides what is a tie.
+    q, p = [0.003, 0.003, 0.3, 0.3], [0.0, 0.0, 0.125, 0.375]
+    assert coverage(q, p) == 0.75
+    assert coverage(q, p, resolution=1 / 16) == 0.25
+    assert coverage(q, p, resolution=1 / 16, inclusive=True) == 0.75
+
+
 def test_reliability_bins_and_empty_bins():
     rel = reliability([0.05, 0.15, 0.12, 0.95], [0.0, 0.5, 0.0, 1.0], bins=10)
     assert rel.counts.tolist() == [1, 2, 0, 0, 0, 0, 0, 0, 0, 1]

@@ -19,7 +19,7 @@ def data(tmp_path_factory):
     rollout("arith", "calib", "arith-weak", n_traj=4, n_mc=4, max_prefix=20, out=out, seed=0, limit=40,
             batch_problems=40, progress=False)
     rows = load_targets(out)
-    score, hidden, kept = prm_readings(load_prm("arith-prm"), rows)
+    score, hidden, _, kept = prm_readings(load_prm("arith-prm"), rows)
     rows = [rows[k] for k in kept]
     return rows, score, hidden, np.array([r.p for r in rows], dtype=np.float32)
 

@@ -11,7 +11,7 @@ from ias.prm.base import load_prm
 from ias.runner import run_dataset
 from ias.scaling.bon import BestOfN
 from ias.tasks.base import get_task
-from ias.calibration.calibrate import CalibratedPRM, load_calibrator
+from ias.calibration.calibrate import calibrated_prm
 
 STRATEGIES = {"bon": BestOfN}
 
@@ -62,7 +62,7 @@ def solve(
     if calibrator is not None:
         if the_prm is None:
             raise UserError("--calibrator needs a PRM")
-        the_prm = CalibratedPRM(the_prm, load_calibrator(calibrator))
+        the_prm = calibrated_prm(the_prm, calibrator)
     params = sampling_params(the_policy, temperature, top_p, max_tokens)
     chosen = STRATEGIES[strategy](n=n, aggregation=aggregation, selection=selection)
     config = {"task": task, "task_options": task_options or {}, "split": split, "policy": policy,
@@ -123,15 +123,19 @@ def calibrate(
     held_out: float = 0.2,
     seed: int = 0,
     prm_format: str | None = None,
+    lora: dict | None = None,
 ) -> dict:
     """Fit a calibrator of `prm` for the policy of `rollouts`; returns its `calibration.json`.
+
+    `method`: quantile-lora (the paper's: LoRA + quantile reader; `lora` overrides its
+    settings, e.g. {"epochs": 10, "lr": 1e-3}), quantile-head, temperature, isotonic, histogram.
 
     >>> ias.calibrate("runs/r", prm="arith-prm", method="quantile-head", out="runs/cal")
     >>> ias.solve(..., prm="arith-prm", calibrator="runs/cal")
     """
     from ias.calibration.calibrate import calibrate as fit
 
-    return fit(rollouts, _prm(prm, prm_format), method, out, levels, conformal, held_out, seed)
+    return fit(rollouts, _prm(prm, prm_format), method, out, levels, conformal, held_out, seed, lora)
 
 
 def calib_eval(

@@ -36,21 +36,26 @@ def _levels(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers such as 0.1,0.5,0.9, got '{text}'") from None
 
 
-def _task_option(text: str) -> tuple[str, object]:
-    """KEY=VALUE; true/false become booleans and whole numbers ints (e.g. digits=3)."""
+def _key_value(text: str) -> tuple[str, object]:
+    """KEY=VALUE; true/false become booleans, numbers ints or floats (digits=3, lr=1e-3)."""
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got '{text}'")
     if value.lower() in ("true", "false"):
         return key, value.lower() == "true"
-    return key, int(value) if value.lstrip("-").isdigit() else value
+    for number in (int, float):
+        try:
+            return key, number(value)
+        except ValueError:
+            pass
+    return key, value
 
 
 def _task_args(p: argparse.ArgumentParser, default: str | None = "arith") -> None:
     p.add_argument("--task", default=default, required=default is None,
                    help="arith, gsm8k, math500, jsonl:PATH or hf:NAME")
     p.add_argument("--path", help="data file for file-backed tasks (default: shared/data or IAS_DATA_DIR)")
-    p.add_argument("--task-opt", type=_task_option, action="append", default=[], metavar="KEY=VALUE",
+    p.add_argument("--task-opt", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
                    help="task option, repeatable: field mapping for jsonl (question_field=problem, "
                         "solution_field=solution...), difficulty knobs for arith (digits=3, max_ops=2)")
 
@@ -119,7 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--rollouts", required=True, help="folder written by `ias rollout`")
     cal.add_argument("--prm", default="arith-prm", help="zoo name or local PRM folder")
     cal.add_argument("--prm-format", help="PRM reading format when the folder has no ias_prm.json")
-    cal.add_argument("--method", default="quantile-head", help="quantile-head, temperature, isotonic or histogram")
+    cal.add_argument("--method", default="quantile-head",
+                     help="quantile-lora (the paper's: LoRA + quantile reader, needs the 'lora' extra), "
+                          "quantile-head (frozen PRM + small head, seconds), temperature, isotonic or histogram")
+    cal.add_argument("--lora", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
+                     help="quantile-lora setting, repeatable: rank, alpha, dropout, every (layer stride), "
+                          "epochs, lr, batch_rows (defaults: the paper's 2, 32, 0.1, 4, 3, 1e-4, 32)")
     cal.add_argument("--levels", type=_levels, default=(0.1, 0.5, 0.9), help="quantile levels, e.g. 0.1,0.5,0.9")
     cal.add_argument("--conformal", type=float, metavar="ALPHA",
                      help="shift the lowest quantile so that P(p >= it) >= 1 - ALPHA on held-out problems")
@@ -208,7 +218,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         from ias.api import calibrate
 
         info = calibrate(args.rollouts, prm=args.prm, method=args.method, out=args.out, levels=args.levels,
-                         conformal=args.conformal, held_out=args.held_out, seed=args.seed, prm_format=args.prm_format)
+                         conformal=args.conformal, held_out=args.held_out, seed=args.seed, prm_format=args.prm_format,
+                         lora=dict(args.lora))
         print(json.dumps({k: info[k] for k in ("method", "levels", "policy", "prm", "fit_seconds", "metrics_held_out")}))
         print(f"calibrator: {args.out}")
         return 0

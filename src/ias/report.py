@@ -58,7 +58,8 @@ def print_zoo(data: dict) -> None:
 def print_calibration(report: dict) -> None:
     rows = []
     for name, m in report["methods"].items():
-        cov = ", ".join(f"{b}: {v}" for b, v in m["coverage"].items()) or "-"
+        ties = m.get("coverage_with_ties", {})
+        cov = ", ".join(f"{b}: {v}..{ties.get(b, v)}" for b, v in m["coverage"].items()) or "-"
         rows.append([name, m["brier"], m["overestimation"], m["ece"], cov])
     print(f"calibration on {report['rows']} prefixes of {report['rollouts']} (PRM {report['prm']})")
-    print(table(["method", "Brier", "over-estimation", "ECE", "coverage (share of targets below)"], rows))
+    print(table(["method", "Brier", "over-estimation", "ECE", "coverage: below..below or tied"], rows))

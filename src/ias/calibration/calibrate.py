@@ -1,10 +1,11 @@
 """`ias calibrate`: fit a calibrator on rollouts, save it as a folder, and load it back as a PRM.
 
-A calibrator maps the PRM's reading at a step tag (its score, and for `quantile-head` its
-hidden state) to quantiles of the policy's success probability. The folder holds
-`calibration.json` (method, levels, policy, PRM, data, metrics, conformal shift, version)
-and, for `quantile-head`, the head's weights. `CalibratedPRM` wraps a PRM with it and is
-accepted anywhere a PRM is.
+A calibrator turns the PRM's reading at a step tag into quantiles of the policy's success
+probability: `quantile-head` and the baselines map the reading (score, hidden state) after
+the PRM; `quantile-lora` changes the PRM itself (an adapter and a quantile reader). The
+folder holds `calibration.json` (method, levels, policy, PRM, data, metrics, conformal
+shift, version) and the weights. `calibrated_prm(prm, folder)` gives a PRM, accepted
+anywhere a PRM is, whose scores are calibrated medians.
 """
 
 from __future__ import annotations
@@ -21,13 +22,15 @@ import numpy as np
 from ias.calibration.metrics import brier, coverage, ece, overestimation
 from ias.calibration.posthoc import BASELINES, baseline_from_dict
 from ias.calibration.quantile_head import LEVELS, QuantileHead, fit_quantile_head, prm_readings, split_by_problem
-from ias.calibration.store import load_targets, read_config
+from ias.calibration.quantile_lora import LORA_DEFAULTS, fit_quantile_lora, load_quantile_lora, quantiles_of, save_quantile_lora
+from ias.calibration.store import load_targets, read_config, target_resolution
 from ias.errors import UserError
 from ias.prm.base import PRM, StepScores
 from ias.records import write_json
 
 CALIBRATION_FILE = "calibration.json"
-METHODS = ("quantile-head", *BASELINES)
+METHODS = ("quantile-lora", "quantile-head", *BASELINES)
+QUANTILE_METHODS = ("quantile-lora", "quantile-head")
 
 
 @dataclass
@@ -66,15 +69,35 @@ def median_column(levels: Sequence[float]) -> int:
 
 
 def load_calibrator(folder: str | Path) -> Calibrator:
+    """A map-after-the-PRM calibrator (quantile-head or a baseline) from its folder."""
+    info = read_calibration(folder)
+    if info["method"] == "quantile-lora":
+        raise UserError(f"{folder} is a quantile-lora calibrator: it changes the PRM; load it with calibrated_prm")
+    if info["method"] == "quantile-head":
+        head = QuantileHead.load(folder)
+        return Calibrator("quantile-head", head.levels, head=head, shift=_shift(info))
+    return Calibrator(info["method"], (0.5,), posthoc=baseline_from_dict(info["posthoc"]))
+
+
+def read_calibration(folder: str | Path) -> dict:
     path = Path(folder) / CALIBRATION_FILE
     if not path.exists():
         raise UserError(f"{folder} is not a calibrator folder (no {CALIBRATION_FILE}); make one with `ias calibrate`")
-    info = json.loads(path.read_text())
-    shift = float((info.get("conformal") or {}).get("shift", 0.0))
-    if info["method"] == "quantile-head":
-        head = QuantileHead.load(folder)
-        return Calibrator("quantile-head", head.levels, head=head, shift=shift)
-    return Calibrator(info["method"], (0.5,), posthoc=baseline_from_dict(info["posthoc"]))
+    return json.loads(path.read_text())
+
+
+def _shift(info: dict) -> float:
+    return float((info.get("conformal") or {}).get("shift", 0.0))
+
+
+def calibrated_prm(prm: PRM, folder: str | Path) -> PRM:
+    """`prm` calibrated by the calibrator in `folder`: scores are medians, `quantiles` all levels."""
+    info = read_calibration(folder)
+    if info["method"] == "quantile-lora":
+        adapted = load_quantile_lora(prm, Path(folder))
+        adapted.quantile_reader.shift = _shift(info)
+        return adapted
+    return CalibratedPRM(prm, load_calibrator(folder))
 
 
 def calibrate(
@@ -86,36 +109,51 @@ def calibrate(
     conformal: float | None = None,
     held_out: float = 0.2,
     seed: int = 0,
+    lora: dict | None = None,
 ) -> dict:
     """Fit `method` on the rollouts (a share `held_out` of problems kept aside for metrics and
-    the conformal shift), save the calibrator folder, return its `calibration.json`."""
+    the conformal shift), save the calibrator folder, return its `calibration.json`.
+
+    `lora` overrides quantile-lora's settings (rank, alpha, dropout, every, epochs, lr, batch_rows).
+    """
     if method not in METHODS:
         raise UserError(f"unknown calibration method '{method}'; known: {', '.join(METHODS)}")
-    if conformal is not None and not (0 < conformal < 1 and method == "quantile-head"):
+    if conformal is not None and not (0 < conformal < 1 and method in QUANTILE_METHODS):
         raise UserError("--conformal ALPHA needs a quantile method and 0 < ALPHA < 1")
     if not 0 <= held_out < 1:
         raise UserError(f"held-out share must be in [0, 1), got {held_out}")
     all_rows = load_targets(rollouts)
-    score, hidden, kept = prm_readings(prm, all_rows)
+    score, hidden, _, kept = prm_readings(prm, all_rows)
     rows = [all_rows[k] for k in kept]
     target = np.array([r.p for r in rows], dtype=np.float32)
     fit, held = split_by_problem(rows, held_out, seed)
     if conformal is not None and not held:
         raise UserError("--conformal needs held-out problems; use a held-out share > 0")
+    out = Path(out)
     started = time.time()
-    if method == "quantile-head":
-        head = fit_quantile_head(score[fit], hidden[fit], target[fit], levels, seed=seed)
-        calibrator = Calibrator(method, head.levels, head=head)
+    if method == "quantile-lora":
+        adapted = fit_quantile_lora(prm, [rows[i] for i in fit], levels, seed, lora)
+        fit_seconds = time.time() - started
+        held_q = _lora_quantiles(adapted, [rows[i] for i in held]) if held else None
+        calibrator = Calibrator(method, adapted.quantile_reader.levels)
     else:
-        calibrator = Calibrator(method, (0.5,), posthoc=BASELINES[method]().fit(score[fit], target[fit]))
-    fit_seconds = time.time() - started
+        if method == "quantile-head":
+            head = fit_quantile_head(score[fit], hidden[fit], target[fit], levels, seed=seed)
+            calibrator = Calibrator(method, head.levels, head=head)
+        else:
+            calibrator = Calibrator(method, (0.5,), posthoc=BASELINES[method]().fit(score[fit], target[fit]))
+        fit_seconds = time.time() - started
+        held_q = calibrator.predict(score[held], hidden[held]) if held else None
     conformal_info = None
     if conformal is not None:
-        calibrator.shift = conformal_shift(calibrator.predict(score[held], hidden[held])[:, 0], target[held], conformal)
-        conformal_info = {"alpha": conformal, "shift": calibrator.shift, "rows": len(held)}
-    out = Path(out)
+        shift = conformal_shift(held_q[:, 0], target[held], conformal)
+        held_q[:, 0] = np.clip(held_q[:, 0] - shift, 0.0, 1.0)
+        calibrator.shift = shift
+        conformal_info = {"alpha": conformal, "shift": shift, "rows": len(held)}
     out.mkdir(parents=True, exist_ok=True)
-    if calibrator.head is not None:
+    if method == "quantile-lora":
+        save_quantile_lora(adapted, out)
+    elif calibrator.head is not None:
         calibrator.head.save(out)
     from ias import __version__
 
@@ -129,14 +167,22 @@ def calibrate(
                  "fit_rows": len(fit), "held_out_rows": len(held),
                  "task": rollout_config.get("task"), "split": rollout_config.get("split")},
         "fit_seconds": round(fit_seconds, 2),
-        "metrics_held_out": metrics(calibrator.predict(score[held], hidden[held]), target[held], calibrator.levels)
-        if held else None,
+        "metrics_held_out": metrics(held_q, target[held], calibrator.levels, target_resolution(rows)) if held else None,
         "conformal": conformal_info,
         "posthoc": calibrator.posthoc.to_dict() if calibrator.posthoc is not None else None,
+        "lora": {**LORA_DEFAULTS, **(lora or {})} if method == "quantile-lora" else None,
         "version": __version__,
     }
     write_json(out / CALIBRATION_FILE, info)
     return info
+
+
+def _lora_quantiles(adapted, rows) -> np.ndarray:
+    """Quantiles of rows the plain PRM could read (the adapted one reads the same inputs)."""
+    q, kept = quantiles_of(adapted, rows)
+    if len(kept) != len(rows):
+        raise UserError("the adapted PRM could not read every prefix the PRM read")
+    return q
 
 
 def conformal_shift(lower: np.ndarray, target: np.ndarray, alpha: float) -> float:
@@ -149,14 +195,22 @@ def conformal_shift(lower: np.ndarray, target: np.ndarray, alpha: float) -> floa
     return float(max(0.0, excess[min(k, len(excess)) - 1]))
 
 
-def metrics(q: np.ndarray, p: np.ndarray, levels: Sequence[float]) -> dict:
-    """Brier, over-estimation and ECE of the median (or the point estimate), coverage per level."""
+def metrics(q: np.ndarray, p: np.ndarray, levels: Sequence[float], resolution: float = 0.0) -> dict:
+    """Brier, over-estimation and ECE of the median (or the point estimate), coverage per level.
+
+    Coverage is measured at the targets' `resolution` (see `metrics.coverage`): `coverage` counts
+    targets clearly below the quantile, `coverage_with_ties` also those tied with it; a right
+    quantile of targets with atoms has `coverage <= level <= coverage_with_ties`.
+    """
     median = q[:, median_column(levels)]
+    quantile = len(levels) > 1
     return {
         "brier": round(brier(median, p), 4),
         "overestimation": round(overestimation(median, p), 4),
         "ece": round(ece(median, p), 4),
-        "coverage": {str(b): round(coverage(q[:, i], p), 4) for i, b in enumerate(levels)} if len(levels) > 1 else {},
+        "coverage": {str(b): round(coverage(q[:, i], p, resolution), 4) for i, b in enumerate(levels)} if quantile else {},
+        "coverage_with_ties": {str(b): round(coverage(q[:, i], p, resolution, inclusive=True), 4)
+                               for i, b in enumerate(levels)} if quantile else {},
         "rows": int(len(p)),
     }
 

@@ -6,11 +6,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ias.calibration.calibrate import METHODS, calibrate, load_calibrator, median_column, metrics
+from ias.calibration.calibrate import METHODS, calibrate, calibrated_prm, load_calibrator, median_column, metrics, read_calibration
 from ias.calibration.metrics import brier, by_step, reliability_plot
 from ias.calibration.quantile_head import prm_readings
-from ias.calibration.store import load_targets
+from ias.calibration.quantile_lora import quantiles_of
+from ias.calibration.store import load_targets, target_resolution
 from ias.prm.base import PRM
+from ias.errors import UserError
 from ias.records import write_json
 
 
@@ -30,7 +32,7 @@ def calib_eval(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     all_rows = load_targets(rollouts)
-    score, hidden, kept = prm_readings(prm, all_rows)
+    score, hidden, _, kept = prm_readings(prm, all_rows)
     rows = [all_rows[k] for k in kept]
     target = np.array([r.p for r in rows], dtype=np.float32)
     steps = np.array([r.t for r in rows])
@@ -42,14 +44,21 @@ def calib_eval(
     if compare is not None:
         for method in METHODS:
             folders[method] = out / "fits" / method
-            calibrate(compare, prm, method, folders[method], seed=seed)
+            calibrate(compare, prm, method, folders[method], held_out=0.0, seed=seed)
     for name, folder in folders.items():
-        cal = load_calibrator(folder)
-        predictions[name] = cal.predict(score, hidden)
-        levels[name] = cal.levels
+        if read_calibration(folder)["method"] == "quantile-lora":
+            q, readable = quantiles_of(calibrated_prm(prm, folder), rows)
+            if len(readable) != len(rows):
+                raise UserError(f"calibrator {folder} could not read every prefix the PRM read")
+            predictions[name] = q
+            levels[name] = tuple(read_calibration(folder)["levels"])
+        else:
+            cal = load_calibrator(folder)
+            predictions[name] = cal.predict(score, hidden)
+            levels[name] = cal.levels
     medians = {name: q[:, median_column(levels[name])] for name, q in predictions.items()}
     table = {
-        name: {**metrics(q, target, levels[name]), "brier_by_step": by_step(brier, medians[name], target, steps, cap=6)}
+        name: {**metrics(q, target, levels[name], target_resolution(rows)), "brier_by_step": by_step(brier, medians[name], target, steps, cap=6)}
         for name, q in predictions.items()
     }
     report = {"rollouts": str(rollouts), "prm": getattr(prm, "name", None), "rows": len(rows),
@@ -57,7 +66,7 @@ def calib_eval(
     write_json(out / "metrics.json", report)
     reliability_plot(out / "reliability.png", medians, target, title="Reliability on held-out rollouts")
     if compare is not None:
-        write_json(out / "compare.json", {"methods": {k: {m: v[m] for m in ("brier", "overestimation", "ece", "coverage")}
+        write_json(out / "compare.json", {"methods": {k: {m: v[m] for m in ("brier", "overestimation", "ece", "coverage", "coverage_with_ties")}
                                                       for k, v in table.items() if k != "calibrated"}})
     return report
 

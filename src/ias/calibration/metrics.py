@@ -84,15 +84,19 @@ def ece(r: ArrayLike, p: ArrayLike, bins: int = 10) -> float:
     return float(np.abs(sum_r - sum_p).sum() / r.size)  # n_b * |mean r - mean p| = |sum r - sum p|
 
 
-def coverage(q: ArrayLike, p: ArrayLike, inclusive: bool = False) -> float:
-    """Share of targets strictly below the quantile prediction `q`; should be close to its level.
+def coverage(q: ArrayLike, p: ArrayLike, resolution: float = 0.0, inclusive: bool = False) -> float:
+    """Share of targets below the quantile prediction `q`; a calibrated `beta`-quantile has `beta`.
 
-    A calibrated `beta`-quantile has a share `beta` of targets below it. Strictly below, so
-    that `1 - coverage(q_lo, p)` is the share with `p >= q_lo`, the guarantee a lower bound
-    (and its conformal adjustment) gives; `inclusive=True` counts `p <= q` instead.
+    Targets are fractions on a grid (k / N_MC, and exact 0/1 at t = T), so many sit exactly
+    at 0 or 1, and a sigmoid quantile is never exactly there: `q = 0.002` on a target of 0
+    *is* the right 0.1-quantile of a prefix that almost always fails. So the comparison is
+    made at the targets' `resolution` (half a grid step): a target counts as below when
+    `p < q - resolution`, and with `inclusive=True` when `p <= q + resolution` (ties too).
+    For targets with atoms a right quantile has `coverage <= beta <= inclusive coverage`;
+    `1 - coverage(q_lo, p)` is the share with `p >= q_lo`, what a lower bound promises.
     """
     q, p = _arrays(("q", q), ("p", p))
-    return float(np.mean(p <= q if inclusive else p < q))
+    return float(np.mean(p <= q + resolution if inclusive else p < q - resolution))
 
 
 class Reliability(NamedTuple):

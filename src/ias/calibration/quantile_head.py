@@ -1,10 +1,12 @@
 """The `quantile-head` calibrator: the PRM stays frozen; a small head on its hidden state at
 each step tag (plus its own score) predicts quantiles of the policy's success probability.
 
-Quantiles cannot cross by construction: the lowest is `logit(score) + base(x)` and every
-next one adds a softplus gap. Before fitting (base zero, gaps ~0) every quantile equals
-the PRM's own probability, so fitting only moves it where the rollouts say so. The loss
-is the pinball loss averaged over levels (SPEC §3).
+Level m reads `logit(score) + w_m . x + b_m`; the logits are sorted before the sigmoid, so
+quantiles cannot cross (SPEC §3: "parameterise or sort"). Before fitting (w, b zero) every
+quantile equals the PRM's own probability exactly, so fitting only moves it where the
+rollouts say so; the pinball loss pushes low levels down and high levels up from there.
+(An earlier form added softplus gaps started at softplus(-10): their gradient, ~5e-5,
+kept the levels glued together.) The loss is the pinball loss averaged over levels.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -42,19 +44,14 @@ class QuantileHead(nn.Module):
         self.levels = tuple(float(b) for b in levels)
         self.register_buffer("mean", torch.zeros(width))
         self.register_buffer("scale", torch.ones(width))
-        self.base = nn.Linear(width, 1)
-        self.gaps = nn.Linear(width, len(levels) - 1)
-        for layer in (self.base, self.gaps):
-            nn.init.zeros_(layer.weight)
-        nn.init.zeros_(self.base.bias)
-        nn.init.constant_(self.gaps.bias, -10.0)  # softplus(-10) ~ 5e-5: quantiles start together
+        self.shift = nn.Linear(width, len(levels))
+        nn.init.zeros_(self.shift.weight)
+        nn.init.zeros_(self.shift.bias)
 
     def forward(self, score: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
         x = (hidden - self.mean) / self.scale
-        start = torch.logit(score.clamp(EPS, 1 - EPS)) + self.base(x)[:, 0]
-        steps = nn.functional.softplus(self.gaps(x))
-        z = torch.cat([start[:, None], start[:, None] + steps.cumsum(dim=1)], dim=1)
-        return torch.sigmoid(z)
+        z = torch.logit(score.clamp(EPS, 1 - EPS))[:, None] + self.shift(x)
+        return torch.sigmoid(z.sort(dim=1).values)
 
     def predict(self, score: np.ndarray, hidden: np.ndarray) -> np.ndarray:
         with torch.no_grad():
@@ -66,7 +63,7 @@ class QuantileHead(nn.Module):
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(folder / HEAD_FILE))
-        (folder / "quantile_head.json").write_text(json.dumps({"levels": self.levels, "width": self.base.in_features}) + "\n")
+        (folder / "quantile_head.json").write_text(json.dumps({"levels": self.levels, "width": self.shift.in_features}) + "\n")
 
     @classmethod
     def load(cls, folder: str | Path) -> QuantileHead:
@@ -111,12 +108,11 @@ def fit_quantile_head(
     return head.eval()
 
 
-def prm_readings(prm, rows: Sequence[TargetRow]) -> tuple[np.ndarray, np.ndarray, list[int]]:
-    """The PRM's score and hidden state for the rows it can read, and those rows' indices.
+def reading_plan(rows: Sequence[TargetRow]) -> tuple[list[tuple[str, list[str]]], list[tuple[int, int]]]:
+    """The PRM inputs that read every row, and for each row (input index, tag index).
 
-    One PRM input per trajectory (a causal PRM's reading at tag t sees only the first t
-    steps) and one per question for t = 0: the same inputs inference builds. Rows of an
-    input the PRM skips (longer than it allows) are left out; callers report how many.
+    One input per trajectory (its longest prefix: a causal PRM's reading at tag t sees only
+    the first t steps) and one per question for t = 0: the same inputs inference builds.
     """
     longest: dict[tuple[str, int], list[str]] = {}
     questions: dict[str, str] = {}
@@ -127,21 +123,41 @@ def prm_readings(prm, rows: Sequence[TargetRow]) -> tuple[np.ndarray, np.ndarray
         questions[row.problem_id] = row.question
     traj_keys = [k for k, steps in longest.items() if steps]
     items = [(questions[pid], longest[(pid, j)]) for pid, j in traj_keys] + [(q, []) for q in questions.values()]
-    readings = prm.score(items, hidden=True)
-    by_traj = dict(zip(traj_keys, readings[: len(traj_keys)]))
-    by_question = dict(zip(questions, readings[len(traj_keys) :]))
-    scores, states, kept = [], [], []
-    for k, row in enumerate(rows):
-        reading = by_question[row.problem_id] if row.t == 0 else by_traj[(row.problem_id, row.traj)]
-        if reading.skipped:
-            continue
-        i = 0 if row.t == 0 else row.t - 1
-        scores.append(reading.scores[i])
-        states.append(reading.hidden[i])
-        kept.append(k)
+    traj_index = {key: i for i, key in enumerate(traj_keys)}
+    question_index = {pid: len(traj_keys) + i for i, pid in enumerate(questions)}
+    where = [
+        (question_index[row.problem_id], 0) if row.t == 0 else (traj_index[(row.problem_id, row.traj)], row.t - 1)
+        for row in rows
+    ]
+    return items, where
+
+
+def prm_readings(prm, rows: Sequence[TargetRow], hidden: bool = True) -> Readings:
+    """The PRM's reading of every row it can read (score, hidden state, quantiles if calibrated).
+
+    Rows of an input the PRM skips (longer than it allows) are left out; callers report how many.
+    """
+    items, where = reading_plan(rows)
+    readings = prm.score(items, hidden=hidden)
+    kept = [k for k, (i, _) in enumerate(where) if not readings[i].skipped]
     if not kept:
         raise UserError("the PRM could read none of the rollouts' prefixes")
-    return np.asarray(scores, dtype=np.float32), np.stack(states).astype(np.float32), kept
+    at = [where[k] for k in kept]
+    score = np.asarray([readings[i].scores[j] for i, j in at], dtype=np.float32)
+    states = np.stack([readings[i].hidden[j] for i, j in at]).astype(np.float32) if hidden else None
+    quantiles = None
+    if all(readings[i].quantiles is not None for i, _ in at):
+        quantiles = np.asarray([readings[i].quantiles[j] for i, j in at], dtype=np.float32)
+    return Readings(score, states, quantiles, kept)
+
+
+class Readings(NamedTuple):
+    """Per readable row: the PRM's score, its hidden state at the tag, its quantiles if it has them."""
+
+    score: np.ndarray
+    hidden: np.ndarray | None
+    quantiles: np.ndarray | None
+    kept: list[int]
 
 
 def split_by_problem(rows: Sequence[TargetRow], held_out: float, seed: int) -> tuple[list[int], list[int]]:

@@ -150,6 +150,11 @@ def read_config(out: str | Path) -> dict:
     return json.loads(path.read_text())
 
 
+def target_resolution(rows: Sequence[TargetRow]) -> float:
+    """Half the finest step of the targets' grid (1 / (2 N_MC)): closer than this is a tie."""
+    return 0.5 / max(r.n for r in rows)
+
+
 def load_targets(out: str | Path, include_final: bool = True) -> list[TargetRow]:
     """The store of a rollout folder as flat calibration rows, in file order.
 

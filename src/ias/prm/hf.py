@@ -1,4 +1,9 @@
-"""The transformers PRM backend: both reading formats, batched, never truncating."""
+"""The transformers PRM backend: both reading formats, batched, never truncating.
+
+A PRM's score at a tag comes from one linear *reading layer* (the 2-class head, or the LM
+head's `+`/`-` rows). A quantile reader (from `quantile-lora` calibration) can take that
+layer's place: it reads the same input and returns quantiles of success instead.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,10 @@ import math
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import torch
 
 import ias.prm.likelihood  # noqa: F401  (registers the zoo PRM's architecture with transformers)
+from ias.errors import UserError
 from ias.models import resolve_model
 from ias.prm.base import StepScores, register_prm
 from ias.prm.format import load_format, prm_input
@@ -30,8 +35,10 @@ class HFPRM:
     ):
         from transformers import AutoConfig, AutoTokenizer
 
+        self.options = dict(prm_format=prm_format, device=device, dtype=dtype, batch_size=batch_size, max_length=max_length)
         path = resolve_model(model)
         self.name = model
+        self.path = path
         self.format = load_format(path if Path(path).is_dir() else None, prm_format)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         config = AutoConfig.from_pretrained(path)
@@ -47,6 +54,43 @@ class HFPRM:
                 self.tokenizer.encode(tok, add_special_tokens=False)[-1]
                 for tok in (self.format.plus, self.format.minus)
             ]
+        self.quantile_reader = None  # set by quantile-lora calibration: reads quantiles, not the head
+
+    def fresh_copy(self) -> HFPRM:
+        """The same PRM loaded anew: adapters are injected in place, so never into a shared one."""
+        return HFPRM(self.name, **self.options)
+
+    def reading_layer(self) -> tuple[torch.nn.Linear, int, int]:
+        """The linear layer whose output the score is read from, and its positive and negative rows."""
+        if self.format.reading == "tokens":
+            return self.model.get_output_embeddings(), self.candidates[0], self.candidates[1]
+        head = getattr(self.model, "score", None) or getattr(self.model, "classifier", None)
+        if isinstance(head, torch.nn.Sequential):  # Qwen2.5-Math-PRM: Linear, ReLU, Linear
+            head = head[-1]
+        if not isinstance(head, torch.nn.Linear):
+            raise UserError(f"cannot find the 2-class head of PRM '{self.name}' (no linear `score` or `classifier`)")
+        return head, 1, 0
+
+    def batch_tensors(self, batch: Sequence[tuple[list[int], list[int]]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Right-padded ids and attention mask of encoded inputs, on the PRM's device."""
+        width = max(len(ids) for ids, _ in batch)
+        ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for k, (seq, _) in enumerate(batch):
+            ids[k, : len(seq)] = torch.tensor(seq)
+            mask[k, : len(seq)] = 1
+        return ids.to(self.device), mask.to(self.device)
+
+    def forward_reading_inputs(self, ids: torch.Tensor, mask: torch.Tensor, hidden: bool = False):
+        """The model's output and the reading layer's input at every position (one forward)."""
+        layer = self.reading_layer()[0]
+        captured = {}
+        handle = layer.register_forward_hook(lambda module, args, out: captured.__setitem__("x", args[0]))
+        try:
+            output = self.model(input_ids=ids, attention_mask=mask, output_hidden_states=hidden)
+        finally:
+            handle.remove()
+        return output, captured["x"]
 
     def encode(self, question: str, steps: list[str]) -> tuple[list[int], list[int]]:
         return prm_input(self.format, self.tokenizer, question, steps)
@@ -69,37 +113,37 @@ class HFPRM:
         order = sorted(encoded, key=lambda k: len(encoded[k][0]))
         for start in range(0, len(order), self.batch_size):
             chunk = order[start : start + self.batch_size]
-            readings = self._read([encoded[k] for k in chunk], hidden)
-            for k, (p, states) in zip(chunk, readings):
-                results[k].tokens = len(encoded[k][0])
-                if any(math.isnan(x) for x in p):
-                    results[k].skipped = "the PRM returned NaN"
-                else:
-                    results[k].scores = p
-                    results[k].hidden = states
+            for k, reading in zip(chunk, self._read([encoded[k] for k in chunk], hidden)):
+                reading.tokens = len(encoded[k][0])
+                if any(math.isnan(x) for x in reading.scores):
+                    reading = StepScores(tokens=reading.tokens, skipped="the PRM returned NaN")
+                results[k] = reading
         return results
 
     @torch.inference_mode()
-    def _read(self, batch: list[tuple[list[int], list[int]]], hidden: bool = False) -> list[tuple[list[float], np.ndarray | None]]:
-        width = max(len(ids) for ids, _ in batch)
-        ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for k, (seq, _) in enumerate(batch):
-            ids[k, : len(seq)] = torch.tensor(seq)
-            mask[k, : len(seq)] = 1
-        output = self.model(
-            input_ids=ids.to(self.device), attention_mask=mask.to(self.device), output_hidden_states=hidden
-        )
-        logits = output.logits
+    def _read(self, batch: list[tuple[list[int], list[int]]], hidden: bool = False) -> list[StepScores]:
+        ids, mask = self.batch_tensors(batch)
+        if self.quantile_reader is not None:
+            output, inputs = self.forward_reading_inputs(ids, mask, hidden)
+        else:
+            output = self.model(input_ids=ids, attention_mask=mask, output_hidden_states=hidden)
         out = []
         for k, (_, tags) in enumerate(batch):
-            at_tags = logits[k, tags].float()
-            if self.format.reading == "tokens":
-                p = torch.softmax(at_tags[:, self.candidates], dim=-1)[:, 0]
+            reading = StepScores()
+            if self.quantile_reader is not None:
+                q = self.quantile_reader(inputs[k, tags].float())
+                reading.quantiles = q.cpu().tolist()
+                p = q[:, self.quantile_reader.median_index]
             else:
-                p = torch.softmax(at_tags[:, :2], dim=-1)[:, 1]
-            states = output.hidden_states[-1][k, tags].float().cpu().numpy() if hidden else None
-            out.append((p.cpu().tolist(), states))
+                at_tags = output.logits[k, tags].float()
+                if self.format.reading == "tokens":
+                    p = torch.softmax(at_tags[:, self.candidates], dim=-1)[:, 0]
+                else:
+                    p = torch.softmax(at_tags[:, :2], dim=-1)[:, 1]
+            reading.scores = p.cpu().tolist()
+            if hidden:
+                reading.hidden = output.hidden_states[-1][k, tags].float().cpu().numpy()
+            out.append(reading)
         return out
 
 
