@@ -75,7 +75,12 @@ def test_solve_prints_a_table_and_writes_files(tmp_path):
 
 
 def test_demo_runs_small(tmp_path):
-    result = ias("demo", "--limit", "4", "--n", "4", "--out", str(tmp_path / "demo"))
+    result = ias("demo", "--quick", "--problems", "8", "--n-max", "8", "--out", str(tmp_path / "demo"))
     assert result.returncode == 0, result.stderr
-    assert "majority vote@4" in result.stdout and "single sample" in result.stdout
-    assert (tmp_path / "demo" / "bon" / "summary.json").exists()
+    assert "ias-bon" in result.stdout and "bon@8" in result.stdout and "quantile-head" in result.stdout
+    summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    assert summary["n_problems"] == 8 and summary["n_max"] == 8
+    assert {"bon@8", "ias-bon", "ias-bon-uncalibrated", "oracle-ias", "deepconf"} <= set(summary["methods"])
+    assert set(summary["calibration"]["methods"]) >= {"uncalibrated", "quantile-head", "quantile-lora", "isotonic"}
+    for name in ("report.md", "pareto.png", "budget.png", "records.jsonl"):
+        assert (tmp_path / "demo" / "eval" / name).stat().st_size > 0

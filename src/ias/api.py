@@ -154,6 +154,50 @@ def calib_eval(
     return evaluate(rollouts, _prm(prm, prm_format), out, calibrator, compare, seed)
 
 
+def evaluate(
+    task: str = "arith",
+    split: str = "test",
+    policy: str = "arith-weak",
+    prm: str = "arith-prm",
+    calibrator: str | Path | None = None,
+    strategies: tuple[str, ...] | list[str] | None = None,
+    n_max: int = 64,
+    coverage: float = 0.99,
+    out: str | Path = "runs/eval",
+    limit: int | None = None,
+    seed: int = 0,
+    task_options: dict | None = None,
+    prm_format: str | None = None,
+    batch_problems: int = 16,
+    progress: bool = True,
+) -> dict:
+    """Every strategy on one shared pool of `n_max` samples per problem; returns `summary.json`.
+
+    Without `calibrator` the IAS methods budget from the raw PRM (then `ias-bon` and
+    `ias-bon-uncalibrated` coincide).
+
+    >>> s = ias.evaluate(policy="arith-weak", prm="arith-prm", calibrator="runs/cal", n_max=64, out="runs/eval")
+    >>> s["methods"]["ias-bon"]["tokens"] / s["methods"]["bon@64"]["tokens"]
+    """
+    from ias.evaluation import STRATEGIES, check_strategies, run_eval
+    from ias.scaling.adaptive import Budget
+
+    if n_max < 1 or not 0 < coverage < 1:
+        raise UserError(f"need n_max >= 1 and 0 < coverage < 1, got {n_max} and {coverage}")
+    names = check_strategies(strategies or STRATEGIES)
+    the_task = get_task(task, **(task_options or {}))
+    problems = the_task.problems(split, limit)
+    if not problems:
+        raise UserError(f"task '{task}' split '{split}' has no problems")
+    plain = _prm(prm, prm_format)
+    scored = calibrated_prm(plain, calibrator) if calibrator else plain
+    the_policy = _policy(policy)
+    config = {"task": task, "task_options": task_options or {}, "split": split, "policy": policy, "prm": prm,
+              "calibrator": str(calibrator) if calibrator else None, "limit": limit}
+    return run_eval(problems, the_task, the_policy, scored, plain, sampling_params(the_policy), seed, Path(out), config,
+                    names, Budget(coverage=coverage, n_max=n_max), batch_problems=batch_problems, progress=progress)
+
+
 @lru_cache(maxsize=2)
 def _policy(model: str):
     """Loaded once per process: repeated `solve` calls on one model reuse it."""

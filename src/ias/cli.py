@@ -90,8 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run the built-in demo on the shipped zoo models (no downloads)")
     demo.add_argument("--out", default="ias-demo", help="output folder")
-    demo.add_argument("--limit", type=_positive_int, default=100, help="test problems to solve")
-    demo.add_argument("--n", type=_positive_int, default=16, help="samples per problem")
+    demo.add_argument("--quick", action="store_true", help="a smaller run (60 problems, N_max 16): about a minute")
+    demo.add_argument("--problems", type=_positive_int, help="test problems to evaluate (default 200; quick 60)")
+    demo.add_argument("--n-max", type=_positive_int, help="samples per problem in the pool (default 64; quick 16)")
     demo.add_argument("--seed", type=int, default=0)
 
     solve = sub.add_parser("solve", help="run a strategy over a task split and summarise it")
@@ -146,6 +147,19 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--out", required=True, help="folder for metrics.json, reliability.png, compare.json")
 
+    from ias.evaluation import STRATEGIES as EVAL_STRATEGIES
+
+    evl = sub.add_parser("eval", help="every strategy (fixed, adaptive, peers) on one shared sample pool")
+    _dataset_args(evl, "runs/eval")
+    evl.add_argument("--policy", default="arith-weak", help="zoo name or local HF model folder")
+    evl.add_argument("--prm", default="arith-prm", help="zoo name or local PRM folder")
+    evl.add_argument("--prm-format", help="PRM reading format when the folder has no ias_prm.json")
+    evl.add_argument("--calibrator", help="calibrator folder from `ias calibrate` (IAS budgets from its lowest quantile)")
+    evl.add_argument("--strategies", help="comma-separated subset of: " + ", ".join(EVAL_STRATEGIES) + " (default: all)")
+    evl.add_argument("--n-max", type=_positive_int, default=64, help="samples per problem in the pool (N_max)")
+    evl.add_argument("--coverage", type=float, default=0.99, help="IAS target coverage C")
+    evl.add_argument("--batch-problems", type=_positive_int, default=16, help="problems per pool chunk")
+
     data = sub.add_parser("data", help="inspect task data")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     check = data_sub.add_parser("check", help="grade every reference solution against its answer")
@@ -180,7 +194,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "demo":
         from ias.demo import run_demo
 
-        run_demo(out=Path(args.out), limit=args.limit, n=args.n, seed=args.seed)
+        run_demo(out=Path(args.out), quick=args.quick, seed=args.seed, problems=args.problems, n_max=args.n_max)
         return 0
     if args.command == "solve":
         from ias.api import solve
@@ -231,6 +245,19 @@ def _dispatch(args: argparse.Namespace) -> int:
                             compare=args.compare, seed=args.seed, prm_format=args.prm_format)
         print_calibration(report)
         print(f"metrics: {Path(args.out) / 'metrics.json'}  plot: {Path(args.out) / 'reliability.png'}")
+        return 0
+    if args.command == "eval":
+        from ias.api import evaluate
+        from ias.report import eval_table
+
+        summary = evaluate(
+            task=args.task, split=args.split, policy=args.policy, prm=args.prm, calibrator=args.calibrator,
+            strategies=args.strategies.split(",") if args.strategies else None, n_max=args.n_max,
+            coverage=args.coverage, out=args.out, limit=args.limit, seed=args.seed, task_options=_task_options(args),
+            prm_format=args.prm_format, batch_problems=args.batch_problems,
+        )
+        print(eval_table(summary))
+        print(f"summary: {Path(args.out) / 'summary.json'}  report: {Path(args.out) / 'report.md'}")
         return 0
     if args.command == "data":
         from ias.tasks.base import get_task

@@ -1,30 +1,46 @@
-"""`ias demo`: the main job on the built-in task and the shipped zoo models, no downloads."""
+"""`ias demo`: the whole method on the built-in task and the shipped zoo models, no downloads.
+
+1. Monte-Carlo rollouts of the weak policy on `calib` problems (and a few `test` ones to
+   score calibration on), 2. every calibration method fitted and compared, 3. `ias eval` of
+   every strategy on `test` problems at N_max, budgeting IAS from the `quantile-head`
+   calibrator. Each stage resumes when rerun into the same `--out`.
+"""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
-from ias.api import solve
-from ias.records import read_records
-from ias.report import table
+from ias.api import calib_eval, evaluate, rollout
+from ias.records import write_json
+from ias.report import eval_table, print_calibration
+
+FULL = {"calib_problems": 150, "calib_test_problems": 60, "problems": 200, "n_max": 64}
+QUICK = {"calib_problems": 40, "calib_test_problems": 20, "problems": 60, "n_max": 16}
 
 
-def run_demo(out: Path = Path("ias-demo"), limit: int = 100, n: int = 16, seed: int = 0) -> dict:
-    """Best-of-N on `arith` test problems with the weak policy and the zoo PRM.
-
-    One set of samples answers every selection rule (PRM best, PRM-weighted vote,
-    majority vote), compared with a single sample.
-    """
-    print(f"ias demo: Best-of-{n} on {limit} arith test problems (policy arith-weak, PRM arith-prm)")
-    summary = solve(task="arith", split="test", policy="arith-weak", prm="arith-prm", n=n,
-                    out=out / "bon", limit=limit, seed=seed)
-    records = read_records(out / "bon" / "records.jsonl")
-    single = sum(r["samples"][0]["correct"] for r in records) / len(records)
-    tokens = summary["usage"]["generated_tokens"]
-    rows = [["single sample", round(single, 4), tokens // n]]
-    names = {"best": f"best-of-{n} (PRM)", "weighted": f"PRM-weighted vote@{n}", "majority": f"majority vote@{n}"}
-    for how, acc in summary["by_selection"].items():
-        rows.append([names[how], acc, tokens])
-    print(table(["method", "accuracy", "generated tokens"], rows))
-    print(f"records and summary: {out / 'bon'}")
+def run_demo(out: Path = Path("ias-demo"), quick: bool = False, seed: int = 0, problems: int | None = None,
+             n_max: int | None = None) -> dict:
+    sizes = {**(QUICK if quick else FULL), **({"problems": problems} if problems else {}),
+             **({"n_max": n_max} if n_max else {})}
+    started = time.time()
+    print(f"ias demo: policy arith-weak, PRM arith-prm; {sizes['problems']} test problems at N_max = {sizes['n_max']}")
+    print("[1/3] Monte-Carlo rollouts (calibration data)")
+    for split, limit in (("calib", sizes["calib_problems"]), ("test", sizes["calib_test_problems"])):
+        rollout(task="arith", split=split, policy="arith-weak", n_traj=4, n_mc=8, out=out / f"rollouts-{split}",
+                limit=limit, seed=seed)
+    print("[2/3] calibration: every method fitted on calib rollouts, scored on test rollouts")
+    calibration = calib_eval(out / "rollouts-test", prm="arith-prm", out=out / "calibration",
+                             compare=out / "rollouts-calib", seed=seed)
+    print_calibration(calibration)
+    print("[3/3] evaluation: every strategy on one shared pool of samples")
+    summary = evaluate(task="arith", split="test", policy="arith-weak", prm="arith-prm",
+                       calibrator=out / "calibration" / "fits" / "quantile-head", n_max=sizes["n_max"],
+                       out=out / "eval", limit=sizes["problems"], seed=seed)
+    summary["calibration"] = {"methods": {k: {m: v[m] for m in ("brier", "overestimation", "ece", "coverage")}
+                                          for k, v in calibration["methods"].items()}}
+    summary["demo_wall_s"] = round(time.time() - started, 1)
+    write_json(out / "summary.json", summary)
+    print(eval_table(summary))
+    print(f"report: {out / 'eval' / 'report.md'}  summary: {out / 'summary.json'}  ({summary['demo_wall_s']} s)")
     return summary

@@ -63,3 +63,83 @@ def print_calibration(report: dict) -> None:
         rows.append([name, m["brier"], m["overestimation"], m["ece"], cov])
     print(f"calibration on {report['rows']} prefixes of {report['rollouts']} (PRM {report['prm']})")
     print(table(["method", "Brier", "over-estimation", "ECE", "coverage: below..below or tied"], rows))
+
+
+def eval_table(summary: dict) -> str:
+    """Methods by accuracy and spend; the share of `bon@N_max`'s tokens makes savings readable."""
+    reference = summary["methods"].get(f"bon@{summary['n_max']}", {}).get("tokens")
+    rows = []
+    for name, m in summary["methods"].items():
+        share = f"{m['tokens'] / reference:.0%}" if reference else "-"
+        rows.append([name, m["accuracy"], f"{m['ci95'][0]}-{m['ci95'][1]}", m["tokens"], share, m["samples"],
+                     m["prm_tokens"], m["wall_s"]])
+    return table(["method", "accuracy", "95% CI", "tokens", f"of bon@{summary['n_max']}", "samples", "PRM tokens",
+                  "wall s (est.)"], rows)
+
+
+def eval_plots(out, summary: dict, records: list[dict], outcomes: dict, budget) -> None:
+    """`pareto.png` (accuracy against generated tokens; fixed Best-of-N as a line) and
+    `budget.png` (samples each IAS variant gave a problem against its true success rate)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = summary["methods"]
+    fig, ax = plt.subplots(figsize=(7, 5))
+    try:
+        fixed = sorted((m["tokens"], m["accuracy"], n) for n, m in methods.items() if n.startswith("bon@"))
+        if fixed:
+            ax.plot([f[0] for f in fixed], [f[1] for f in fixed], marker="o", color="black", label="Best-of-N (fixed N)")
+            for x, y, name in fixed:
+                ax.annotate(name.split("@")[1], (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7)
+        others = [(n, m) for n, m in methods.items() if not n.startswith("bon@")]
+        colours = plt.get_cmap("tab20")
+        for k, (name, m) in enumerate(others):
+            ax.scatter([m["tokens"]], [m["accuracy"]], label=name, zorder=3, color=colours(k % 20),
+                       marker="os^Dv<>"[k % 7])
+        ax.set_xscale("log")
+        ax.set_xlabel("generated tokens (all problems)")
+        ax.set_ylabel("accuracy")
+        ax.set_title(f"Accuracy against compute, {summary['n_problems']} problems")
+        ax.legend(fontsize=7, loc="lower right")
+        fig.tight_layout()
+        fig.savefig(out / "pareto.png", dpi=120)
+    finally:
+        plt.close(fig)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    try:
+        p_true = [sum(s["correct"] for s in r["samples"]) / len(r["samples"]) for r in records]
+        for name in ("oracle-ias", "ias-bon", "ias-bon-uncalibrated"):
+            if name in outcomes:
+                ax.scatter(p_true, [o.samples for o in outcomes[name]], s=10, alpha=0.6, label=name)
+        ax.set_xlabel(f"true success rate (share correct of {budget.n_max} samples)")
+        ax.set_ylabel("samples given")
+        ax.set_yscale("log")
+        ax.set_title("Budget per problem against its difficulty")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out / "budget.png", dpi=120)
+    finally:
+        plt.close(fig)
+
+
+def write_eval_report(path, summary: dict) -> None:
+    config = summary.get("config", {})
+    text = "\n".join([
+        f"# ias eval: {config.get('task')} / {config.get('split')}, policy {config.get('policy')}, "
+        f"PRM {config.get('prm')}, calibrator {config.get('calibrator')}",
+        "",
+        f"{summary['n_problems']} problems, N_max = {summary['n_max']}, coverage C = {summary['budget']['coverage']}. "
+        "Every method is replayed on one shared pool of samples; wall time is the pool's, shared by tokens.",
+        "",
+        "```",
+        eval_table(summary),
+        "```",
+        "",
+        "![accuracy against tokens](pareto.png)",
+        "",
+        "![budget per problem](budget.png)",
+        "",
+    ])
+    path.write_text(text)

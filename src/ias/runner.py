@@ -7,6 +7,7 @@ folder skips finished problems; a folder holding a different run is refused.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Protocol, Sequence
@@ -69,6 +70,8 @@ def run_dataset(
     wanted = {p.id for p in problems}
     records = [r for r in read_records(records_path) if r["id"] in wanted]
     summary = summarize(records, config, time.time() - started)
+    earlier = json.loads((out / "summary.json").read_text()).get("wall_s_total", 0.0) if (out / "summary.json").exists() else 0.0
+    summary["wall_s_total"] = round(earlier + summary["wall_s_this_run"], 2)  # over every run into this folder
     write_json(out / "summary.json", summary)
     return summary
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import random
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -115,7 +116,9 @@ def fit_quantile_lora(prm, rows: Sequence[TargetRow], levels: Sequence[float] = 
         r=s["rank"], lora_alpha=s["alpha"], lora_dropout=s["dropout"], target_modules=["q_proj", "v_proj"],
         layers_to_transform=lora_layers(adapted.model, s["every"]), layers_pattern="layers",
     )
-    adapted.model = peft.get_peft_model(adapted.model, config)
+    with warnings.catch_warnings():  # peft asks transformers a deprecated question; not the user's concern
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
+        adapted.model = peft.get_peft_model(adapted.model, config)
     examples = _examples(adapted, rows)
     if not examples:
         raise UserError("the PRM could read none of the rollouts' prefixes")

@@ -24,6 +24,7 @@ class BestOfN:
     aggregation: str = "last"
     selection: str = "best"
     name: str = "bon"
+    score_question: bool = False  # also read the PRM on the question alone (t = 0), as IAS needs
 
     def config(self) -> dict:
         return {"strategy": self.name, "n": self.n, "aggregation": self.aggregation, "selection": self.selection}
@@ -41,6 +42,7 @@ class BestOfN:
         groups = policy.sample(prompts, self.n, params, [derive_seed(seed, p.id) for p in problems])
         flat = [(p, s) for p, group in zip(problems, groups) for s in group]
         scored = prm.score([(p.question, split_steps(s.text)) for p, s in flat]) if prm else None
+        questions = prm.score([(p.question, []) for p in problems]) if prm and self.score_question else None
         records = []
         for k, (problem, group) in enumerate(zip(problems, groups)):
             rows = []
@@ -54,14 +56,19 @@ class BestOfN:
                         "correct": task.grade(problem, sample.text),
                         "step_scores": reading.scores if reading else None,
                         "score": aggregate(reading.scores, self.aggregation) if reading else None,
+                        "quantiles": reading.quantiles[-1] if reading and reading.quantiles else None,
                         "prm_skipped": reading.skipped if reading else None,
                         "prompt_tokens": sample.prompt_tokens,
                         "generated_tokens": sample.generated_tokens,
                         "prm_tokens": reading.tokens if reading else 0,
                         "finish_reason": sample.finish_reason,
+                        **({"logprobs": [round(x, 4) for x in sample.logprobs]} if sample.logprobs is not None else {}),
                     }
                 )
-            records.append(self._record(problem, rows, prm is not None))
+            record = self._record(problem, rows, prm is not None)
+            if questions is not None:
+                record["question_reading"] = _question_reading(questions[k])
+            records.append(record)
         return records
 
     def _record(self, problem: Problem, rows: list[dict], scored: bool) -> dict:
@@ -93,6 +100,16 @@ class BestOfN:
             "usage": usage.to_dict(),
             "samples": rows,
         }
+
+
+def _question_reading(reading) -> dict:
+    """The PRM's reading of the question alone: the difficulty estimate IAS budgets from."""
+    return {
+        "score": reading.scores[0] if reading.scores else None,
+        "quantiles": reading.quantiles[0] if reading.quantiles else None,
+        "prm_tokens": reading.tokens,
+        "skipped": reading.skipped,
+    }
 
 
 def _json_float(x: float | None) -> float | None:

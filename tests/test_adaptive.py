@@ -1,0 +1,90 @@
+"""Adaptive strategies replayed on a pool: hand-built pools check each rule's arithmetic; a
+real pool checks that the first N samples of an N_max run are an N-sample run."""
+
+from __future__ import annotations
+
+import pytest
+
+from ias.api import _policy, sampling_params
+from ias.evaluation import check_strategies, fixed_sizes, replay
+from ias.errors import UserError
+from ias.scaling import adaptive
+from ias.scaling.adaptive import Budget
+from ias.scaling.bon import BestOfN
+from ias.scaling.budget import n_ias
+from ias.tasks.base import get_task
+
+
+def sample(answer, correct, score=0.5, tokens=10, quantiles=None, logprobs=None):
+    return {"answer": answer, "correct": correct, "score": score, "generated_tokens": tokens, "prm_tokens": 20,
+            "quantiles": quantiles, "logprobs": logprobs}
+
+
+def pool(samples, lower=0.5):
+    return {"id": "x", "question": "q", "samples": samples,
+            "question_reading": {"score": lower, "quantiles": [lower, lower, lower], "prm_tokens": 7}}
+
+
+def test_ias_bon_takes_the_first_n_ias_samples_and_pays_for_the_question():
+    samples = [sample(str(i), i == 5, score=i / 100) for i in range(64)]
+    for lower in (0.5, 0.3, 0.1):
+        out = adaptive.ias_bon(pool(samples, lower), Budget())
+        n = n_ias(lower, 0.99, 1, 64)
+        assert out.samples == n and out.tokens == 10 * n and out.prm_tokens == 20 * n + 7
+        assert out.answer == str(n - 1)  # the best-scored of the first n
+    assert adaptive.ias_bon(pool(samples, 0.5), Budget(), p=0.05).samples == 64  # an explicit p overrides
+
+
+def test_oracle_budgets_from_the_true_rate_and_fleet_spends_the_same_total():
+    easy = pool([sample("1", True)] * 32 + [sample("2", False)] * 32, lower=0.1)
+    hard = pool([sample("1", j == 0) for j in range(64)], lower=0.9)
+    assert adaptive.oracle_ias(easy, Budget()).samples == n_ias(0.5)
+    assert adaptive.oracle_ias(hard, Budget()).samples == n_ias(1 / 64)
+    shared = adaptive.fleet([easy, hard], Budget(), total=20)
+    assert sum(o.samples for o in shared) == 20 and all(o.samples >= 1 for o in shared)
+
+
+def test_sequential_ias_stops_when_finished_samples_look_right():
+    confident = pool([sample("1", True, quantiles=[0.95, 0.97, 0.99])] * 64, lower=0.5)
+    doubtful = pool([sample("1", False, quantiles=[0.01, 0.02, 0.03])] * 64, lower=0.5)
+    wave = n_ias(0.5)
+    assert adaptive.ias_sequential(confident, Budget()).samples == wave
+    assert adaptive.ias_sequential(doubtful, Budget()).samples == 64  # waves until the budget
+
+
+def test_consistency_peers_stop_on_agreement():
+    agree = pool([sample("7", True)] * 64)
+    mixed = pool([sample(str(j % 3), j % 3 == 0) for j in range(64)])
+    assert adaptive.early_stopping_sc(agree, Budget()).samples == 5
+    assert adaptive.early_stopping_sc(mixed, Budget()).samples == 64
+    assert adaptive.adaptive_consistency(agree, Budget()).samples < 8
+    assert adaptive.adaptive_consistency(mixed, Budget()).samples == 64
+    assert adaptive.majority_of(mixed, 64).answer == "0" and adaptive.majority_of(mixed, 64).prm_tokens == 0
+
+
+def test_deepconf_counts_a_stopped_trace_up_to_its_exit_and_leaves_it_out_of_the_vote():
+    sure = [-0.01] * 20
+    unsure = [-0.01] * 4 + [-3.0] * 16  # the first full window of 8 (tokens 0..7) is already below
+    samples = [sample("1", True, tokens=20, logprobs=sure)] * 16 + [sample("2", False, tokens=20, logprobs=unsure)] * 20
+    out = adaptive.deepconf(pool(samples), Budget())
+    assert out.answer == "1" and out.correct
+    assert out.tokens == 16 * 20 + 20 * 8  # each unsure trace exits after its 8th token
+
+
+def test_replay_names_the_fixed_curve_and_rejects_unknown_strategies():
+    records = [pool([sample("1", True, score=0.9)] * 8, lower=0.9)]
+    results = replay(records, [0.99], ["bon", "ias-bon", "ias-bon-uncalibrated", "sc"], Budget(n_max=8))
+    assert set(results) == {"bon@1", "bon@2", "bon@4", "bon@8", "sc@8", "ias-bon", "ias-bon-uncalibrated"}
+    assert fixed_sizes(64) == [1, 2, 4, 8, 16, 32, 64] and fixed_sizes(48)[-1] == 48
+    with pytest.raises(UserError, match="unknown strategy 'beam'"):
+        check_strategies(["bon", "beam"])
+
+
+def test_first_n_samples_of_a_larger_pool_are_an_n_sample_run():
+    task, policy = get_task("arith"), _policy("arith-weak")
+    problems = task.problems("test", 3)
+    params = sampling_params(policy)
+    small = BestOfN(n=4, selection="majority").run(problems, task, policy, None, params, seed=5)
+    large = BestOfN(n=8, selection="majority").run(problems, task, policy, None, params, seed=5)
+    for a, b in zip(small, large):
+        assert [s["text"] for s in a["samples"]] == [s["text"] for s in b["samples"][:4]]
