@@ -1,6 +1,6 @@
 """ias: instance-adaptive test-time scaling of LLM reasoning with calibrated process reward models."""
 
-from ias.api import calib_eval, calibrate, rollout, solve
+from ias.api import calib_eval, calibrate, evaluate, rollout, solve
 from ias.calibration.store import load_targets
 from ias.policy.base import SamplingParams, load_policy
 from ias.prm.base import load_prm
@@ -8,6 +8,6 @@ from ias.tasks.base import get_task
 
 __version__ = "0.1.0"
 __all__ = [
-    "solve", "rollout", "calibrate", "calib_eval", "load_targets", "load_policy", "load_prm", "get_task", "SamplingParams",
+    "solve", "rollout", "calibrate", "calib_eval", "evaluate", "load_targets", "load_policy", "load_prm", "get_task", "SamplingParams",
     "__version__",
 ]
