@@ -1,7 +1,7 @@
 """The demo's IAS figures as one JSON line: token share of `bon@N_max` and accuracy gap per method.
 
-    python benchmarks/ias.py --out runs/bench-ias               # the demo's sizes: 200 problems, N_max 64
-    python benchmarks/ias.py --problems 500 --n-max 64 --out runs/bench-ias-500
+    python benchmarks/adaptive_scaling.py --out runs/bench-ias               # the demo's sizes: 200 problems, N_max 64
+    python benchmarks/adaptive_scaling.py --problems 500 --n-max 64 --out runs/bench-ias-500
 
 Stages resume when rerun into the same `--out`. Targets (issue 4): calibrated `ias-bon` at
 <= 50% of `bon@N_max`'s tokens within 1.5 points of its accuracy; `ias-bon-uncalibrated`
