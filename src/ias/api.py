@@ -49,14 +49,9 @@ def solve(
         raise UserError(f"unknown strategy '{strategy}'; known: {', '.join(STRATEGIES)}")
     if n < 1:
         raise UserError(f"--n must be >= 1, got {n}")
-    if limit is not None and limit < 1:
-        raise UserError(f"--limit must be >= 1, got {limit}")
     if selection != "majority" and prm is None:
         raise UserError(f"selection '{selection}' needs a PRM; pass --prm or use --selection majority")
-    the_task = get_task(task, **(task_options or {}))
-    problems = the_task.problems(split, limit)
-    if not problems:
-        raise UserError(f"task '{task}' split '{split}' has no problems")
+    the_task, problems = _problems(task, split, limit, task_options)
     the_policy = _policy(policy)
     the_prm = _prm(prm, prm_format) if prm else None
     if calibrator is not None:
@@ -185,10 +180,7 @@ def evaluate(
     if n_max < 1 or not 0 < coverage < 1:
         raise UserError(f"need n_max >= 1 and 0 < coverage < 1, got {n_max} and {coverage}")
     names = check_strategies(strategies or STRATEGIES)
-    the_task = get_task(task, **(task_options or {}))
-    problems = the_task.problems(split, limit)
-    if not problems:
-        raise UserError(f"task '{task}' split '{split}' has no problems")
+    the_task, problems = _problems(task, split, limit, task_options)
     plain = _prm(prm, prm_format)
     scored = calibrated_prm(plain, calibrator) if calibrator else plain
     the_policy = _policy(policy)
@@ -196,6 +188,17 @@ def evaluate(
               "calibrator": str(calibrator) if calibrator else None, "limit": limit}
     return run_eval(problems, the_task, the_policy, scored, plain, sampling_params(the_policy), seed, Path(out), config,
                     names, Budget(coverage=coverage, n_max=n_max), batch_problems=batch_problems, progress=progress)
+
+
+def _problems(task: str, split: str, limit: int | None, task_options: dict | None):
+    """The task and the problems a run over `split` solves; none is a user error."""
+    if limit is not None and limit < 1:
+        raise UserError(f"--limit must be >= 1, got {limit}")
+    the_task = get_task(task, **(task_options or {}))
+    problems = the_task.problems(split, limit)
+    if not problems:
+        raise UserError(f"task '{task}' split '{split}' has no problems")
+    return the_task, problems
 
 
 @lru_cache(maxsize=2)

@@ -21,7 +21,9 @@ import numpy as np
 
 from ias.calibration.metrics import brier, coverage, ece, overestimation
 from ias.calibration.posthoc import BASELINES, baseline_from_dict
-from ias.calibration.quantile_head import LEVELS, QuantileHead, fit_quantile_head, prm_readings, split_by_problem
+from ias.calibration.quantile_head import (
+    LEVELS, QuantileHead, fit_quantile_head, median_column, prm_readings, split_by_problem,
+)
 from ias.calibration.quantile_lora import LORA_DEFAULTS, fit_quantile_lora, load_quantile_lora, quantiles_of, save_quantile_lora
 from ias.calibration.store import load_targets, read_config, target_resolution
 from ias.errors import UserError
@@ -61,11 +63,6 @@ class Calibrator:
     @property
     def median_index(self) -> int:
         return median_column(self.levels)
-
-
-def median_column(levels: Sequence[float]) -> int:
-    """The column of the level nearest 0.5: the point estimate every metric and ranking uses."""
-    return min(range(len(levels)), key=lambda i: abs(levels[i] - 0.5))
 
 
 def load_calibrator(folder: str | Path) -> Calibrator:
@@ -134,7 +131,7 @@ def calibrate(
     if method == "quantile-lora":
         adapted = fit_quantile_lora(prm, [rows[i] for i in fit], levels, seed, lora)
         fit_seconds = time.time() - started
-        held_q = _lora_quantiles(adapted, [rows[i] for i in held]) if held else None
+        held_q = quantiles_of(adapted, [rows[i] for i in held]) if held else None
         calibrator = Calibrator(method, adapted.quantile_reader.levels)
     else:
         if method == "quantile-head":
@@ -175,14 +172,6 @@ def calibrate(
     }
     write_json(out / CALIBRATION_FILE, info)
     return info
-
-
-def _lora_quantiles(adapted, rows) -> np.ndarray:
-    """Quantiles of rows the plain PRM could read (the adapted one reads the same inputs)."""
-    q, kept = quantiles_of(adapted, rows)
-    if len(kept) != len(rows):
-        raise UserError("the adapted PRM could not read every prefix the PRM read")
-    return q
 
 
 def conformal_shift(lower: np.ndarray, target: np.ndarray, alpha: float) -> float:

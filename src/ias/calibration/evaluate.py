@@ -6,13 +6,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ias.calibration.calibrate import METHODS, calibrate, calibrated_prm, load_calibrator, median_column, metrics, read_calibration
+from ias.calibration.calibrate import METHODS, calibrate, calibrated_prm, load_calibrator, metrics, read_calibration
 from ias.calibration.metrics import brier, by_step, reliability_plot
-from ias.calibration.quantile_head import prm_readings
+from ias.calibration.quantile_head import median_column, prm_readings
 from ias.calibration.quantile_lora import quantiles_of
 from ias.calibration.store import load_targets, target_resolution
 from ias.prm.base import PRM
-from ias.errors import UserError
 from ias.records import write_json
 
 
@@ -47,11 +46,9 @@ def calib_eval(
             calibrate(compare, prm, method, folders[method], held_out=0.0, seed=seed)
     for name, folder in folders.items():
         if read_calibration(folder)["method"] == "quantile-lora":
-            q, readable = quantiles_of(calibrated_prm(prm, folder), rows)
-            if len(readable) != len(rows):
-                raise UserError(f"calibrator {folder} could not read every prefix the PRM read")
-            predictions[name] = q
-            levels[name] = tuple(read_calibration(folder)["levels"])
+            adapted = calibrated_prm(prm, folder)
+            predictions[name] = quantiles_of(adapted, rows)
+            levels[name] = adapted.quantile_reader.levels
         else:
             cal = load_calibrator(folder)
             predictions[name] = cal.predict(score, hidden)

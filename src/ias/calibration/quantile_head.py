@@ -28,6 +28,11 @@ HEAD_FILE = "quantile_head.safetensors"
 EPS = 1e-6
 
 
+def median_column(levels: Sequence[float]) -> int:
+    """The column of the level nearest 0.5: the point estimate every metric and ranking uses."""
+    return min(range(len(levels)), key=lambda i: abs(levels[i] - 0.5))
+
+
 def pinball(q: torch.Tensor, p: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
     """mean over rows and levels of beta*max(0, p-q) + (1-beta)*max(0, q-p); q is [N, M]."""
     diff = p[:, None] - q

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ias.calibration.quantile_head import LEVELS, pinball, reading_plan
+from ias.calibration.quantile_head import LEVELS, median_column, pinball, prm_readings, reading_plan
 from ias.calibration.store import TargetRow
 from ias.errors import MissingExtraError, UserError
 
@@ -42,7 +42,7 @@ class QuantileReader(nn.Module):
         super().__init__()
         self.levels = tuple(float(b) for b in levels)
         self.linear = nn.Linear(width, len(self.levels))
-        self.median_index = min(range(len(self.levels)), key=lambda i: abs(self.levels[i] - 0.5))
+        self.median_index = median_column(self.levels)
         self.shift = 0.0  # conformal: subtracted from the lowest quantile (kept in calibration.json)
 
     @classmethod
@@ -191,9 +191,9 @@ def load_quantile_lora(prm, folder: Path):
     return adapted
 
 
-def quantiles_of(adapted, rows: Sequence[TargetRow]) -> tuple[np.ndarray, list[int]]:
-    """[rows, levels] quantiles of the rows the adapted PRM can read, and their indices."""
-    from ias.calibration.quantile_head import prm_readings
-
+def quantiles_of(adapted, rows: Sequence[TargetRow]) -> np.ndarray:
+    """[rows, levels] quantiles of rows the plain PRM could read (the adapted one reads the same inputs)."""
     readings = prm_readings(adapted, rows, hidden=False)
-    return readings.quantiles, readings.kept
+    if len(readings.kept) != len(rows):
+        raise UserError("the adapted PRM could not read every prefix the plain PRM read")
+    return readings.quantiles

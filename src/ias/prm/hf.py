@@ -38,7 +38,6 @@ class HFPRM:
         self.options = dict(prm_format=prm_format, device=device, dtype=dtype, batch_size=batch_size, max_length=max_length)
         path = resolve_model(model)
         self.name = model
-        self.path = path
         self.format = load_format(path if Path(path).is_dir() else None, prm_format)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         config = AutoConfig.from_pretrained(path)
