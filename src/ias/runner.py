@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Sequence
 
 from tqdm import tqdm
 
+from ias.executors import Executor, LocalExecutor, Parts
 from ias.metrics import bootstrap_ci
 from ias.policy.base import Policy, SamplingParams
 from ias.prm.base import PRM
@@ -50,8 +52,13 @@ def run_dataset(
     config: dict,
     batch_problems: int = 32,
     progress: bool = True,
+    executor: Executor | None = None,
 ) -> dict:
-    """Solve every problem not yet in `out/records.jsonl`, then write and return the summary."""
+    """Solve every problem not yet in `out/records.jsonl`, then write and return the summary.
+
+    `executor` runs the batches elsewhere (a started `RayExecutor`; `policy` and `prm` are
+    then unused); records are appended in batch order either way, so the file is the same.
+    """
     out = Path(out)
     config = {**config, **strategy.config(), "seed": seed, "sampling": params.to_dict()}
     claim_folder(out / "config.json", config)
@@ -63,10 +70,11 @@ def run_dataset(
         total=len(problems), initial=len(problems) - len(todo), desc=strategy.name, unit="problem",
         disable=not progress, dynamic_ncols=True,
     ) as bar:
-        for start in range(0, len(todo), batch_problems):
-            batch = todo[start : start + batch_problems]
-            writer.write(strategy.run(batch, task, policy, prm, params, seed))
-            bar.update(len(batch))
+        batches = [todo[start : start + batch_problems] for start in range(0, len(todo), batch_problems)]
+        executor = executor or LocalExecutor(Parts(task, policy, prm))
+        for records in executor.map(batches, StrategyWork(strategy, params, seed)):
+            writer.write(records)
+            bar.update(len(records))
     wanted = {p.id for p in problems}
     records = [r for r in read_records(records_path) if r["id"] in wanted]
     summary = summarize(records, config, time.time() - started)
@@ -74,6 +82,18 @@ def run_dataset(
     summary["wall_s_total"] = round(earlier + summary["wall_s_this_run"], 2)  # over every run into this folder
     write_json(out / "summary.json", summary)
     return summary
+
+
+@dataclass(frozen=True)
+class StrategyWork:
+    """A batch's job, picklable so that an executor can run it on another process or node."""
+
+    strategy: Strategy
+    params: SamplingParams
+    seed: int
+
+    def __call__(self, parts: Parts, problems: Sequence[Problem]) -> list[dict]:
+        return self.strategy.run(problems, parts.task, parts.policy, parts.prm, self.params, self.seed)
 
 
 def summarize(records: list[dict], config: dict, wall_s: float) -> dict:

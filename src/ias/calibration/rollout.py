@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -23,6 +24,7 @@ from tqdm import tqdm
 from ias.calibration.montecarlo import Trajectory, prefix_targets, sample_trajectories
 from ias.calibration.store import CONFIG, SUMMARY, RolloutStore, chunks, resume_plan, rollout_count
 from ias.errors import UserError
+from ias.executors import Executor, LocalExecutor, Parts
 from ias.policy.base import Policy, SamplingParams
 from ias.records import claim_folder, write_json
 from ias.tasks.base import Task, get_task
@@ -44,6 +46,7 @@ def rollout(
     *,
     params: SamplingParams | None = None,
     config: dict | None = None,
+    executor: Executor | None = None,
 ) -> dict:
     """Fill `out/rollouts.jsonl` for the split's problems (resuming), then write and return the summary.
 
@@ -52,6 +55,9 @@ def rollout(
     *as it samples*). `config` adds or overrides entries of `out/config.json` (the API puts
     the task spec and its options there). A folder holding rollouts with other settings is
     refused; `limit` may change between runs.
+
+    `executor` runs the chunks elsewhere (a started `RayExecutor`, whose actors hold their
+    own policy: `policy` is then only its name); the store gets the same bytes either way.
     """
     for name, value, least in (("n_traj", n_traj, 1), ("n_mc", n_mc, 1), ("max_prefix", max_prefix, 0),
                                ("batch_problems", batch_problems, 1)):
@@ -61,11 +67,14 @@ def rollout(
         raise UserError(f"limit must be >= 1, got {limit}")
     if isinstance(task, str):
         task = get_task(task)
-    if isinstance(policy, str):
-        from ias.policy.base import load_policy
+    policy_name = policy if isinstance(policy, str) else getattr(policy, "name", type(policy).__name__)
+    if executor is None:
+        if isinstance(policy, str):
+            from ias.policy.base import load_policy
 
-        policy = load_policy(policy)
-    params = params or policy.defaults
+            policy = load_policy(policy)
+        executor = LocalExecutor(Parts(task, policy))
+    params = params or executor.defaults
     problems = task.problems(split, limit)
     if not problems:
         raise UserError(f"task '{task.name}' split '{split}' has no problems")
@@ -75,7 +84,7 @@ def rollout(
     out = Path(out)
     config = {
         "kind": "rollout", "task": task.name, "task_options": {}, "split": split,
-        "policy": getattr(policy, "name", type(policy).__name__), "n_traj": n_traj, "n_mc": n_mc,
+        "policy": policy_name, "n_traj": n_traj, "n_mc": n_mc,
         "max_prefix": max_prefix, "seed": seed, "sampling": params.to_dict(),
         "limit": limit, **(config or {}),
     }
@@ -98,12 +107,13 @@ def rollout(
         total=done_rollouts + (len(problems) - done_problems) * upper, initial=done_rollouts,
         desc="rollout", unit="rollout", disable=not progress, dynamic_ncols=True,
     ) as bar:
-        for ids in todo:
-            batch = [by_id[i] for i in ids]
-            records = rollout_chunk(task, policy, batch, n_traj, n_mc, max_prefix, params, seed, bar)
-            writer.write(records)
-            done_problems += len(batch)
-            done_rollouts += sum(rollout_count(r) for r in records)
+        shards = [[by_id[i] for i in ids] for ids in todo]
+        for records in executor.map(shards, RolloutWork(n_traj, n_mc, max_prefix, params, seed)):
+            writer.write(records)  # in chunk order, whichever executor ran it
+            rollouts = sum(rollout_count(r) for r in records)
+            done_problems += len(records)
+            done_rollouts += rollouts
+            bar.update(rollouts)
             # The rollouts a problem needs depend on its trajectories' lengths: re-estimate.
             bar.total = done_rollouts + round((len(problems) - done_problems) * done_rollouts / done_problems)
             bar.refresh()
@@ -112,6 +122,21 @@ def rollout(
     summary = summarize([records[p.id] for p in problems if p.id in records], config, time.time() - started)
     write_json(out / SUMMARY, summary)
     return summary
+
+
+@dataclass(frozen=True)
+class RolloutWork:
+    """A chunk's job, picklable so that an executor can run it on another process or node."""
+
+    n_traj: int
+    n_mc: int
+    max_prefix: int
+    params: SamplingParams
+    seed: int
+
+    def __call__(self, parts: Parts, problems: Sequence[Problem]) -> list[dict]:
+        return rollout_chunk(parts.task, parts.policy, problems, self.n_traj, self.n_mc, self.max_prefix,
+                             self.params, self.seed)
 
 
 def rollout_chunk(
