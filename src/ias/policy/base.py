@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
 from dataclasses import asdict, dataclass
 from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
-from ias.errors import UserError
+from ias.errors import MissingExtraError, UserError
 from ias.types import Sample
 
 
@@ -62,13 +64,37 @@ def register_policy(name: str) -> Callable[[PolicyFactory], PolicyFactory]:
     return add
 
 
-def load_policy(model: str, backend: str = "hf", **options) -> Policy:
-    """A policy from a zoo name or a local model folder, on the named backend."""
-    import ias.policy.hf  # noqa: F401  (registers the default backend)
+# The module that registers each shipped backend, and the extra it needs (None: the core).
+# Imported on demand, so the core imports without any extra.
+_BACKEND_MODULES: dict[str, tuple[str, str | None]] = {
+    "hf": ("ias.policy.hf", None),
+    "vllm": ("ias.policy.vllm", "vllm"),
+    "openai": ("ias.policy.openai", "openai"),
+}
 
+
+def load_policy(model: str, backend: str = "hf", **options) -> Policy:
+    """A policy from a zoo name or a local model folder (a served model name for `openai`),
+    on the named backend; `options` go to the backend (an unknown one is a user error)."""
+    if backend not in _BACKENDS and backend in _BACKEND_MODULES:
+        module, extra = _BACKEND_MODULES[backend]
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as err:
+            if extra is None or err.name == module:
+                raise
+            raise MissingExtraError(f"the {backend} policy backend", extra) from None
     if backend not in _BACKENDS:
-        raise UserError(f"unknown policy backend '{backend}'; known: {', '.join(sorted(_BACKENDS))}")
-    return _BACKENDS[backend](model, **options)
+        known = sorted(set(_BACKENDS) | set(_BACKEND_MODULES))
+        raise UserError(f"unknown policy backend '{backend}'; known: {', '.join(known)}")
+    factory = _BACKENDS[backend]
+    accepted = inspect.signature(factory).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
+        unknown = sorted(set(options) - set(accepted))
+        if unknown:
+            names = ", ".join(k for k in accepted if k != "model")
+            raise UserError(f"policy backend '{backend}' has no option {', '.join(unknown)}; its options: {names}")
+    return factory(model, **options)
 
 
 
