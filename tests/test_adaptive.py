@@ -50,6 +50,10 @@ def test_sequential_ias_stops_when_finished_samples_look_right():
     wave = n_ias(0.5)
     assert adaptive.ias_sequential(confident, Budget()).samples == wave
     assert adaptive.ias_sequential(doubtful, Budget()).samples == 64  # waves until the budget
+    # Estimates of 0.2 each: 7 (one-shot at p_lo 0.5), then the missing share at p_lo: +5, +3, +2, +2, +1, +1;
+    # after 21 samples 1 - 0.8^21 = 0.9908 >= 0.99 (after 20: 0.9885).
+    middling = pool([sample("1", False, quantiles=[0.2, 0.3, 0.4])] * 64, lower=0.5)
+    assert adaptive.ias_sequential(middling, Budget()).samples == 21
 
 
 def test_consistency_peers_stop_on_agreement():
@@ -76,8 +80,8 @@ def test_replay_names_the_fixed_curve_and_rejects_unknown_strategies():
     results = replay(records, [0.99], ["bon", "ias-bon", "ias-bon-uncalibrated", "sc"], Budget(n_max=8))
     assert set(results) == {"bon@1", "bon@2", "bon@4", "bon@8", "sc@8", "ias-bon", "ias-bon-uncalibrated"}
     assert fixed_sizes(64) == [1, 2, 4, 8, 16, 32, 64] and fixed_sizes(48)[-1] == 48
-    with pytest.raises(UserError, match="unknown strategy 'beam'"):
-        check_strategies(["bon", "beam"])
+    with pytest.raises(UserError, match="unknown strategy 'best-of'"):
+        check_strategies(["bon", "best-of"])
 
 
 def test_first_n_samples_of_a_larger_pool_are_an_n_sample_run():
@@ -88,3 +92,18 @@ def test_first_n_samples_of_a_larger_pool_are_an_n_sample_run():
     large = BestOfN(n=8, selection="majority").run(problems, task, policy, None, params, seed=5)
     for a, b in zip(small, large):
         assert [s["text"] for s in a["samples"]] == [s["text"] for s in b["samples"][:4]]
+
+
+def test_tuning_picks_the_cheapest_setting_within_tolerance_of_fixed_best_of_n():
+    from ias.evaluation import tune_budget
+
+    reading = {"score": 0.9, "quantiles": [0.1, 0.9, 0.95], "prm_tokens": 7}
+    easy = {"id": "e", "question": "q", "samples": [sample("1", True, score=0.9)] * 64, "question_reading": reading}
+    tuning = tune_budget([easy] * 3, Budget(n_max=64))
+    assert (tuning["estimate"], tuning["coverage"]) == ("median", 0.5)  # one sample each: n_ias(0.9, 0.5) == 1
+    assert tuning["bon@64_accuracy"] == 1.0 and len(tuning["grid"]) == 12
+    # Only the 41st sample is right: only the lower quantile at C = 0.99 draws it (n_ias(0.1, 0.99) == 44).
+    hard = {**easy, "samples": [sample("2", False, score=0.5)] * 40 + [sample("1", True, score=0.95)] * 24}
+    tuning = tune_budget([hard], Budget(n_max=64))
+    assert (tuning["estimate"], tuning["coverage"]) == ("lower", 0.99)
+    assert [g["accuracy"] for g in tuning["grid"]].count(1.0) == 1

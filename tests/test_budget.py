@@ -241,6 +241,18 @@ def test_windowed_confidence_by_hand():
     assert windowed_confidence(lp, window=100) == pytest.approx([-1.0, -2.0, -2.0, -1.5, -2.0])
     assert windowed_confidence([], window=4) == []
     assert lowest_window_confidence(lp, window=2) == pytest.approx(-2.5)
+    # only full windows are judged: the partial ones at the start (-6.0, -3.0) are not
+    assert lowest_window_confidence([-6.0, 0.0, 0.0, 0.0], window=3) == pytest.approx(-2.0)
+    assert lowest_window_confidence([-6.0, 0.0], window=3) == pytest.approx(-3.0)  # short: its whole mean
+
+
+def test_threshold_and_exit_judge_the_same_positions():
+    """A warm-up trace never exits at the threshold it helped set (its lowest judged value is >= it)."""
+    traces = [[-6.0, 0.0, 0.0, -0.5, 0.0], [-0.2] * 7, [-1.0, -3.0], [0.0, -2.0, -2.0, 0.0, 0.0, 0.0]]
+    lowest = [lowest_window_confidence(t, window=3) for t in traces]
+    threshold = min(lowest)
+    assert all(first_exit(t, threshold, window=3) is None for t in traces)
+    assert first_exit(traces[lowest.index(threshold)], threshold + 1e-9, window=3) is not None
 
 
 def test_windowed_confidence_top_k_rows_use_negative_mean():
@@ -269,7 +281,8 @@ def test_first_exit():
     # window 3 means: (-5.0), (-2.55), -1.73, -0.1, -1.07, -2.03, -2.03: the bad opening token is never judged
     assert first_exit(lp, threshold=-2.0, window=3) == 5
     assert first_exit(lp, threshold=-2.1, window=3) is None
-    assert first_exit([-9.0, -9.0], threshold=0.0, window=3) is None  # never a full window
+    assert first_exit([-9.0, -9.0], threshold=0.0, window=3) == 1  # shorter than a window: judged at its end
+    assert first_exit([-9.0, -9.0], threshold=-9.5, window=3) is None
     with pytest.raises(UserError):
         first_exit(lp, threshold=float("nan"))
 

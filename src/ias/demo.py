@@ -3,7 +3,9 @@
 1. Monte-Carlo rollouts of the weak policy on `calib` problems (and a few `test` ones to
    score calibration on), 2. every calibration method fitted and compared, 3. `ias eval` of
    every strategy on `test` problems at N_max, budgeting IAS from the `quantile-head`
-   calibrator. Each stage resumes when rerun into the same `--out`.
+   calibrator; `ias-bon-tuned` chooses its estimate and coverage on the `calib` problems'
+   own pool. The beam searches keep up to sqrt(N_max) beams of sqrt(N_max) samples (the
+   paper's 8 x 8 at N_max = 64). Each stage resumes when rerun into the same `--out`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 
 from ias.api import calib_eval, evaluate, rollout
 from ias.records import write_json
-from ias.report import eval_table, print_calibration
+from ias.report import eval_table, print_calibration, tuning_line
 
 FULL = {"calib_problems": 150, "calib_test_problems": 60, "problems": 200, "n_max": 64}
 QUICK = {"calib_problems": 40, "calib_test_problems": 20, "problems": 60, "n_max": 16}
@@ -34,13 +36,17 @@ def run_demo(out: Path = Path("ias-demo"), quick: bool = False, seed: int = 0, p
                              compare=out / "rollouts-calib", seed=seed)
     print_calibration(calibration)
     print("[3/3] evaluation: every strategy on one shared pool of samples")
+    width = max(1, round(sizes["n_max"] ** 0.5))
     summary = evaluate(task="arith", split="test", policy="arith-weak", prm="arith-prm",
                        calibrator=out / "calibration" / "fits" / "quantile-head", n_max=sizes["n_max"],
-                       out=out / "eval", limit=sizes["problems"], seed=seed)
+                       out=out / "eval", limit=sizes["problems"], seed=seed, tune_split="calib",
+                       tune_limit=sizes["calib_problems"], k_max=width, m_max=width)
     summary["calibration"] = {"methods": {k: {m: v[m] for m in ("brier", "overestimation", "ece", "coverage")}
                                           for k, v in calibration["methods"].items()}}
     summary["demo_wall_s"] = round(time.time() - started, 1)
     write_json(out / "summary.json", summary)
     print(eval_table(summary))
+    if summary.get("tuning"):
+        print(tuning_line(summary["tuning"]))
     print(f"report: {out / 'eval' / 'report.md'}  summary: {out / 'summary.json'}  ({summary['demo_wall_s']} s)")
     return summary

@@ -2,13 +2,15 @@
 
 The pool is a resumable N_max-sample Best-of-N run (`pool/`: records with every sample's
 answer, correctness, calibrated step scores and quantiles, token log-probabilities, and the
-PRM's reading of the question alone). Each method is then replayed on it (see
-`scaling/adaptive.py`), so all are measured on the same samples. Written to `out`:
+PRM's reading of the question alone). Each whole-sample method is then replayed on it (see
+`scaling/adaptive.py`), so all are measured on the same samples; the step-level searches
+(`beam`, `ias-beam`) run for real, each into its own resumable folder. Written to `out`:
 `summary.json`, `records.jsonl` (per problem: its true success rate, its budget estimates
 and every method's outcome), `pareto.png`, `budget.png` and `report.md`.
 
-Wall time per method is estimated from the pool's measured wall time, in proportion to the
-tokens the method generates (one pool run is timed, not each replay).
+Wall time of a replayed method is estimated from the pool's measured wall time, in
+proportion to the tokens it generates (one pool run is timed, not each replay); a search's
+wall time is measured.
 """
 
 from __future__ import annotations
@@ -22,10 +24,14 @@ from ias.metrics import bootstrap_ci
 from ias.records import RecordWriter, read_records, write_json
 from ias.scaling import adaptive
 from ias.scaling.adaptive import Budget, Outcome
+from ias.scaling.beam import BeamSearch
 from ias.scaling.bon import BestOfN
 
-STRATEGIES = ("bon", "ias-bon", "ias-bon-median", "ias-bon-uncalibrated", "ias-seq", "fleet", "sc", "weighted",
-              "adaptive-consistency", "esc", "deepconf", "oracle-ias")
+STRATEGIES = ("bon", "ias-bon", "ias-bon-median", "ias-bon-tuned", "ias-bon-uncalibrated", "ias-seq", "fleet",
+              "beam", "ias-beam", "sc", "weighted", "adaptive-consistency", "esc", "deepconf", "oracle-ias")
+SEARCHES = ("beam", "ias-beam")  # run for real (a step-level search cannot be replayed on whole samples)
+TUNED = "ias-bon-tuned"  # IAS Best-of-N with the estimate and coverage chosen on a tuning split
+TUNE_COVERAGES = (0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
 
 
 def check_strategies(names: Sequence[str]) -> list[str]:
@@ -47,29 +53,60 @@ def fixed_sizes(n_max: int) -> list[int]:
 def run_eval(
     problems, task, policy, prm, plain_prm, params, seed: int, out: Path, config: dict,
     strategies: Sequence[str], budget: Budget, batch_problems: int = 16, progress: bool = True,
+    executor=None, tune_problems=None, tolerance: float = 0.015,
 ) -> dict:
-    """The pool (resumable), then every strategy replayed on it; returns `summary.json`."""
+    """The pool (resumable), then every strategy replayed on it; returns `summary.json`.
+
+    `executor` (see `ias.executors`) produces the pool elsewhere, e.g. on Ray actors.
+    `tune_problems` (other problems than the evaluated ones, e.g. the `calib` split) get a
+    pool of their own in `out/tune`, on which `ias-bon-tuned` chooses its estimate and
+    coverage (`tune_budget`) before it is measured here.
+    """
     from ias.runner import run_dataset
 
     out = Path(out)
     strategies = check_strategies(strategies)
-    pool_summary = run_dataset(
-        BestOfN(n=budget.n_max, score_question=True, name="pool"), problems, task, policy, prm,
-        dataclasses.replace(params, logprobs=True), seed, out / "pool", config,
-        batch_problems=batch_problems, progress=progress,
-    )
-    wanted = {p.id for p in problems}
-    records = [r for r in read_records(out / "pool" / "records.jsonl") if r["id"] in wanted]
+    if TUNED in strategies and not tune_problems:
+        raise UserError(f"strategy '{TUNED}' needs problems to tune on (--tune-split, e.g. calib)")
+
+    def pool(folder: Path, chosen, settings: dict) -> tuple[dict, list[dict]]:
+        summary = run_dataset(
+            BestOfN(n=budget.n_max, score_question=True, name="pool"), chosen, task, policy, prm,
+            dataclasses.replace(params, logprobs=True), seed, folder, settings,
+            batch_problems=batch_problems, progress=progress, executor=executor,
+        )
+        wanted = {p.id for p in chosen}
+        return summary, [r for r in read_records(folder / "records.jsonl") if r["id"] in wanted]
+
+    tuning = None
+    if TUNED in strategies:
+        overlap = {p.id for p in tune_problems} & {p.id for p in problems}
+        if overlap:
+            raise UserError(f"the tuning problems include {len(overlap)} evaluated ones (e.g. {min(overlap)}); "
+                            "tune on another split")
+        tune_config = {**config, "split": config.get("tune_split"), "limit": config.get("tune_limit")}
+        tuning = tune_budget(pool(out / "tune" / "pool", tune_problems, tune_config)[1], budget, tolerance)
+        write_json(out / "tune" / "tuning.json", tuning)
+    pool_summary, records = pool(out / "pool", problems, config)
     # The raw PRM's reading of each question, for IAS without calibration (an unreadable one
     # budgets as if easy: that is what trusting an absent estimate would do).
     raw = [x.scores[0] if x.scores else 1.0 for x in plain_prm.score([(r["question"], []) for r in records])]
-    outcomes = replay(records, raw, strategies, budget)
+    outcomes = replay(records, raw, strategies, budget, tuning)
     pool_tokens = pool_summary["usage"]["generated_tokens"] or 1
     pool_wall = pool_summary["wall_s_total"]
     methods = {name: _method_summary(results, pool_wall, pool_tokens) for name, results in outcomes.items()}
+    for name in (s for s in SEARCHES if s in strategies):
+        search = BeamSearch(n_init=budget.n_max, k_max=budget.k_max, m_max=budget.m_max, freq=budget.beam_freq,
+                            max_rounds=budget.beam_rounds, adaptive=name == "ias-beam", coverage=budget.coverage,
+                            n_max=budget.n_max, name=name)
+        summary_of = run_dataset(search, problems, task, policy, prm, params, seed, out / name, config,
+                                 batch_problems=batch_problems, progress=progress, executor=executor)
+        by_id = {r["id"]: r for r in read_records(out / name / "records.jsonl")}
+        outcomes[name] = [_search_outcome(by_id[r["id"]]) for r in records]
+        methods[name] = {**_method_summary(outcomes[name], 0.0, 1), "wall_s": summary_of["wall_s_total"]}
     summary = {"methods": methods, "n_problems": len(records), "n_max": budget.n_max,
                "budget": dataclasses.asdict(budget), "pool": {"wall_s": pool_wall, "usage": pool_summary["usage"]},
-               "config": config}
+               "config": config, **({"tuning": tuning} if tuning else {})}
     _write_records(out / "records.jsonl", records, raw, outcomes)
     write_json(out / "summary.json", summary)
     from ias.report import eval_plots, write_eval_report
@@ -79,7 +116,9 @@ def run_eval(
     return summary
 
 
-def replay(records: list[dict], raw_t0: list[float], strategies: Sequence[str], budget: Budget) -> dict[str, list[Outcome]]:
+def replay(
+    records: list[dict], raw_t0: list[float], strategies: Sequence[str], budget: Budget, tuning: dict | None = None
+) -> dict[str, list[Outcome]]:
     """Every asked-for method's outcome on every problem, replayed on the pool."""
     results: dict[str, list[Outcome]] = {}
     if "bon" in strategies:
@@ -96,12 +135,49 @@ def replay(records: list[dict], raw_t0: list[float], strategies: Sequence[str], 
         results["ias-bon-median"] = [adaptive.ias_bon(r, budget, r["question_reading"]["score"]) for r in records]
     if "ias-bon-uncalibrated" in strategies:
         results["ias-bon-uncalibrated"] = [adaptive.ias_bon(r, budget, p) for r, p in zip(records, raw_t0)]
+    if TUNED in strategies:
+        results[TUNED] = _ias_with(records, budget, tuning["estimate"], tuning["coverage"])
     if "fleet" in strategies:
         results["fleet"] = adaptive.fleet(records, budget, total=sum(o.samples for o in ias))
     for name, method in adaptive.PER_PROBLEM.items():
         if name in strategies and name != "ias-bon":
             results[name] = [method(r, budget) for r in records]
     return results
+
+
+def _ias_with(records: list[dict], budget: Budget, estimate: str, coverage: float) -> list[Outcome]:
+    """IAS Best-of-N budgeting from the calibrated `lower` quantile or the `median`, at `coverage`."""
+    chosen = dataclasses.replace(budget, coverage=coverage)
+    return [adaptive.ias_bon(r, chosen, adaptive.lower_bound(r) if estimate == "lower" else r["question_reading"]["score"])
+            for r in records]
+
+
+def tune_budget(records: list[dict], budget: Budget, tolerance: float = 0.015) -> dict:
+    """The cheapest IAS setting (estimate x coverage) whose accuracy on these problems' pool
+    stays within `tolerance` of fixed Best-of-N_max there; the most accurate one if none does.
+
+    Tuned on other problems than the evaluated ones, the choice is an honest one.
+    """
+    reference = sum(adaptive.best_of(r, budget.n_max).correct for r in records) / len(records)
+    grid = []
+    for estimate in ("lower", "median"):
+        for coverage in TUNE_COVERAGES:
+            results = _ias_with(records, budget, estimate, coverage)
+            grid.append({"estimate": estimate, "coverage": coverage,
+                         "accuracy": round(sum(o.correct for o in results) / len(results), 4),
+                         "tokens": sum(o.tokens for o in results)})
+    good = [g for g in grid if g["accuracy"] >= reference - tolerance]
+    best = min(good, key=lambda g: g["tokens"]) if good else max(grid, key=lambda g: (g["accuracy"], -g["tokens"]))
+    return {"estimate": best["estimate"], "coverage": best["coverage"], "tolerance": tolerance,
+            "n_problems": len(records), f"bon@{budget.n_max}_accuracy": round(reference, 4),
+            "bon_tokens": sum(adaptive.best_of(r, budget.n_max).tokens for r in records), "grid": grid}
+
+
+def _search_outcome(record: dict) -> Outcome:
+    """A live search's result and what it spent (samples: step continuations drawn)."""
+    usage = record["usage"]
+    return Outcome(record["answer"], bool(record["correct"]), usage["samples"], usage["generated_tokens"],
+                   usage["prm_tokens"])
 
 
 def _method_summary(results: list[Outcome], pool_wall: float, pool_tokens: int) -> dict:

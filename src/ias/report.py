@@ -74,12 +74,12 @@ def eval_table(summary: dict) -> str:
         rows.append([name, m["accuracy"], f"{m['ci95'][0]}-{m['ci95'][1]}", m["tokens"], share, m["samples"],
                      m["prm_tokens"], m["wall_s"]])
     return table(["method", "accuracy", "95% CI", "tokens", f"of bon@{summary['n_max']}", "samples", "PRM tokens",
-                  "wall s (est.)"], rows)
+                  "wall s"], rows)
 
 
 def eval_plots(out, summary: dict, records: list[dict], outcomes: dict, budget) -> None:
     """`pareto.png` (accuracy against generated tokens; fixed Best-of-N as a line) and
-    `budget.png` (samples each IAS variant gave a problem against its true success rate)."""
+    `budget.png` (tokens each adaptive method spent on a problem against its true success rate)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -110,11 +110,11 @@ def eval_plots(out, summary: dict, records: list[dict], outcomes: dict, budget) 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     try:
         p_true = [sum(s["correct"] for s in r["samples"]) / len(r["samples"]) for r in records]
-        for name in ("oracle-ias", "ias-bon", "ias-bon-uncalibrated"):
+        for name in ("oracle-ias", "ias-bon", "ias-bon-uncalibrated", "ias-beam"):
             if name in outcomes:
-                ax.scatter(p_true, [o.samples for o in outcomes[name]], s=10, alpha=0.6, label=name)
+                ax.scatter(p_true, [max(1, o.tokens) for o in outcomes[name]], s=10, alpha=0.6, label=name)
         ax.set_xlabel(f"true success rate (share correct of {budget.n_max} samples)")
-        ax.set_ylabel("samples given")
+        ax.set_ylabel("generated tokens")
         ax.set_yscale("log")
         ax.set_title("Budget per problem against its difficulty")
         ax.legend(fontsize=8)
@@ -131,7 +131,8 @@ def write_eval_report(path, summary: dict) -> None:
         f"PRM {config.get('prm')}, calibrator {config.get('calibrator')}",
         "",
         f"{summary['n_problems']} problems, N_max = {summary['n_max']}, coverage C = {summary['budget']['coverage']}. "
-        "Every method is replayed on one shared pool of samples; wall time is the pool's, shared by tokens.",
+        "Every whole-sample method is replayed on one shared pool of samples (its wall time: the pool's, shared "
+        "by tokens); the beam searches run for real (wall time measured; samples: step continuations).",
         "",
         "```",
         eval_table(summary),
@@ -141,5 +142,14 @@ def write_eval_report(path, summary: dict) -> None:
         "",
         "![budget per problem](budget.png)",
         "",
+        *([tuning_line(summary["tuning"]), ""] if summary.get("tuning") else []),
     ])
     path.write_text(text)
+
+
+def tuning_line(tuning: dict) -> str:
+    """What `ias-bon-tuned` chose, and on what."""
+    reference = next(v for k, v in tuning.items() if k.endswith("_accuracy"))
+    return (f"ias-bon-tuned: budget from the calibrated {tuning['estimate']} estimate at coverage C = "
+            f"{tuning['coverage']}, chosen on {tuning['n_problems']} tuning problems (the cheapest setting within "
+            f"{tuning['tolerance']} of Best-of-N_max's accuracy there, {reference}); grid in tune/tuning.json.")

@@ -33,6 +33,10 @@ class Budget:
     deepconf_warmup: int = 16
     deepconf_keep: float = 0.9
     deepconf_window: int = 8
+    k_max: int = 8  # beam search: most beams kept
+    m_max: int = 8  # beam search: most samples per kept beam
+    beam_freq: int = 1  # beam search: steps between PRM readings
+    beam_rounds: int = 16  # beam search: rounds before the beams are continued to the end
 
 
 @dataclass
@@ -103,13 +107,20 @@ def oracle_ias(record: dict, budget: Budget) -> Outcome:
 
 
 def ias_sequential(record: dict, budget: Budget) -> Outcome:
-    """Waves of the one-shot size; after each, stop once the calibrated chance that at least
-    one finished sample is right (from their final-step estimates) reaches C."""
-    wave = n_ias(lower_bound(record), budget.coverage, budget.n_min, budget.n_max)
+    """Waves until the calibrated chance that at least one finished sample is right (from
+    their final-step estimates) reaches C. The first wave has the one-shot size; each later
+    wave is as large as the question's lower bound says is still missing: with m the chance
+    that every finished sample is wrong, k more samples at p_lo reach C once m (1 - p_lo)^k
+    <= 1 - C, i.e. k = N_IAS(p_lo, 1 - (1 - C) / m)."""
+    p_lo = lower_bound(record)
     samples = record["samples"]
-    n = min(wave, budget.n_max)
-    while n < budget.n_max and chance_any_correct([_estimate(s) for s in samples[:n]]) < budget.coverage:
-        n = min(n + wave, budget.n_max)
+    n = min(n_ias(p_lo, budget.coverage, budget.n_min, budget.n_max), budget.n_max)
+    while n < budget.n_max:
+        reached = chance_any_correct([_estimate(s) for s in samples[:n]])
+        if reached >= budget.coverage:
+            break
+        still = 1.0 - (1.0 - budget.coverage) / (1.0 - reached)
+        n = min(n + n_ias(p_lo, still, 1, budget.n_max), budget.n_max)
     return _outcome(samples[:n], "best", record["question_reading"]["prm_tokens"])
 
 

@@ -275,12 +275,18 @@ def windowed_confidence(token_logprobs: Sequence[Sequence[float]] | Sequence[flo
     return ((prefix[ends] - prefix[starts]) / (ends - starts)).tolist()
 
 
+def _judged(length: int, window: int) -> range:
+    """The positions a trace is judged at: every full window, or for a trace shorter than one
+    window its end (its whole mean). The threshold and the exit judge the same positions."""
+    return range(window - 1, length) if length >= window else range(length - 1, length)
+
+
 def lowest_window_confidence(token_logprobs: Sequence[Sequence[float]] | Sequence[float], window: int = 16) -> float:
-    """The trace's weakest stretch: the minimum windowed confidence over all positions."""
+    """The trace's weakest stretch: the minimum windowed confidence over its judged positions."""
     values = windowed_confidence(token_logprobs, window)
     if not values:
         raise UserError("token_logprobs is empty; an empty trace has no confidence")
-    return min(values)
+    return min(values[j] for j in _judged(len(values), window))
 
 
 def deepconf_threshold(warmup_lowest: Sequence[float], keep_share: float = 0.9) -> float:
@@ -301,17 +307,18 @@ def deepconf_threshold(warmup_lowest: Sequence[float], keep_share: float = 0.9) 
 
 
 def first_exit(logprobs: Sequence[float], threshold: float, window: int = 16) -> int | None:
-    """Where a trace would be cut: the first position j >= window - 1 whose windowed confidence < threshold.
+    """Where a trace would be cut: the first judged position j whose windowed confidence < threshold.
 
     The trace stops after token j, i.e. with j + 1 tokens generated; None if it never dips.
-    Positions before a full window are not judged, so one unlucky opening token cannot end a trace.
+    Positions before a full window are not judged, so one unlucky opening token cannot end a
+    trace; a trace shorter than one window is judged at its end.
     """
     threshold = float(threshold)
     if math.isnan(threshold):
         raise UserError("threshold is NaN")
     window = _check_int("window", window, 1)
     values = windowed_confidence(logprobs, window)
-    for j in range(window - 1, len(values)):
+    for j in _judged(len(values), window) if values else ():
         if values[j] < threshold:
             return j
     return None
