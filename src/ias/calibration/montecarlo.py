@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from ias.policy.base import Policy, SamplingParams, derive_seed
+from ias.prompting import render_prompt
 from ias.tasks.base import Task
 from ias.types import STEP_DELIMITER, Problem, Usage, split_steps
 
@@ -48,17 +49,11 @@ class PrefixTarget:
         return self.correct / self.n
 
 
-def prefix_prompt(task: Task, problem: Problem, steps: Sequence[str]) -> str:
-    """The policy prompt that continues after the first steps of a solution."""
-    prompt = task.prompt(problem)
-    return prompt + "".join(step + STEP_DELIMITER for step in steps)
-
-
 def sample_trajectories(
     policy: Policy, task: Task, problems: Sequence[Problem], n: int, params: SamplingParams, seed: int
 ) -> list[list[Trajectory]]:
     """`n` full solutions per problem, graded, in one batched call."""
-    prompts = [task.prompt(p) for p in problems]
+    prompts = [render_prompt(task, p, policy) for p in problems]
     samples = policy.sample(prompts, n, params, [derive_seed(seed, p.id, "traj") for p in problems])
     out = []
     for problem, group in zip(problems, samples):
@@ -89,7 +84,7 @@ def prefix_targets(
 ) -> tuple[list[PrefixTarget], Usage]:
     """Targets for t = 0 .. min(T, max_prefix+1)-1 by continuation, and t = T by correctness."""
     jobs = [(tr, t) for tr in trajectories for t in range(min(len(tr.steps), max_prefix + 1))]
-    prompts = [prefix_prompt(task, tr.problem, tr.steps[:t]) for tr, t in jobs]
+    prompts = [render_prompt(task, tr.problem, policy, tr.steps[:t]) for tr, t in jobs]
     seeds = [derive_seed(seed, tr.problem.id, "mc", tr.index, t) for tr, t in jobs]
     samples = policy.sample(prompts, n_mc, params, seeds) if jobs else []
     usage = Usage()

@@ -7,6 +7,7 @@ from typing import Sequence
 
 from ias.policy.base import Policy, SamplingParams, derive_seed
 from ias.prm.base import PRM
+from ias.prompting import render_prompt
 from ias.scaling.select import SELECTIONS, aggregate, select
 from ias.tasks.base import Task
 from ias.types import Problem, Usage, split_steps
@@ -38,7 +39,7 @@ class BestOfN:
         params: SamplingParams,
         seed: int,
     ) -> list[dict]:
-        prompts = [task.prompt(p) for p in problems]
+        prompts = [render_prompt(task, p, policy) for p in problems]
         groups = policy.sample(prompts, self.n, params, [derive_seed(seed, p.id) for p in problems])
         flat = [(p, s) for p, group in zip(problems, groups) for s in group]
         scored = prm.score([(p.question, split_steps(s.text)) for p, s in flat]) if prm else None

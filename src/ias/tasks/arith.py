@@ -93,12 +93,30 @@ def draw_problem(rng: random.Random, config: ArithConfig) -> tuple[str, list[str
             return expression, steps, {"ops": n_ops, "digits": digits}
 
 
+#: For chat models (`ias.prompting`): the step format and the answer format the grader reads.
+ARITH_INSTRUCTION = (
+    "Compute the expression one operation per step (multiplication first, then left to "
+    "right), with a blank line after each step, and end with the answer in \\boxed{}."
+)
+#: Worked examples in the task's own step format, made by its own solver.
+ARITH_EXAMPLES = tuple(
+    (f"Compute {''.join(map(str, tokens))}.", STEP_DELIMITER.join(solve_steps(tokens)))
+    for tokens in ([7, "+", 2, "*", 3], [9, "-", 4], [5, "*", 3, "+", 8])
+)
+
+
 @dataclass
 class ArithTask:
-    """The procedural arithmetic task; `split` may also be `seed:N` for fresh problems."""
+    """The procedural arithmetic task; `split` may also be `seed:N` for fresh problems.
+
+    `prompt` is the zoo's raw format (the question and a blank line); chat models get
+    `instruction` and `examples` instead (see `ias.prompting`).
+    """
 
     config: ArithConfig = field(default_factory=ArithConfig)
     name: str = "arith"
+    instruction: str = ARITH_INSTRUCTION
+    examples: tuple[tuple[str, str], ...] = ARITH_EXAMPLES
 
     @property
     def splits(self) -> tuple[str, ...]:

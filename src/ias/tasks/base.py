@@ -19,7 +19,8 @@ class Task(Protocol):
         ...
 
     def prompt(self, problem: Problem) -> str:
-        """The text the policy continues to write a solution."""
+        """The raw text a policy without a chat template continues to write a solution
+        (`ias.prompting.render_prompt` decides which prompt a policy gets)."""
         ...
 
     def extract(self, text: str) -> str | None:
@@ -51,15 +52,23 @@ def task_names() -> list[str]:
 def get_task(spec: str, **options) -> Task:
     """Build a task from its name: `arith`, `gsm8k`, `math500`, `jsonl:PATH`, `hf:NAME`.
 
-    Options are passed to the task's factory (a path, a field mapping, difficulty knobs).
+    Options are passed to the task's factory (a path, a field mapping, difficulty knobs),
+    except the prompt options every task takes (`prompt_template`, `chat`): they are kept
+    on the task as `task.prompting` for `ias.prompting.render_prompt`.
     """
+    from ias.prompting import split_prompt_options
+
     _load_builtin_tasks()
     name, _, arg = spec.partition(":")
     if name not in _TASKS:
         raise UserError(f"unknown task '{spec}'; known: {', '.join(sorted(_TASKS))}")
+    prompting, options = split_prompt_options(options)
     if arg:
         options = {"source": arg, **options}
-    return _TASKS[name](**options)
+    task = _TASKS[name](**options)
+    if prompting is not None:
+        task.prompting = prompting
+    return task
 
 
 def _load_builtin_tasks() -> None:

