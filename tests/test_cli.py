@@ -21,10 +21,13 @@ def ias(*args, **kw):
         (["solve", "--policy", "no-such-model", "--limit", "1"], "unknown model 'no-such-model'"),
         (["zoo", "train", "arith-huge"], "unknown zoo model"),
         (["solve", "--split", "dev", "--limit", "1"], "no split 'dev'"),
+        (["eval", "--strategies", "ias-bon-tuned", "--limit", "1"], "needs problems to tune on"),
+        (["solve", "--prm-opt", "devise=cpu", "--limit", "1"], "has no option devise"),
+        (["eval", "--strategies", "ias-bon-tuned", "--tune-split", "test", "--limit", "1"], "tune on another split"),
     ],
 )
 def test_user_mistakes_exit_2_with_one_line(args, message, tmp_path):
-    result = ias(*args, "--out", str(tmp_path / "o")) if args[0] == "solve" else ias(*args)
+    result = ias(*args, "--out", str(tmp_path / "o")) if args[0] in ("solve", "eval") else ias(*args)
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
@@ -80,7 +83,11 @@ def test_demo_runs_small(tmp_path):
     assert "ias-bon" in result.stdout and "bon@8" in result.stdout and "quantile-head" in result.stdout
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
     assert summary["n_problems"] == 8 and summary["n_max"] == 8
-    assert {"bon@8", "ias-bon", "ias-bon-uncalibrated", "oracle-ias", "deepconf"} <= set(summary["methods"])
+    assert {"bon@8", "ias-bon", "ias-bon-uncalibrated", "ias-bon-tuned", "oracle-ias", "deepconf", "beam",
+            "ias-beam"} <= set(summary["methods"])
+    assert summary["tuning"]["estimate"] in ("lower", "median") and "ias-bon-tuned" in result.stdout
+    beam = [json.loads(line) for line in (tmp_path / "demo" / "eval" / "beam" / "records.jsonl").open()]
+    assert len(beam) == 8 and summary["methods"]["beam"]["tokens"] == sum(r["usage"]["generated_tokens"] for r in beam)
     assert set(summary["calibration"]["methods"]) >= {"uncalibrated", "quantile-head", "quantile-lora", "isotonic"}
     for name in ("report.md", "pareto.png", "budget.png", "records.jsonl"):
         assert (tmp_path / "demo" / "eval" / name).stat().st_size > 0

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from functools import lru_cache
 from pathlib import Path
 
 from ias.errors import UserError
+from ias.executors import Executor, Recipe, check_executor, open_executor
 from ias.policy.base import SamplingParams, load_policy
 from ias.prm.base import load_prm
 from ias.runner import run_dataset
@@ -33,14 +35,18 @@ def solve(
     max_tokens: int | None = None,
     task_options: dict | None = None,
     prm_format: str | None = None,
+    prm_options: dict | None = None,
     calibrator: str | Path | None = None,
     batch_problems: int = 32,
     progress: bool = True,
+    backend: str = "hf",
+    backend_options: dict | None = None,
 ) -> dict:
     """Run a strategy over a task split; records and `summary.json` go to `out` (resumable).
 
     `task_options` go to the task (a data `path`, a jsonl field mapping, arith knobs).
     `calibrator` (a folder from `ias calibrate`) makes the PRM's step scores calibrated medians.
+    `backend` (hf, vllm, openai) and its `backend_options` (e.g. {"base_url": ...}) load the policy.
 
     >>> summary = ias.solve(task="arith", policy="arith-weak", prm="arith-prm", n=16, out="runs/x")
     >>> summary["accuracy"], summary["usage"]["generated_tokens"]
@@ -52,8 +58,8 @@ def solve(
     if selection != "majority" and prm is None:
         raise UserError(f"selection '{selection}' needs a PRM; pass --prm or use --selection majority")
     the_task, problems = _problems(task, split, limit, task_options)
-    the_policy = _policy(policy)
-    the_prm = _prm(prm, prm_format) if prm else None
+    the_policy = _policy(policy, backend, _hashable(backend_options))
+    the_prm = _prm(prm, prm_format, _hashable(prm_options)) if prm else None
     if calibrator is not None:
         if the_prm is None:
             raise UserError("--calibrator needs a PRM")
@@ -61,7 +67,8 @@ def solve(
     params = sampling_params(the_policy, temperature, top_p, max_tokens)
     chosen = STRATEGIES[strategy](n=n, aggregation=aggregation, selection=selection)
     config = {"task": task, "task_options": task_options or {}, "split": split, "policy": policy,
-              "prm": prm, "calibrator": str(calibrator) if calibrator else None, "limit": limit}
+              "prm": prm, "calibrator": str(calibrator) if calibrator else None, "limit": limit,
+              **_backend_config(backend)}
     return run_dataset(
         chosen, problems, the_task, the_policy, the_prm, params, seed, Path(out), config,
         batch_problems=batch_problems, progress=progress,
@@ -84,12 +91,23 @@ def rollout(
     task_options: dict | None = None,
     batch_problems: int = 16,
     progress: bool = True,
+    executor: str = "local",
+    workers: int = 1,
+    ray_address: str | None = None,
+    ray_num_cpus: float = 1.0,
+    ray_num_gpus: float = 0.0,
+    backend: str = "hf",
+    backend_options: dict | None = None,
 ) -> dict:
     """Monte-Carlo calibration targets (SPEC §2) into `out/rollouts.jsonl`, resumable; returns the summary.
 
     `n_traj` trajectories per problem; every prefix t = 0 .. min(T, max_prefix+1)-1 is continued
     `n_mc` times with the policy's own sampling settings (overridden where given), and the
     whole trajectory's correctness is kept as the t = T target.
+
+    `executor="ray"` shards the chunks over `workers` Ray actors (`ray_num_cpus` /
+    `ray_num_gpus` each) on the cluster at `ray_address` (default: a local one); the store
+    is the same as a local run's (docs/ray.md).
 
     >>> summary = ias.rollout(task="arith", split="calib", policy="arith-weak", n_traj=8, n_mc=8, out="runs/r")
     >>> rows = ias.load_targets("runs/r")  # flat (problem_id, traj, t, steps, question, correct, n, p)
@@ -99,13 +117,18 @@ def rollout(
     if limit is not None and limit < 1:
         raise UserError(f"--limit must be >= 1, got {limit}")
     the_task = get_task(task, **(task_options or {}))
-    the_policy = _policy(policy)
-    params = sampling_params(the_policy, temperature, top_p, max_tokens)
-    return run_rollout(
-        the_task, split, the_policy, n_traj, n_mc, max_prefix, Path(out), seed, limit=limit,
-        batch_problems=batch_problems, progress=progress, params=params,
-        config={"task": task, "task_options": task_options or {}, "policy": policy},
-    )
+    recipe = Recipe(task, policy, dict(task_options or {}), backend=backend, backend_options=dict(backend_options or {}))
+    remote = _open_executor(executor, recipe, workers, ray_address, ray_num_cpus, ray_num_gpus)
+    with remote or nullcontext():
+        # with Ray, the actors hold the policy
+        the_policy = policy if remote else _policy(policy, backend, _hashable(backend_options))
+        params = sampling_params(remote or the_policy, temperature, top_p, max_tokens)
+        return run_rollout(
+            the_task, split, the_policy, n_traj, n_mc, max_prefix, Path(out), seed, limit=limit,
+            batch_problems=batch_problems, progress=progress, params=params,
+            config={"task": task, "task_options": task_options or {}, "policy": policy, **_backend_config(backend)},
+            executor=remote,
+        )
 
 
 def calibrate(
@@ -118,6 +141,7 @@ def calibrate(
     held_out: float = 0.2,
     seed: int = 0,
     prm_format: str | None = None,
+    prm_options: dict | None = None,
     lora: dict | None = None,
 ) -> dict:
     """Fit a calibrator of `prm` for the policy of `rollouts`; returns its `calibration.json`.
@@ -130,7 +154,7 @@ def calibrate(
     """
     from ias.calibration.calibrate import calibrate as fit
 
-    return fit(rollouts, _prm(prm, prm_format), method, out, levels, conformal, held_out, seed, lora)
+    return fit(rollouts, _prm(prm, prm_format, _hashable(prm_options)), method, out, levels, conformal, held_out, seed, lora)
 
 
 def calib_eval(
@@ -141,12 +165,13 @@ def calib_eval(
     compare: str | Path | None = None,
     seed: int = 0,
     prm_format: str | None = None,
+    prm_options: dict | None = None,
 ) -> dict:
     """Calibration metrics of the raw PRM (and a calibrator, and with `compare` every method
     fitted on that rollout folder) on the targets of `rollouts`."""
     from ias.calibration.evaluate import calib_eval as evaluate
 
-    return evaluate(rollouts, _prm(prm, prm_format), out, calibrator, compare, seed)
+    return evaluate(rollouts, _prm(prm, prm_format, _hashable(prm_options)), out, calibrator, compare, seed)
 
 
 def evaluate(
@@ -163,31 +188,73 @@ def evaluate(
     seed: int = 0,
     task_options: dict | None = None,
     prm_format: str | None = None,
+    prm_options: dict | None = None,
     batch_problems: int = 16,
     progress: bool = True,
+    executor: str = "local",
+    workers: int = 1,
+    ray_address: str | None = None,
+    ray_num_cpus: float = 1.0,
+    ray_num_gpus: float = 0.0,
+    backend: str = "hf",
+    backend_options: dict | None = None,
+    tune_split: str | None = None,
+    tune_limit: int | None = None,
+    tolerance: float = 0.015,
+    k_max: int = 8,
+    m_max: int = 8,
+    temperature: float | None = None,
+    top_p: float | None = None,
+    max_tokens: int | None = None,
 ) -> dict:
     """Every strategy on one shared pool of `n_max` samples per problem; returns `summary.json`.
 
     Without `calibrator` the IAS methods budget from the raw PRM (then `ias-bon` and
-    `ias-bon-uncalibrated` coincide).
+    `ias-bon-uncalibrated` coincide). `tune_split` (e.g. "calib", `tune_limit` problems) adds
+    `ias-bon-tuned`: its estimate and coverage are chosen there, within `tolerance` of
+    Best-of-`n_max`'s accuracy. `k_max`, `m_max`: the beam searches' most beams and samples per beam. `executor="ray"` (and `workers`, `ray_*`, as in
+    `rollout`) produces the pool on Ray actors, each with its own policy and PRM replica.
 
     >>> s = ias.evaluate(policy="arith-weak", prm="arith-prm", calibrator="runs/cal", n_max=64, out="runs/eval")
     >>> s["methods"]["ias-bon"]["tokens"] / s["methods"]["bon@64"]["tokens"]
     """
-    from ias.evaluation import STRATEGIES, check_strategies, run_eval
+    from ias.evaluation import STRATEGIES, TUNED, check_strategies, run_eval
     from ias.scaling.adaptive import Budget
 
-    if n_max < 1 or not 0 < coverage < 1:
-        raise UserError(f"need n_max >= 1 and 0 < coverage < 1, got {n_max} and {coverage}")
-    names = check_strategies(strategies or STRATEGIES)
+    if n_max < 1 or not 0 < coverage < 1 or k_max < 1 or m_max < 1 or not 0 <= tolerance < 1:
+        raise UserError(f"need n_max, k_max, m_max >= 1, 0 < coverage < 1 and 0 <= tolerance < 1; got "
+                        f"{n_max}, {k_max}, {m_max}, {coverage}, {tolerance}")
+    names = check_strategies(strategies or [s for s in STRATEGIES if s != TUNED or tune_split])
     the_task, problems = _problems(task, split, limit, task_options)
-    plain = _prm(prm, prm_format)
-    scored = calibrated_prm(plain, calibrator) if calibrator else plain
-    the_policy = _policy(policy)
+    tune_problems = _problems(task, tune_split, tune_limit, task_options)[1] if tune_split else None
+    plain = _prm(prm, prm_format, _hashable(prm_options))
     config = {"task": task, "task_options": task_options or {}, "split": split, "policy": policy, "prm": prm,
-              "calibrator": str(calibrator) if calibrator else None, "limit": limit}
-    return run_eval(problems, the_task, the_policy, scored, plain, sampling_params(the_policy), seed, Path(out), config,
-                    names, Budget(coverage=coverage, n_max=n_max), batch_problems=batch_problems, progress=progress)
+              "calibrator": str(calibrator) if calibrator else None, "limit": limit, **_backend_config(backend)}
+    if tune_split:
+        config.update(tune_split=tune_split, tune_limit=tune_limit)
+    recipe = Recipe(task, policy, dict(task_options or {}), prm=prm, prm_format=prm_format,
+                    prm_options=dict(prm_options or {}),
+                    calibrator=str(calibrator) if calibrator else None, backend=backend,
+                    backend_options=dict(backend_options or {}))
+    remote = _open_executor(executor, recipe, workers, ray_address, ray_num_cpus, ray_num_gpus)
+    with remote or nullcontext():
+        if remote:  # the actors hold the policy and the calibrated PRM; the raw PRM here reads questions
+            the_policy, scored = None, None
+        else:
+            the_policy = _policy(policy, backend, _hashable(backend_options))
+            scored = calibrated_prm(plain, calibrator) if calibrator else plain
+        params = sampling_params(remote or the_policy, temperature, top_p, max_tokens)
+        return run_eval(problems, the_task, the_policy, scored, plain, params, seed, Path(out), config, names,
+                        Budget(coverage=coverage, n_max=n_max, k_max=k_max, m_max=m_max),
+                        batch_problems=batch_problems, progress=progress, executor=remote,
+                        tune_problems=tune_problems, tolerance=tolerance)
+
+
+def _open_executor(kind: str, recipe: Recipe, workers: int, address: str | None,
+                   num_cpus: float, num_gpus: float) -> Executor | None:
+    """None for the local path (parts loaded here, cached); else an unstarted Ray executor."""
+    check_executor(kind, workers, address, num_cpus, num_gpus)
+    return open_executor(recipe, workers, address, num_cpus, num_gpus) if kind == "ray" else None
 
 
 def _problems(task: str, split: str, limit: int | None, task_options: dict | None):
@@ -202,14 +269,27 @@ def _problems(task: str, split: str, limit: int | None, task_options: dict | Non
 
 
 @lru_cache(maxsize=2)
-def _policy(model: str):
+def _policy(model: str, backend: str = "hf", options: tuple = ()):
     """Loaded once per process: repeated `solve` calls on one model reuse it."""
-    return load_policy(model)
+    return load_policy(model, backend=backend, **dict(options))
+
+
+def _hashable(options: dict | None) -> tuple:
+    """Backend options as a sorted tuple, a cache key for `_policy`."""
+    return tuple(sorted((options or {}).items()))
+
+
+def _backend_config(backend: str) -> dict:
+    """The backend as a run's config records it: only when not "hf", so run folders from
+    before backends existed stay resumable. Its options are not recorded: an address or an
+    API key must not land in files, and a server may move between resumes."""
+    return {} if backend == "hf" else {"backend": backend}
 
 
 @lru_cache(maxsize=2)
-def _prm(model: str, prm_format: str | None):
-    return load_prm(model, prm_format=prm_format)
+def _prm(model: str, prm_format: str | None, options: tuple = ()):
+    """Loaded once per process; `options` (device, dtype, batch_size, max_length) go to the backend."""
+    return load_prm(model, prm_format=prm_format, **dict(options))
 
 
 def sampling_params(policy, temperature=None, top_p=None, max_tokens=None) -> SamplingParams:

@@ -58,10 +58,22 @@ def _task_args(p: argparse.ArgumentParser, default: str | None = "arith") -> Non
     p.add_argument("--task-opt", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
                    help="task option, repeatable: field mapping for jsonl (question_field=problem, "
                         "solution_field=solution...), difficulty knobs for arith (digits=3, max_ops=2)")
+    p.add_argument("--prompt-template", metavar="FILE",
+                   help="text file with {question}: replaces the task's prompt (the chat message for chat models)")
+    p.add_argument("--chat", action=argparse.BooleanOptionalAction, default=None,
+                   help="render prompts with the policy's chat template (default: when it has one)")
 
 
 def _task_options(args: argparse.Namespace) -> dict:
-    return {**dict(args.task_opt), **({"path": args.path} if args.path else {})}
+    options = {**dict(args.task_opt), **({"path": args.path} if args.path else {})}
+    if args.prompt_template:  # the text itself is the option, so a run folder records what was asked
+        try:
+            options["prompt_template"] = Path(args.prompt_template).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise UserError(f"cannot read --prompt-template {args.prompt_template}: {e}") from None
+    if args.chat is not None:
+        options["chat"] = args.chat
+    return options
 
 
 def _dataset_args(p: argparse.ArgumentParser, out_default: str) -> None:
@@ -77,9 +89,53 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--policy", default="arith-weak", help="zoo name or local HF model folder")
     p.add_argument("--prm", default="arith-prm", help="zoo name or local PRM folder; 'none' for no PRM")
     p.add_argument("--prm-format", help="PRM reading format when the folder has no ias_prm.json")
+    p.add_argument("--prm-opt", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
+                   help="PRM loading option, repeatable: device=cuda, dtype=bfloat16, batch_size=16, max_length=4096")
     p.add_argument("--temperature", type=float, help="sampling temperature (default: the policy's own)")
     p.add_argument("--top-p", type=float, help="nucleus sampling threshold (default: the policy's own)")
     p.add_argument("--max-tokens", type=_positive_int, help="most tokens per sample")
+
+
+def _nonnegative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value:g}")
+    return value
+
+
+def _backend_args(p: argparse.ArgumentParser) -> None:
+    """Which engine samples the policy, and its options."""
+    p.add_argument("--backend", default="hf", choices=["hf", "vllm", "openai"],
+                   help="policy backend: hf (transformers, here), vllm (needs the 'vllm' extra) or openai "
+                        "(an OpenAI-compatible server; the policy is its served model name)")
+    p.add_argument("--backend-opt", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
+                   help="backend option, repeatable: openai: base_url=http://HOST:PORT/v1, tokenizer=NAME_OR_FOLDER, "
+                        "concurrency, timeout_s, max_retries, api_key (better: $OPENAI_API_KEY); "
+                        "hf: device, dtype, batch_size; vllm: tensor_parallel_size, dtype, max_model_len, kv_cache_gb, "
+                        "gpu_memory_utilization, enable_prefix_caching, any vllm EngineArgs field (enforce_eager=true)")
+
+
+def _backend_options(args: argparse.Namespace) -> dict:
+    return {"backend": args.backend, "backend_options": dict(args.backend_opt)}
+
+
+def _executor_args(p: argparse.ArgumentParser) -> None:
+    """Where the batched work runs: here, or sharded over Ray actors (docs/ray.md)."""
+    p.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="local (this process) or ray (actors on a Ray cluster; needs the 'ray' extra)")
+    p.add_argument("--workers", type=_positive_int, default=1, help="Ray actors, each with its own model replicas")
+    p.add_argument("--ray-address", help="Ray cluster to join: 'auto' or HOST:PORT (default: start a local one)")
+    p.add_argument("--ray-num-cpus", type=_nonnegative_float, default=1.0, help="CPUs per Ray actor")
+    p.add_argument("--ray-num-gpus", type=_nonnegative_float, default=0.0,
+                   help="GPUs per Ray actor (transformers models then go to its GPU)")
+
+
+def _executor_options(args: argparse.Namespace) -> dict:
+    return {"executor": args.executor, "workers": args.workers, "ray_address": args.ray_address,
+            "ray_num_cpus": args.ray_num_cpus, "ray_num_gpus": args.ray_num_gpus}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -106,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("--selection", default="best", choices=["best", "majority", "weighted"],
                        help="how the answer is chosen")
     solve.add_argument("--batch-problems", type=_positive_int, default=32, help="problems per batched call")
+    _backend_args(solve)
 
     roll = sub.add_parser("rollout", help="Monte-Carlo success targets of prefixes (calibration data)")
     _dataset_args(roll, "runs/rollout")
@@ -120,11 +177,15 @@ def build_parser() -> argparse.ArgumentParser:
                       help="continue prefixes t = 0 .. max-prefix (t = T is always kept, by correctness)")
     roll.add_argument("--batch-problems", type=_positive_int, default=16,
                       help="problems per chunk (two batched policy calls, one synced write)")
+    _executor_args(roll)
+    _backend_args(roll)
 
     cal = sub.add_parser("calibrate", help="fit a calibrator of a PRM for the policy of a rollout folder")
     cal.add_argument("--rollouts", required=True, help="folder written by `ias rollout`")
     cal.add_argument("--prm", default="arith-prm", help="zoo name or local PRM folder")
     cal.add_argument("--prm-format", help="PRM reading format when the folder has no ias_prm.json")
+    cal.add_argument("--prm-opt", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
+                   help="PRM loading option, repeatable: device=cuda, dtype=bfloat16, batch_size=16, max_length=4096")
     cal.add_argument("--method", default="quantile-head",
                      help="quantile-lora (the paper's: LoRA + quantile reader, needs the 'lora' extra), "
                           "quantile-head (frozen PRM + small head, seconds), temperature, isotonic or histogram")
@@ -142,6 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--rollouts", required=True, help="folder written by `ias rollout` (not the one fitted on)")
     ev.add_argument("--prm", default="arith-prm", help="zoo name or local PRM folder")
     ev.add_argument("--prm-format", help="PRM reading format when the folder has no ias_prm.json")
+    ev.add_argument("--prm-opt", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
+                   help="PRM loading option, repeatable: device=cuda, dtype=bfloat16, batch_size=16, max_length=4096")
     ev.add_argument("--calibrator", help="calibrator folder from `ias calibrate`")
     ev.add_argument("--compare", metavar="FIT_ROLLOUTS", help="fit every method on this rollout folder and compare")
     ev.add_argument("--seed", type=int, default=0)
@@ -154,11 +217,36 @@ def build_parser() -> argparse.ArgumentParser:
     evl.add_argument("--policy", default="arith-weak", help="zoo name or local HF model folder")
     evl.add_argument("--prm", default="arith-prm", help="zoo name or local PRM folder")
     evl.add_argument("--prm-format", help="PRM reading format when the folder has no ias_prm.json")
+    evl.add_argument("--prm-opt", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
+                   help="PRM loading option, repeatable: device=cuda, dtype=bfloat16, batch_size=16, max_length=4096")
     evl.add_argument("--calibrator", help="calibrator folder from `ias calibrate` (IAS budgets from its lowest quantile)")
     evl.add_argument("--strategies", help="comma-separated subset of: " + ", ".join(EVAL_STRATEGIES) + " (default: all)")
     evl.add_argument("--n-max", type=_positive_int, default=64, help="samples per problem in the pool (N_max)")
     evl.add_argument("--coverage", type=float, default=0.99, help="IAS target coverage C")
     evl.add_argument("--batch-problems", type=_positive_int, default=16, help="problems per pool chunk")
+    evl.add_argument("--tune-split", metavar="SPLIT",
+                     help="adds ias-bon-tuned: its estimate (lower quantile or median) and coverage are chosen on "
+                          "this split's own pool (e.g. calib), never on the evaluated problems")
+    evl.add_argument("--tune-limit", type=_positive_int, help="only the tuning split's first N problems")
+    evl.add_argument("--tolerance", type=float, default=0.015,
+                     help="tuning: the cheapest setting within this accuracy of bon@N_max (default 0.015)")
+    evl.add_argument("--k-max", type=_positive_int, default=8, help="beam searches: most beams kept (K_max)")
+    evl.add_argument("--m-max", type=_positive_int, default=8, help="beam searches: most samples per beam (M_max)")
+    evl.add_argument("--temperature", type=float, help="sampling temperature (default: the policy's own)")
+    evl.add_argument("--top-p", type=float, help="nucleus sampling threshold (default: the policy's own)")
+    evl.add_argument("--max-tokens", type=_positive_int, help="most tokens per sample")
+    _executor_args(evl)
+    _backend_args(evl)
+
+    srv = sub.add_parser("serve", help="an OpenAI-compatible server (/v1/completions) over a policy")
+    srv.add_argument("--policy", default="arith-weak", help="zoo name or local HF model folder")
+    _backend_args(srv)
+    srv.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    srv.add_argument("--port", type=_nonnegative_int, default=8000, help="port (0: a free one, printed)")
+    srv.add_argument("--served-model-name", help="the model name clients ask for (default: --policy)")
+    srv.add_argument("--fail-first", type=_nonnegative_int, default=0, metavar="K",
+                     help="testing aid: answer the first K completion requests with 503 (clients' retries)")
+    srv.add_argument("--verbose", action="store_true", help="log every request")
 
     data = sub.add_parser("data", help="inspect task data")
     data_sub = data.add_subparsers(dest="data_command", required=True)
@@ -205,9 +293,9 @@ def _dispatch(args: argparse.Namespace) -> int:
             prm=None if args.prm == "none" else args.prm, strategy=args.strategy, n=args.n,
             out=args.out, limit=args.limit, seed=args.seed, aggregation=args.aggregation,
             selection=args.selection, temperature=args.temperature, top_p=args.top_p,
-            max_tokens=args.max_tokens, task_options=_task_options(args), prm_format=args.prm_format,
+            max_tokens=args.max_tokens, task_options=_task_options(args), prm_format=args.prm_format, prm_options=dict(args.prm_opt),
             calibrator=args.calibrator,
-            batch_problems=args.batch_problems,
+            batch_problems=args.batch_problems, **_backend_options(args),
         )
         print_summary(summary)
         print(f"records: {Path(args.out) / 'records.jsonl'}  summary: {Path(args.out) / 'summary.json'}")
@@ -219,7 +307,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             task=args.task, split=args.split, policy=args.policy, n_traj=args.n_traj, n_mc=args.n_mc,
             max_prefix=args.max_prefix, out=args.out, limit=args.limit, seed=args.seed,
             temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens,
-            task_options=_task_options(args), batch_problems=args.batch_problems,
+            task_options=_task_options(args), batch_problems=args.batch_problems, **_executor_options(args),
+            **_backend_options(args),
         )
         total = summary["usage"]["total"]
         print(f"{summary['n_problems']} problems, {summary['n_trajectories']} trajectories, "
@@ -232,7 +321,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from ias.api import calibrate
 
         info = calibrate(args.rollouts, prm=args.prm, method=args.method, out=args.out, levels=args.levels,
-                         conformal=args.conformal, held_out=args.held_out, seed=args.seed, prm_format=args.prm_format,
+                         conformal=args.conformal, held_out=args.held_out, seed=args.seed, prm_format=args.prm_format, prm_options=dict(args.prm_opt),
                          lora=dict(args.lora))
         print(json.dumps({k: info[k] for k in ("method", "levels", "policy", "prm", "fit_seconds", "metrics_held_out")}))
         print(f"calibrator: {args.out}")
@@ -242,22 +331,33 @@ def _dispatch(args: argparse.Namespace) -> int:
         from ias.report import print_calibration
 
         report = calib_eval(args.rollouts, prm=args.prm, out=args.out, calibrator=args.calibrator,
-                            compare=args.compare, seed=args.seed, prm_format=args.prm_format)
+                            compare=args.compare, seed=args.seed, prm_format=args.prm_format, prm_options=dict(args.prm_opt))
         print_calibration(report)
         print(f"metrics: {Path(args.out) / 'metrics.json'}  plot: {Path(args.out) / 'reliability.png'}")
         return 0
     if args.command == "eval":
         from ias.api import evaluate
-        from ias.report import eval_table
+        from ias.report import eval_table, tuning_line
 
         summary = evaluate(
             task=args.task, split=args.split, policy=args.policy, prm=args.prm, calibrator=args.calibrator,
             strategies=args.strategies.split(",") if args.strategies else None, n_max=args.n_max,
             coverage=args.coverage, out=args.out, limit=args.limit, seed=args.seed, task_options=_task_options(args),
-            prm_format=args.prm_format, batch_problems=args.batch_problems,
+            prm_format=args.prm_format, prm_options=dict(args.prm_opt), batch_problems=args.batch_problems, **_executor_options(args),
+            **_backend_options(args), tune_split=args.tune_split, tune_limit=args.tune_limit,
+            tolerance=args.tolerance, k_max=args.k_max, m_max=args.m_max, temperature=args.temperature,
+            top_p=args.top_p, max_tokens=args.max_tokens,
         )
         print(eval_table(summary))
+        if summary.get("tuning"):
+            print(tuning_line(summary["tuning"]))
         print(f"summary: {Path(args.out) / 'summary.json'}  report: {Path(args.out) / 'report.md'}")
+        return 0
+    if args.command == "serve":
+        from ias.serve import serve
+
+        serve(args.policy, host=args.host, port=args.port, served_model_name=args.served_model_name,
+              fail_first=args.fail_first, verbose=args.verbose, **_backend_options(args))
         return 0
     if args.command == "data":
         from ias.tasks.base import get_task

@@ -56,6 +56,7 @@ class Recipe:
     backend_options: dict = field(default_factory=dict)
     prm: str | None = None
     prm_format: str | None = None
+    prm_options: dict = field(default_factory=dict)
     calibrator: str | None = None
     cwd: str = field(default_factory=os.getcwd)
 
@@ -73,7 +74,8 @@ class Recipe:
         policy = load_policy(self.policy, backend=self.backend, **backend_options)
         prm = None
         if self.prm is not None:
-            prm = load_prm(self.prm, prm_format=self.prm_format, **({"device": device} if device else {}))
+            prm_options = {**({"device": device} if device else {}), **self.prm_options}
+            prm = load_prm(self.prm, prm_format=self.prm_format, **prm_options)
             if self.calibrator is not None:
                 prm = calibrated_prm(prm, self.calibrator)
         return Parts(task, policy, prm)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, Sequence
 
@@ -50,4 +51,9 @@ def load_prm(model: str, backend: str = "hf", **options) -> PRM:
 
     if backend not in _BACKENDS:
         raise UserError(f"unknown PRM backend '{backend}'; known: {', '.join(sorted(_BACKENDS))}")
-    return _BACKENDS[backend](model, **options)
+    factory = _BACKENDS[backend]
+    accepted = [k for k in inspect.signature(factory).parameters if k != "model"]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise UserError(f"PRM backend '{backend}' has no option {', '.join(unknown)}; its options: {', '.join(accepted)}")
+    return factory(model, **options)
