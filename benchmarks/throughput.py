@@ -33,6 +33,7 @@ import ias
 import ias.api
 from ias.policy.base import SamplingParams, derive_seed
 from ias.tasks.base import get_task
+from ias.cli import key_value
 
 
 class Timed:
@@ -56,18 +57,6 @@ class Timed:
                 self._spent[self._key] += time.perf_counter() - started
 
         return timed
-
-
-def option(text: str) -> tuple[str, Any]:
-    key, _, value = text.partition("=")
-    if value.lower() in ("true", "false"):
-        return key, value.lower() == "true"
-    for kind in (int, float):
-        try:
-            return key, kind(value)
-        except ValueError:
-            pass
-    return key, value
 
 
 def throughput(policy, prompts: list[str], sizes: list[int], max_tokens: int, min_seconds: float) -> dict:
@@ -121,8 +110,8 @@ def main() -> None:
     parser.add_argument("--min-seconds", type=float, default=2.0, help="time spent per batch size, at least")
     parser.add_argument("--backends", default="hf,vllm,openai", help="those to try (vllm: if importable; openai: with --base-url)")
     parser.add_argument("--threads", type=int, help="torch threads of this process (default: torch's)")
-    parser.add_argument("--vllm-opt", type=option, action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--hf-opt", type=option, action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--vllm-opt", type=key_value, action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--hf-opt", type=key_value, action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--base-url", help="an OpenAI-compatible server serving --served-model")
     parser.add_argument("--served-model", help="its model name (default: --model)")
     parser.add_argument("--eval-limit", type=int, default=32, help="problems of the overhead run (0: skip it)")

@@ -17,24 +17,12 @@ import json
 import math
 import time
 from collections import Counter
-from typing import Any
 
 import torch
 
 from ias.policy.base import SamplingParams, derive_seed, load_policy
 from ias.tasks.base import get_task
-
-
-def option(text: str) -> tuple[str, Any]:
-    key, _, value = text.partition("=")
-    if value.lower() in ("true", "false"):
-        return key, value.lower() == "true"
-    for kind in (int, float):
-        try:
-            return key, kind(value)
-        except ValueError:
-            pass
-    return key, value
+from ias.cli import key_value
 
 
 def run(backend: str, model: str, options: dict, problems, task, n: int, seed: int, max_tokens: int | None) -> dict:
@@ -82,8 +70,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-tokens", type=int, help="default: the policy's")
     parser.add_argument("--threads", type=int, help="torch threads of this process (default: torch's)")
-    parser.add_argument("--vllm-opt", type=option, action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--hf-opt", type=option, action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--vllm-opt", type=key_value, action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--hf-opt", type=key_value, action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)  # fewer than the cores when others share them: OpenMP spins badly

@@ -36,7 +36,8 @@ def test_user_mistakes_exit_2_with_one_line(args, message, tmp_path):
 
 def test_every_subcommand_has_help():
     for args in (["--help"], ["demo", "--help"], ["solve", "--help"], ["data", "check", "--help"],
-                 ["zoo", "train", "--help"], ["zoo", "info", "--help"]):
+                 ["zoo", "train", "--help"], ["zoo", "info", "--help"], ["eval", "--help"], ["serve", "--help"],
+                 ["rollout", "--help"], ["calibrate", "--help"], ["calib-eval", "--help"]):
         result = ias(*args)
         assert result.returncode == 0 and "usage: ias" in result.stdout
 

@@ -36,7 +36,7 @@ def _levels(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers such as 0.1,0.5,0.9, got '{text}'") from None
 
 
-def _key_value(text: str) -> tuple[str, object]:
+def key_value(text: str) -> tuple[str, object]:
     """KEY=VALUE; true/false become booleans, numbers ints or floats (digits=3, lr=1e-3)."""
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -55,7 +55,7 @@ def _task_args(p: argparse.ArgumentParser, default: str | None = "arith") -> Non
     p.add_argument("--task", default=default, required=default is None,
                    help="arith, gsm8k, math500, jsonl:PATH or hf:NAME")
     p.add_argument("--path", help="data file for file-backed tasks (default: shared/data or IAS_DATA_DIR)")
-    p.add_argument("--task-opt", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
+    p.add_argument("--task-opt", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                    help="task option, repeatable: field mapping for jsonl (question_field=problem, "
                         "solution_field=solution...), difficulty knobs for arith (digits=3, max_ops=2)")
     p.add_argument("--prompt-template", metavar="FILE",
@@ -89,7 +89,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--policy", default="arith-weak", help="zoo name or local HF model folder")
     p.add_argument("--prm", default="arith-prm", help="zoo name or local PRM folder; 'none' for no PRM")
     p.add_argument("--prm-format", help="PRM reading format when the folder has no ias_prm.json")
-    p.add_argument("--prm-opt", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
+    p.add_argument("--prm-opt", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                    help="PRM loading option, repeatable: device=cuda, dtype=bfloat16, batch_size=16, max_length=4096")
     p.add_argument("--temperature", type=float, help="sampling temperature (default: the policy's own)")
     p.add_argument("--top-p", type=float, help="nucleus sampling threshold (default: the policy's own)")
@@ -111,7 +111,7 @@ def _backend_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="hf", choices=["hf", "vllm", "openai"],
                    help="policy backend: hf (transformers, here), vllm (needs the 'vllm' extra) or openai "
                         "(an OpenAI-compatible server; the policy is its served model name)")
-    p.add_argument("--backend-opt", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
+    p.add_argument("--backend-opt", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                    help="backend option, repeatable: openai: base_url=http://HOST:PORT/v1, tokenizer=NAME_OR_FOLDER, "
                         "concurrency, timeout_s, max_retries, api_key (better: $OPENAI_API_KEY); "
                         "hf: device, dtype, batch_size; vllm: tensor_parallel_size, dtype, max_model_len, kv_cache_gb, "
@@ -184,12 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--rollouts", required=True, help="folder written by `ias rollout`")
     cal.add_argument("--prm", default="arith-prm", help="zoo name or local PRM folder")
     cal.add_argument("--prm-format", help="PRM reading format when the folder has no ias_prm.json")
-    cal.add_argument("--prm-opt", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
+    cal.add_argument("--prm-opt", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                    help="PRM loading option, repeatable: device=cuda, dtype=bfloat16, batch_size=16, max_length=4096")
     cal.add_argument("--method", default="quantile-head",
                      help="quantile-lora (the paper's: LoRA + quantile reader, needs the 'lora' extra), "
                           "quantile-head (frozen PRM + small head, seconds), temperature, isotonic or histogram")
-    cal.add_argument("--lora", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
+    cal.add_argument("--lora", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                      help="quantile-lora setting, repeatable: rank, alpha, dropout, every (layer stride), "
                           "epochs, lr, batch_rows (defaults: the paper's 2, 32, 0.1, 4, 3, 1e-4, 32)")
     cal.add_argument("--levels", type=_levels, default=(0.1, 0.5, 0.9), help="quantile levels, e.g. 0.1,0.5,0.9")
@@ -203,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--rollouts", required=True, help="folder written by `ias rollout` (not the one fitted on)")
     ev.add_argument("--prm", default="arith-prm", help="zoo name or local PRM folder")
     ev.add_argument("--prm-format", help="PRM reading format when the folder has no ias_prm.json")
-    ev.add_argument("--prm-opt", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
+    ev.add_argument("--prm-opt", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                    help="PRM loading option, repeatable: device=cuda, dtype=bfloat16, batch_size=16, max_length=4096")
     ev.add_argument("--calibrator", help="calibrator folder from `ias calibrate`")
     ev.add_argument("--compare", metavar="FIT_ROLLOUTS", help="fit every method on this rollout folder and compare")
@@ -217,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     evl.add_argument("--policy", default="arith-weak", help="zoo name or local HF model folder")
     evl.add_argument("--prm", default="arith-prm", help="zoo name or local PRM folder")
     evl.add_argument("--prm-format", help="PRM reading format when the folder has no ias_prm.json")
-    evl.add_argument("--prm-opt", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
+    evl.add_argument("--prm-opt", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                    help="PRM loading option, repeatable: device=cuda, dtype=bfloat16, batch_size=16, max_length=4096")
     evl.add_argument("--calibrator", help="calibrator folder from `ias calibrate` (IAS budgets from its lowest quantile)")
     evl.add_argument("--strategies", help="comma-separated subset of: " + ", ".join(EVAL_STRATEGIES) + " (default: all)")

@@ -52,6 +52,19 @@ class Policy(Protocol):
         ...
 
 
+def check_prompts(encoded: Sequence[Sequence[int]], seeds: Sequence[int], max_model_len: int) -> None:
+    """One seed per prompt, and every prompt leaves room to generate: too long is the
+    user's error, never silently cut."""
+    if len(seeds) != len(encoded):
+        raise ValueError("one seed per prompt is required")
+    for i, ids in enumerate(encoded):
+        if len(ids) >= max_model_len:
+            raise UserError(
+                f"prompt {i} has {len(ids)} tokens, more than the model's "
+                f"{max_model_len - 1} usable positions; shorten it or use a longer-context model"
+            )
+
+
 PolicyFactory = Callable[..., Policy]
 _BACKENDS: dict[str, PolicyFactory] = {}
 

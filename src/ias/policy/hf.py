@@ -17,9 +17,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ias.errors import UserError
 from ias.models import resolve_model
-from ias.policy.base import SamplingParams, mix64, register_policy, uniforms
+from ias.policy.base import SamplingParams, check_prompts, mix64, register_policy, uniforms
 from ias.types import Sample
 
 
@@ -82,15 +81,8 @@ class HFPolicy:
     def sample(
         self, prompts: Sequence[str], n: int, params: SamplingParams, seeds: Sequence[int]
     ) -> list[list[Sample]]:
-        if len(seeds) != len(prompts):
-            raise ValueError("one seed per prompt is required")
         encoded = self.encode(prompts)
-        for i, ids in enumerate(encoded):
-            if len(ids) >= self.max_model_len:
-                raise UserError(
-                    f"prompt {i} has {len(ids)} tokens, more than the model's "
-                    f"{self.max_model_len - 1} usable positions; shorten it or use a longer-context model"
-                )
+        check_prompts(encoded, seeds, self.max_model_len)
         rows = [
             _Row(i, j, mix64(int(seeds[i]), j), [], logprobs=[] if params.logprobs else None)
             for i in range(len(prompts))

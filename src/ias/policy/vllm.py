@@ -35,7 +35,7 @@ from typing import Any, Sequence
 
 from ias.errors import MissingExtraError, UserError
 from ias.models import resolve_model
-from ias.policy.base import SamplingParams, derive_seed, register_policy
+from ias.policy.base import SamplingParams, check_prompts, derive_seed, register_policy
 from ias.types import Sample
 
 CPU_HEAD_SIZES = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)  # vLLM's CPU_ATTN kernels
@@ -141,15 +141,8 @@ class VLLMPolicy:
     def sample(
         self, prompts: Sequence[str], n: int, params: SamplingParams, seeds: Sequence[int]
     ) -> list[list[Sample]]:
-        if len(seeds) != len(prompts):
-            raise ValueError("one seed per prompt is required")
         encoded = self.encode(prompts)
-        for i, ids in enumerate(encoded):
-            if len(ids) >= self.max_model_len:
-                raise UserError(
-                    f"prompt {i} has {len(ids)} tokens, more than the model's "
-                    f"{self.max_model_len - 1} usable positions; shorten it or use a longer-context model"
-                )
+        check_prompts(encoded, seeds, self.max_model_len)
         requests, settings = [], []
         for i, ids in enumerate(encoded):
             for j in range(n):
