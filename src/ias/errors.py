@@ -1,5 +1,8 @@
 """Errors a user can act on: the CLI prints them as one line and exits 2."""
 
+import inspect
+from typing import Any, Callable
+
 
 class UserError(Exception):
     """A mistake in what the user asked for (unknown name, missing file, bad value)."""
@@ -10,3 +13,15 @@ class MissingExtraError(UserError):
 
     def __init__(self, what: str, extra: str):
         super().__init__(f"{what} needs the '{extra}' extra: pip install 'ias[{extra}]'")
+
+
+def check_options(what: str, factory: Callable[..., Any], options: dict) -> None:
+    """A backend option its factory does not take is the user's typo, named with the real ones
+    (a factory taking **kwargs checks its own)."""
+    accepted = inspect.signature(factory).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
+        return
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        names = ", ".join(k for k in accepted if k != "model")
+        raise UserError(f"{what} has no option {', '.join(unknown)}; its options: {names}")

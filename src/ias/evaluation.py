@@ -94,7 +94,7 @@ def run_eval(
     outcomes = replay(records, raw, strategies, budget, tuning)
     pool_tokens = pool_summary["usage"]["generated_tokens"] or 1
     pool_wall = pool_summary["wall_s_total"]
-    methods = {name: _method_summary(results, pool_wall, pool_tokens) for name, results in outcomes.items()}
+    methods = {name: _method_summary(results, share_of=(pool_wall, pool_tokens)) for name, results in outcomes.items()}
     for name in (s for s in SEARCHES if s in strategies):
         search = BeamSearch(n_init=budget.n_max, k_max=budget.k_max, m_max=budget.m_max, freq=budget.beam_freq,
                             max_rounds=budget.beam_rounds, adaptive=name == "ias-beam", coverage=budget.coverage,
@@ -103,7 +103,7 @@ def run_eval(
                                  batch_problems=batch_problems, progress=progress, executor=executor)
         by_id = {r["id"]: r for r in read_records(out / name / "records.jsonl")}
         outcomes[name] = [_search_outcome(by_id[r["id"]]) for r in records]
-        methods[name] = {**_method_summary(outcomes[name], 0.0, 1), "wall_s": summary_of["wall_s_total"]}
+        methods[name] = _method_summary(outcomes[name], wall_s=summary_of["wall_s_total"])
     summary = {"methods": methods, "n_problems": len(records), "n_max": budget.n_max,
                "budget": dataclasses.asdict(budget), "pool": {"wall_s": pool_wall, "usage": pool_summary["usage"]},
                "config": config, **({"tuning": tuning} if tuning else {})}
@@ -132,7 +132,7 @@ def replay(
     if "ias-bon" in strategies:
         results["ias-bon"] = ias
     if "ias-bon-median" in strategies:  # budget from the calibrated median, not the lowest quantile
-        results["ias-bon-median"] = [adaptive.ias_bon(r, budget, r["question_reading"]["score"]) for r in records]
+        results["ias-bon-median"] = _ias_with(records, budget, "median", budget.coverage)
     if "ias-bon-uncalibrated" in strategies:
         results["ias-bon-uncalibrated"] = [adaptive.ias_bon(r, budget, p) for r, p in zip(records, raw_t0)]
     if TUNED in strategies:
@@ -180,16 +180,22 @@ def _search_outcome(record: dict) -> Outcome:
                    usage["prm_tokens"])
 
 
-def _method_summary(results: list[Outcome], pool_wall: float, pool_tokens: int) -> dict:
+def _method_summary(results: list[Outcome], wall_s: float | None = None,
+                    share_of: tuple[float, int] | None = None) -> dict:
+    """Accuracy, its interval and spend; wall time measured (`wall_s`) or the pool's
+    (`share_of` = pool wall time, pool tokens) in proportion to the tokens generated."""
     correct = [float(o.correct) for o in results]
     tokens = sum(o.tokens for o in results)
+    if wall_s is None:
+        pool_wall, pool_tokens = share_of
+        wall_s = pool_wall * tokens / pool_tokens
     return {
         "accuracy": round(sum(correct) / len(correct), 4),
         "ci95": bootstrap_ci(correct),
         "tokens": tokens,
         "samples": sum(o.samples for o in results),
         "prm_tokens": sum(o.prm_tokens for o in results),
-        "wall_s": round(pool_wall * tokens / pool_tokens, 2),
+        "wall_s": round(wall_s, 2),
     }
 
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import importlib
-import inspect
 from dataclasses import asdict, dataclass
 from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
-from ias.errors import MissingExtraError, UserError
+from ias.errors import MissingExtraError, UserError, check_options
 from ias.types import Sample
 
 
@@ -100,14 +99,8 @@ def load_policy(model: str, backend: str = "hf", **options) -> Policy:
     if backend not in _BACKENDS:
         known = sorted(set(_BACKENDS) | set(_BACKEND_MODULES))
         raise UserError(f"unknown policy backend '{backend}'; known: {', '.join(known)}")
-    factory = _BACKENDS[backend]
-    accepted = inspect.signature(factory).parameters
-    if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
-        unknown = sorted(set(options) - set(accepted))
-        if unknown:
-            names = ", ".join(k for k in accepted if k != "model")
-            raise UserError(f"policy backend '{backend}' has no option {', '.join(unknown)}; its options: {names}")
-    return factory(model, **options)
+    check_options(f"policy backend '{backend}'", _BACKENDS[backend], options)
+    return _BACKENDS[backend](model, **options)
 
 
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, Sequence
 
-from ias.errors import UserError
+from ias.errors import UserError, check_options
 
 
 @dataclass
@@ -51,9 +50,5 @@ def load_prm(model: str, backend: str = "hf", **options) -> PRM:
 
     if backend not in _BACKENDS:
         raise UserError(f"unknown PRM backend '{backend}'; known: {', '.join(sorted(_BACKENDS))}")
-    factory = _BACKENDS[backend]
-    accepted = [k for k in inspect.signature(factory).parameters if k != "model"]
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        raise UserError(f"PRM backend '{backend}' has no option {', '.join(unknown)}; its options: {', '.join(accepted)}")
-    return factory(model, **options)
+    check_options(f"PRM backend '{backend}'", _BACKENDS[backend], options)
+    return _BACKENDS[backend](model, **options)

@@ -18,6 +18,7 @@ distinct beam width M. Continuation j of kept beam b in round r is sample j of t
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -116,7 +117,7 @@ class BeamSearch:
         """`freq` more steps of every kept beam's samples. A beam's M samples are one n = M
         request (servers and vLLM share its prefix); one policy call per distinct M."""
         stop = tuple(dict.fromkeys([*params.stop, *(() if last else (STEP_DELIMITER,))]))
-        the_params = SamplingParams(**{**params.to_dict(), "stop": stop})
+        the_params = dataclasses.replace(params, stop=stop)
         jobs = [(k, beam, (round_, b), m) for k, s in enumerate(active)
                 for b, (beam, m) in enumerate(zip(s.beams, s.per_beam))]
         found: list[list[_Candidate]] = [[] for _ in active]
