@@ -121,7 +121,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)  # fewer than the cores when others share them: OpenMP spins badly
     sizes = [int(s) for s in args.sizes.split(",")]
     task = get_task("arith")
-    prompts = [task.prompt(p) for p in task.problems("test", max(sizes))]
+    prompts = [task.prompt(p) for p in task.problems("test", max(*sizes, 4))]  # 4: the warm-up call
     wanted = args.backends.split(",")
     backends: dict[str, tuple[str, dict]] = {}
     if "hf" in wanted:

@@ -95,3 +95,20 @@ def test_one_statistic_lower_quantile_when_adaptive_else_the_score():
     assert BeamSearch(adaptive=True)._statistic(StepScores(scores=[0.7])) == 0.7  # uncalibrated: the score
     for unreadable in (StepScores(skipped="too long"), StepScores(scores=[float("nan")])):
         assert BeamSearch()._statistic(unreadable) == 0.0
+
+
+def test_a_step_stating_the_answer_finishes_its_candidate_even_if_the_model_writes_on():
+    """Models such as SmolLM2 write more steps after `\\boxed{}`; a beam ends at its answer."""
+    from ias.scaling.beam import _Candidate, _child
+    from ias.types import STEP_DELIMITER, Sample
+
+    task = get_task("arith")
+    problem = task.problems("test", 1)[0]
+    parent = _Candidate(["1+1=2"], False)
+    step = _child(task, problem, parent, Sample("2+3=5", 10, 5, "stop", stop=STEP_DELIMITER))
+    assert not step.finished and step.steps == ["1+1=2", "2+3=5"]
+    right = _child(task, problem, parent, Sample(f"\\boxed{{{problem.answer}}}", 10, 5, "stop", stop=STEP_DELIMITER))
+    assert right.finished and right.answer == problem.answer and right.correct
+    assert right.text == f"1+1=2{STEP_DELIMITER}\\boxed{{{problem.answer}}}"
+    ended = _child(task, problem, parent, Sample("2+3=5", 10, 5, "eos"))
+    assert ended.finished and ended.answer is None and not ended.correct

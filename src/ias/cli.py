@@ -232,6 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="tuning: the cheapest setting within this accuracy of bon@N_max (default 0.015)")
     evl.add_argument("--k-max", type=_positive_int, default=8, help="beam searches: most beams kept (K_max)")
     evl.add_argument("--m-max", type=_positive_int, default=8, help="beam searches: most samples per beam (M_max)")
+    evl.add_argument("--beam-freq", type=_positive_int, default=1, help="beam searches: steps between PRM readings")
+    evl.add_argument("--beam-rounds", type=_positive_int, default=16,
+                     help="beam searches: PRM readings before the beams are continued to the end (default 16)")
     evl.add_argument("--temperature", type=float, help="sampling temperature (default: the policy's own)")
     evl.add_argument("--top-p", type=float, help="nucleus sampling threshold (default: the policy's own)")
     evl.add_argument("--max-tokens", type=_positive_int, help="most tokens per sample")
@@ -345,7 +348,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             coverage=args.coverage, out=args.out, limit=args.limit, seed=args.seed, task_options=_task_options(args),
             prm_format=args.prm_format, prm_options=dict(args.prm_opt), batch_problems=args.batch_problems, **_executor_options(args),
             **_backend_options(args), tune_split=args.tune_split, tune_limit=args.tune_limit,
-            tolerance=args.tolerance, k_max=args.k_max, m_max=args.m_max, temperature=args.temperature,
+            tolerance=args.tolerance, k_max=args.k_max, m_max=args.m_max, beam_freq=args.beam_freq,
+            beam_rounds=args.beam_rounds, temperature=args.temperature,
             top_p=args.top_p, max_tokens=args.max_tokens,
         )
         print(eval_table(summary))

@@ -2,8 +2,9 @@
 
 Round 0 samples the first `freq` steps of `n_init` solutions per problem (the adaptive search
 samples N_IAS of the question's lower bound instead, at most `n_init`). Every round the PRM
-reads each new candidate at its last step; candidates the policy finished leave the search;
-of the unfinished ones the best K are kept and each is continued by M samples. The fixed
+reads each new candidate at its last step; candidates the policy finished, or whose new
+step states the final answer, leave the search; of the unfinished ones the best K are kept
+and each is continued by M samples. The fixed
 search keeps K = k_max and samples M = m_max; the adaptive one takes K from IAS-of-K and M
 from IAS-of-M (SPEC §5). A search at `max_rounds` continues its beams to the end.
 
@@ -204,11 +205,12 @@ def _sample_by_size(policy: Policy, prompts: list[str], sizes: list[int], params
 
 
 def _child(task: Task, problem: Problem, parent: _Candidate, sample) -> _Candidate:
-    """The candidate a sample makes: one more step, or a finished solution when the policy
-    ended it (anything but stopping at the step delimiter)."""
+    """The candidate a sample makes: a finished solution when the policy ended it (anything
+    but stopping at the step delimiter) or its new step states the final answer (models that
+    write on after `\\boxed{}` would otherwise run every round); else one more step."""
     steps = parent.steps + split_steps(sample.text)
-    if sample.finish_reason == "stop" and sample.stop == STEP_DELIMITER:
-        return _Candidate(steps, False)
     text = "".join(step + STEP_DELIMITER for step in parent.steps) + sample.text  # as the policy saw it
     answer = task.extract(text)
+    if sample.finish_reason == "stop" and sample.stop == STEP_DELIMITER and answer is None:
+        return _Candidate(steps, False)
     return _Candidate(steps, True, text, answer, task.grade(problem, text))

@@ -160,6 +160,11 @@ def _problem(pid: str, expression: str, steps: list[str], meta: dict) -> Problem
     )
 
 
+#: Consecutive draws of taken questions after which a split is judged exhausted: with one
+#: question left among 1,000 the chance of a false alarm is e^-20.
+MAX_MISSES = 20_000
+
+
 @lru_cache(maxsize=8)
 def _split_problems(config: ArithConfig, split: str, n: int) -> list[Problem]:
     """The first n problems of a split, avoiding every question of the splits before it."""
@@ -167,14 +172,23 @@ def _split_problems(config: ArithConfig, split: str, n: int) -> list[Problem]:
     taken: set[str] = set()
     for earlier in order[: order.index(split)]:
         taken |= {p.question for p in _split_problems(config, earlier, dict(config.sizes)[earlier])}
+    before = len(taken)
     rng = random.Random(f"arith-{config.seed}-{split}")
     unique = split != "train"  # train is a stream: repeats are fine, leaks are not
     out: list[Problem] = []
+    misses = 0
     while len(out) < n:
         expression, steps, meta = draw_problem(rng, config)
         question = f"Compute {expression}."
         if question in taken:
+            misses += 1
+            if misses == MAX_MISSES:  # the options allow fewer distinct questions than the splits need
+                raise UserError(
+                    f"arith with these options has too few distinct questions for split '{split}': found "
+                    f"{len(out)} of {n} beside the {before} of the splits before it; allow more ops or digits, "
+                    "or use a seed:N split")
             continue
+        misses = 0
         if unique:
             taken.add(question)
         out.append(_problem(f"arith-{split}-{len(out):05d}", expression, steps, meta))
