@@ -74,3 +74,29 @@ def test_derived_seeds_are_stable_and_distinct():
     assert derive_seed(0, "arith-test-00001") == derive_seed(0, "arith-test-00001")
     seeds = {derive_seed(s, pid, j) for s in range(3) for pid in ("a", "b") for j in range(4)}
     assert len(seeds) == 24 and all(0 <= s < 2**63 for s in seeds)
+
+
+def test_the_nucleus_from_the_top_candidates_draws_what_a_full_sort_draws(monkeypatch):
+    """Peaked rows take the top-k shortcut, a flat row falls back to the full sort; either way
+    every token drawn is the one the whole sorted vocabulary gives."""
+    import numpy as np
+    import torch
+
+    import ias.policy.hf as hf
+
+    generator = torch.Generator().manual_seed(0)
+    peaked = torch.randn((6, 5000), generator=generator) * 4
+    flat = torch.randn((2, 5000), generator=generator) * 0.01  # the top 256 hold ~5% of the mass
+    logits = torch.cat([peaked, flat])
+    params = SamplingParams(temperature=0.7, top_p=0.9, max_tokens=1)
+    probs = torch.softmax(logits[:6] / 0.7, dim=-1)
+    assert hf._descending(probs, 0.9)[0].shape[-1] == hf.NUCLEUS_CANDIDATES  # the shortcut is taken
+    seeds = np.arange(8, dtype=np.int64) * 7919
+    batches = (logits[:6], logits)  # peaked only (the shortcut), and with the flat rows (the fallback)
+    drawn = [[hf.HFPolicy._pick(rows, seeds[: len(rows)], step, params) for step in range(20)] for rows in batches]
+    monkeypatch.setattr(hf, "NUCLEUS_CANDIDATES", 10**9)  # always the full sort
+    for rows, picks in zip(batches, drawn):
+        for step, (tokens, logprobs) in enumerate(picks):
+            full_tokens, full_logprobs = hf.HFPolicy._pick(rows, seeds[: len(rows)], step, params)
+            assert torch.equal(tokens, full_tokens) and torch.equal(logprobs, full_logprobs)
+    assert len({int(t) for tokens, _ in drawn[1] for t in tokens[6:]}) > 20  # the flat rows drew widely

@@ -186,7 +186,7 @@ class HFPolicy:
             probs = torch.softmax(logits / params.temperature, dim=-1)
             order = None
             if params.top_p < 1:
-                probs, order = probs.sort(dim=-1, descending=True)
+                probs, order = _descending(probs, params.top_p)
                 before = probs.cumsum(-1) - probs
                 probs = probs.masked_fill(before >= params.top_p, 0.0)
             cdf = probs.double().cumsum(-1)
@@ -195,6 +195,22 @@ class HFPolicy:
             if order is not None:
                 tokens = order.gather(1, tokens[:, None])[:, 0]
         return tokens, logp.gather(1, tokens[:, None])[:, 0]
+
+
+#: Tokens ranked before a full sort is needed: a nucleus is nearly always far smaller.
+NUCLEUS_CANDIDATES = 256
+
+
+def _descending(probs: torch.Tensor, top_p: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The probabilities in descending order with their token ids, as far as the nucleus needs:
+    the top NUCLEUS_CANDIDATES when they hold `top_p` of every row's mass (the tokens after
+    them are outside the nucleus, so the draw is the one a full sort gives), else all of them.
+    Sorting a 49k vocabulary at every step took a sixth of SmolLM2's sampling time."""
+    if probs.shape[-1] > NUCLEUS_CANDIDATES:
+        top, order = probs.topk(NUCLEUS_CANDIDATES, dim=-1)
+        if bool((top.cumsum(-1)[:, -1] >= top_p).all()):
+            return top, order
+    return probs.sort(dim=-1, descending=True)
 
 
 def _first_stop(text: str, stops: Sequence[str]) -> tuple[int, str | None]:
