@@ -169,3 +169,19 @@ def test_histogram_binning_means_and_identity_for_empty_bins():
     assert again.predict([0.3, 0.55]) == pytest.approx([0.3, 0.3])
     with pytest.raises(ValueError, match="NaN"):
         HistogramBinning().fit([0.1, float("nan")], [0.0, 1.0])
+
+
+def test_plots_leave_the_callers_matplotlib_backend_alone(tmp_path):
+    """A notebook user's backend stays theirs: plots are drawn without pyplot."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np, matplotlib; matplotlib.use('svg')\n"
+        "from ias.calibration.metrics import reliability_plot\n"
+        f"reliability_plot({str(tmp_path / 'rel.png')!r}, np.linspace(0, 1, 20), np.linspace(0, 1, 20))\n"
+        "print(matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["svg", "False"]
+    assert (tmp_path / "rel.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

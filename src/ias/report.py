@@ -80,48 +80,48 @@ def eval_table(summary: dict) -> str:
 def eval_plots(out, summary: dict, records: list[dict], outcomes: dict, budget) -> None:
     """`pareto.png` (accuracy against generated tokens; fixed Best-of-N as a line) and
     `budget.png` (tokens each adaptive method spent on a problem against its true success rate)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib import colormaps
 
     methods = summary["methods"]
-    fig, ax = plt.subplots(figsize=(7, 5))
-    try:
-        fixed = sorted((m["tokens"], m["accuracy"], n) for n, m in methods.items() if n.startswith("bon@"))
-        if fixed:
-            ax.plot([f[0] for f in fixed], [f[1] for f in fixed], marker="o", color="black", label="Best-of-N (fixed N)")
-            for x, y, name in fixed:
-                ax.annotate(name.split("@")[1], (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7)
-        others = [(n, m) for n, m in methods.items() if not n.startswith("bon@")]
-        colours = plt.get_cmap("tab20")
-        for k, (name, m) in enumerate(others):
-            ax.scatter([m["tokens"]], [m["accuracy"]], label=name, zorder=3, color=colours(k % 20),
-                       marker="os^Dv<>"[k % 7])
-        ax.set_xscale("log")
-        ax.set_xlabel("generated tokens (all problems)")
-        ax.set_ylabel("accuracy")
-        ax.set_title(f"Accuracy against compute, {summary['n_problems']} problems")
-        ax.legend(fontsize=7, loc="lower right")
-        fig.tight_layout()
-        fig.savefig(out / "pareto.png", dpi=120)
-    finally:
-        plt.close(fig)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    try:
-        p_true = [sum(s["correct"] for s in r["samples"]) / len(r["samples"]) for r in records]
-        for name in ("oracle-ias", "ias-bon", "ias-bon-uncalibrated", "ias-beam"):
-            if name in outcomes:
-                ax.scatter(p_true, [max(1, o.tokens) for o in outcomes[name]], s=10, alpha=0.6, label=name)
-        ax.set_xlabel(f"true success rate (share correct of {budget.n_max} samples)")
-        ax.set_ylabel("generated tokens")
-        ax.set_yscale("log")
-        ax.set_title("Budget per problem against its difficulty")
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out / "budget.png", dpi=120)
-    finally:
-        plt.close(fig)
+    fig = new_figure(figsize=(7, 5))
+    ax = fig.subplots()
+    fixed = sorted((m["tokens"], m["accuracy"], n) for n, m in methods.items() if n.startswith("bon@"))
+    if fixed:
+        ax.plot([f[0] for f in fixed], [f[1] for f in fixed], marker="o", color="black", label="Best-of-N (fixed N)")
+        for x, y, name in fixed:
+            ax.annotate(name.split("@")[1], (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7)
+    others = [(n, m) for n, m in methods.items() if not n.startswith("bon@")]
+    colours = colormaps["tab20"]
+    for k, (name, m) in enumerate(others):
+        ax.scatter([m["tokens"]], [m["accuracy"]], label=name, zorder=3, color=colours(k % 20),
+                   marker="os^Dv<>"[k % 7])
+    ax.set_xscale("log")
+    ax.set_xlabel("generated tokens (all problems)")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"Accuracy against compute, {summary['n_problems']} problems")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.savefig(out / "pareto.png", dpi=120)
+
+    fig = new_figure(figsize=(7, 4.5))
+    ax = fig.subplots()
+    p_true = [sum(s["correct"] for s in r["samples"]) / len(r["samples"]) for r in records]
+    for name in ("oracle-ias", "ias-bon", "ias-bon-uncalibrated", "ias-beam"):
+        if name in outcomes:
+            ax.scatter(p_true, [max(1, o.tokens) for o in outcomes[name]], s=10, alpha=0.6, label=name)
+    ax.set_xlabel(f"true success rate (share correct of {budget.n_max} samples)")
+    ax.set_ylabel("generated tokens")
+    ax.set_yscale("log")
+    ax.set_title("Budget per problem against its difficulty")
+    ax.legend(fontsize=8)
+    fig.savefig(out / "budget.png", dpi=120)
+
+
+def new_figure(figsize: tuple[float, float]):
+    """A figure drawn off-screen without pyplot: no global backend switch (a notebook calling
+    the API keeps its own), no figure registry to leak into, laid out at every save."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=figsize, layout="tight")
 
 
 def write_eval_report(path, summary: dict) -> None:

@@ -167,35 +167,27 @@ def reliability_plot(
     targets). A lower panel shows how many pairs each bin holds, so that a wild point
     backed by three prefixes is read as such.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ias.report import new_figure
 
     series = dict(predictions) if isinstance(predictions, Mapping) else {"prediction": predictions}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig, (top, bottom) = plt.subplots(
-        2, 1, figsize=(5.5, 6.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
-    )
-    try:
-        top.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="calibrated")
-        width = 1.0 / bins / (len(series) + 1)
-        for k, (name, r) in enumerate(series.items()):
-            rel = reliability(r, p, bins)
-            filled = rel.counts > 0
-            label = f"{name} (Brier {brier(r, p):.4f}, ECE {ece(r, p, bins):.4f})"
-            top.plot(rel.mean_prediction[filled], rel.mean_target[filled], marker="o", label=label)
-            bottom.bar(rel.centres - 0.5 / bins + (k + 0.5) * width, rel.counts, width=width, align="edge")
-        top.set_xlim(0, 1)
-        top.set_ylim(0, 1)
-        top.set_ylabel("mean target p~")
-        top.set_title(title)
-        top.legend(fontsize=7, loc="upper left")
-        bottom.set_xlabel("mean prediction")
-        bottom.set_ylabel("pairs")
-        fig.tight_layout()
-        fig.savefig(path, dpi=120)
-    finally:
-        plt.close(fig)
+    fig = new_figure(figsize=(5.5, 6.5))
+    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    top.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="calibrated")
+    width = 1.0 / bins / (len(series) + 1)
+    for k, (name, r) in enumerate(series.items()):
+        rel = reliability(r, p, bins)
+        filled = rel.counts > 0
+        label = f"{name} (Brier {brier(r, p):.4f}, ECE {ece(r, p, bins):.4f})"
+        top.plot(rel.mean_prediction[filled], rel.mean_target[filled], marker="o", label=label)
+        bottom.bar(rel.centres - 0.5 / bins + (k + 0.5) * width, rel.counts, width=width, align="edge")
+    top.set_xlim(0, 1)
+    top.set_ylim(0, 1)
+    top.set_ylabel("mean target p~")
+    top.set_title(title)
+    top.legend(fontsize=7, loc="upper left")
+    bottom.set_xlabel("mean prediction")
+    bottom.set_ylabel("pairs")
+    fig.savefig(path, dpi=120)
     return path
