@@ -24,10 +24,15 @@ def ias(*args, **kw):
         (["eval", "--strategies", "ias-bon-tuned", "--limit", "1"], "needs problems to tune on"),
         (["solve", "--prm-opt", "devise=cpu", "--limit", "1"], "has no option devise"),
         (["eval", "--strategies", "ias-bon-tuned", "--tune-split", "test", "--limit", "1"], "tune on another split"),
+        (["calibrate", "--rollouts", "/no/such/folder"], "holds no rollouts.jsonl; run `ias rollout"),
+        (["calib-eval", "--rollouts", "/no/such/folder"], "holds no rollouts.jsonl; run `ias rollout"),
+        (["eval", "--task-opt", "max_ops=1", "--task-opt", "digits=1", "--split", "calib", "--limit", "2"],
+         "too few distinct questions for split 'test'"),
     ],
 )
 def test_user_mistakes_exit_2_with_one_line(args, message, tmp_path):
-    result = ias(*args, "--out", str(tmp_path / "o")) if args[0] in ("solve", "eval") else ias(*args)
+    result = ias(*args, "--out", str(tmp_path / "o")) if args[0] in ("solve", "eval", "calibrate", "calib-eval") \
+        else ias(*args)
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr

@@ -153,7 +153,9 @@ def calibrate(
     >>> ias.solve(..., prm="arith-prm", calibrator="runs/cal")
     """
     from ias.calibration.calibrate import calibrate as fit
+    from ias.calibration.store import require_rollouts
 
+    require_rollouts(rollouts)
     return fit(rollouts, _prm(prm, prm_format, _hashable(prm_options)), method, out, levels, conformal, held_out, seed, lora)
 
 
@@ -170,7 +172,9 @@ def calib_eval(
     """Calibration metrics of the raw PRM (and a calibrator, and with `compare` every method
     fitted on that rollout folder) on the targets of `rollouts`."""
     from ias.calibration.evaluate import calib_eval as evaluate
+    from ias.calibration.store import require_rollouts
 
+    require_rollouts(rollouts)
     return evaluate(rollouts, _prm(prm, prm_format, _hashable(prm_options)), out, calibrator, compare, seed)
 
 

@@ -155,14 +155,19 @@ def target_resolution(rows: Sequence[TargetRow]) -> float:
     return 0.5 / max(r.n for r in rows)
 
 
+def require_rollouts(out: str | Path) -> RolloutStore:
+    """The rollout store of a folder, or a one-line error before any model is loaded."""
+    store = RolloutStore(out)
+    if not store.path.exists():
+        raise UserError(f"{store.out} holds no {ROLLOUTS}; run `ias rollout --out {store.out}` first")
+    return store
+
+
 def load_targets(out: str | Path, include_final: bool = True) -> list[TargetRow]:
     """The store of a rollout folder as flat calibration rows, in file order.
 
     `include_final=False` leaves out the t = T rows (targets by correctness, not by
     continuation); SPEC §2 keeps them, so by default they are in.
     """
-    store = RolloutStore(out)
-    if not store.path.exists():
-        raise UserError(f"{store.out} holds no {ROLLOUTS}; run `ias rollout --out {store.out}` first")
-    rows = list(iter_targets(store.records()))
+    rows = list(iter_targets(require_rollouts(out).records()))
     return rows if include_final else [row for row in rows if not row.final]
