@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 
 def table(headers: list[str], rows: list[list]) -> str:
     """A plain fixed-width table."""
@@ -100,7 +103,7 @@ def eval_plots(out, summary: dict, records: list[dict], outcomes: dict, budget) 
     ax.set_ylabel("accuracy")
     ax.set_title(f"Accuracy against compute, {summary['n_problems']} problems")
     ax.legend(fontsize=7, loc="lower right")
-    fig.savefig(out / "pareto.png", dpi=120)
+    save_figure(fig, out / "pareto.png")
 
     fig = new_figure(figsize=(7, 4.5))
     ax = fig.subplots()
@@ -113,7 +116,7 @@ def eval_plots(out, summary: dict, records: list[dict], outcomes: dict, budget) 
     ax.set_yscale("log")
     ax.set_title("Budget per problem against its difficulty")
     ax.legend(fontsize=8)
-    fig.savefig(out / "budget.png", dpi=120)
+    save_figure(fig, out / "budget.png")
 
 
 def new_figure(figsize: tuple[float, float]):
@@ -122,6 +125,14 @@ def new_figure(figsize: tuple[float, float]):
     from matplotlib.figure import Figure
 
     return Figure(figsize=figsize, layout="tight")
+
+
+def save_figure(fig, path) -> None:
+    """Write a PNG atomically (a temporary file renamed): a crash leaves the old plot or none."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    fig.savefig(tmp, dpi=120, format="png")
+    os.replace(tmp, path)
 
 
 def write_eval_report(path, summary: dict) -> None:

@@ -167,7 +167,7 @@ def reliability_plot(
     targets). A lower panel shows how many pairs each bin holds, so that a wild point
     backed by three prefixes is read as such.
     """
-    from ias.report import new_figure
+    from ias.report import new_figure, save_figure
 
     series = dict(predictions) if isinstance(predictions, Mapping) else {"prediction": predictions}
     path = Path(path)
@@ -189,5 +189,5 @@ def reliability_plot(
     top.legend(fontsize=7, loc="upper left")
     bottom.set_xlabel("mean prediction")
     bottom.set_ylabel("pairs")
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
     return path
