@@ -107,3 +107,25 @@ def test_tuning_picks_the_cheapest_setting_within_tolerance_of_fixed_best_of_n()
     tuning = tune_budget([hard], Budget(n_max=64))
     assert (tuning["estimate"], tuning["coverage"]) == ("lower", 0.99)
     assert [g["accuracy"] for g in tuning["grid"]].count(1.0) == 1
+
+
+def test_a_question_the_prm_cannot_read_gets_the_whole_budget(tmp_path):
+    """A PRM context of 20 tokens leaves the longer questions (and every sample) unread: no
+    estimate, so every IAS method, calibrated or not, budgets them N_max; never a crash."""
+    import json
+
+    import ias
+
+    strategies = ["bon", "ias-bon", "ias-bon-median", "ias-bon-uncalibrated", "ias-seq", "fleet", "ias-beam"]
+    summary = ias.evaluate(limit=6, n_max=4, k_max=2, m_max=2, beam_rounds=2, out=tmp_path, progress=False,
+                           strategies=strategies, prm_options={"max_length": 20})
+    pool_records = [json.loads(line) for line in (tmp_path / "pool" / "records.jsonl").read_text().splitlines()]
+    unread = {r["id"] for r in pool_records if r["question_reading"]["skipped"]}
+    assert 0 < len(unread) < 6  # "Compute 2+3." fits in 20 tokens, "Compute 12*3+45." does not
+    records = [json.loads(line) for line in (tmp_path / "records.jsonl").read_text().splitlines()]
+    for r in records:
+        if r["id"] in unread:
+            assert r["p_lower"] == 0 and r["p_uncalibrated"] == 0
+            for name in ("ias-bon", "ias-bon-median", "ias-bon-uncalibrated", "ias-seq"):
+                assert r["methods"][name]["samples"] == 4, (name, r["methods"][name])
+    assert summary["methods"]["bon@4"]["samples"] == 24

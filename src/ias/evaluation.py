@@ -25,6 +25,7 @@ from ias.records import RecordWriter, read_records, write_json
 from ias.scaling import adaptive
 from ias.scaling.adaptive import Budget, Outcome
 from ias.scaling.beam import BeamSearch
+from ias.scaling.budget import UNREAD
 from ias.scaling.bon import BestOfN
 
 STRATEGIES = ("bon", "ias-bon", "ias-bon-median", "ias-bon-tuned", "ias-bon-uncalibrated", "ias-seq", "fleet",
@@ -88,9 +89,8 @@ def run_eval(
         tuning = tune_budget(pool(out / "tune" / "pool", tune_problems, tune_config)[1], budget, tolerance)
         write_json(out / "tune" / "tuning.json", tuning)
     pool_summary, records = pool(out / "pool", problems, config)
-    # The raw PRM's reading of each question, for IAS without calibration (an unreadable one
-    # budgets as if easy: that is what trusting an absent estimate would do).
-    raw = [x.scores[0] if x.scores else 1.0 for x in plain_prm.score([(r["question"], []) for r in records])]
+    # The raw PRM's reading of each question, for IAS without calibration.
+    raw = [x.scores[0] if x.scores else UNREAD for x in plain_prm.score([(r["question"], []) for r in records])]
     outcomes = replay(records, raw, strategies, budget, tuning)
     pool_tokens = pool_summary["usage"]["generated_tokens"] or 1
     pool_wall = pool_summary["wall_s_total"]
@@ -148,7 +148,7 @@ def replay(
 def _ias_with(records: list[dict], budget: Budget, estimate: str, coverage: float) -> list[Outcome]:
     """IAS Best-of-N budgeting from the calibrated `lower` quantile or the `median`, at `coverage`."""
     chosen = dataclasses.replace(budget, coverage=coverage)
-    return [adaptive.ias_bon(r, chosen, adaptive.lower_bound(r) if estimate == "lower" else r["question_reading"]["score"])
+    return [adaptive.ias_bon(r, chosen, adaptive.lower_bound(r) if estimate == "lower" else adaptive.median(r))
             for r in records]
 
 

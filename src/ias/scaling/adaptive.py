@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Callable, Sequence
 
 from ias.scaling.budget import (
-    adaptive_consistency_stop, chance_any_correct, deepconf_threshold, esc_window_stop, first_exit,
+    UNREAD, adaptive_consistency_stop, chance_any_correct, deepconf_threshold, esc_window_stop, first_exit,
     fleet_allocation, lowest_window_confidence, n_ias,
 )
 from ias.scaling.select import answer_key, select
@@ -75,7 +75,15 @@ def _outcome(samples: Sequence[dict], how: str, question_tokens: int = 0, uses_p
 def lower_bound(record: dict) -> float:
     """The calibrated lowest quantile of the question alone (the paper budgets from the 10% one)."""
     reading = record["question_reading"]
-    return reading["quantiles"][0] if reading["quantiles"] else reading["score"]
+    if reading["quantiles"]:
+        return reading["quantiles"][0]
+    return UNREAD if reading["score"] is None else reading["score"]
+
+
+def median(record: dict) -> float:
+    """The PRM's score of the question alone (the calibrated median, with a calibrator)."""
+    score = record["question_reading"]["score"]
+    return UNREAD if score is None else score
 
 
 def best_of(record: dict, n: int) -> Outcome:

@@ -28,7 +28,7 @@ from ias.errors import UserError
 from ias.policy.base import Policy, SamplingParams, derive_seed
 from ias.prm.base import PRM, StepScores
 from ias.prompting import render_prompt
-from ias.scaling.budget import ias_of_k, ias_of_m, n_ias
+from ias.scaling.budget import UNREAD, ias_of_k, ias_of_m, n_ias
 from ias.scaling.select import select
 from ias.tasks.base import Task
 from ias.types import STEP_DELIMITER, Problem, Usage, split_steps
@@ -168,11 +168,11 @@ class BeamSearch:
 
     def _statistic(self, reading: StepScores) -> float:
         """The one statistic: the lower quantile (adaptive) or the score at the last step; an
-        unreadable candidate counts as hopeless (0)."""
+        unreadable candidate counts as hopeless (UNREAD)."""
         if reading.skipped or not reading.scores:
-            return 0.0
+            return UNREAD
         value = reading.quantiles[-1][0] if self.adaptive and reading.quantiles else reading.scores[-1]
-        return 0.0 if math.isnan(value) else min(1.0, max(0.0, float(value)))
+        return UNREAD if math.isnan(value) else min(1.0, max(0.0, float(value)))
 
     def _record(self, search: _Search) -> dict:
         done = search.finished

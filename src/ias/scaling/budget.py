@@ -45,6 +45,12 @@ def _check_bounds(n_min: int, n_max: int, low: int = 1) -> tuple[int, int]:
     return n_min, n_max
 
 
+#: The success estimate of what the PRM could not read (too long, NaN): none, so IAS budgets
+#: it N_max, the fixed budget, and beam search ranks it last. An absent estimate must never
+#: cut a budget.
+UNREAD = 0.0
+
+
 def _probability(p: float, name: str = "p") -> float:
     """A success estimate as a float; NaN means a failed estimate and must not be silently budgeted."""
     p = float(p)
