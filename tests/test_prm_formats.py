@@ -293,3 +293,17 @@ def test_format_file_round_trip(shepherd_dir, tmp_path):
 def test_load_prm_reads_the_saved_format(shepherd_dir):
     prm = load_prm(str(shepherd_dir), batch_size=4)
     assert isinstance(prm, HFPRM) and prm.format == FORMATS["math-shepherd"]
+
+
+def test_reading_past_the_trained_positions_is_the_users_choice_and_said(capsys):
+    """A GSM8K-length input is a recorded skip for the zoo PRM (256 positions); with
+    max_length raised it is read, and the PRM says once that it reads past its training."""
+    question, steps = "Compute " + "+".join(["1"] * 150) + ".", ["1+1=2", "\\boxed{150}"]
+    plain = load_prm("arith-prm")
+    assert "past the" not in capsys.readouterr().err
+    [skipped] = plain.score([(question, steps)])
+    assert skipped.skipped.startswith("PRM input has") and not skipped.scores
+    longer = load_prm("arith-prm", max_length=1024)
+    assert "reads up to 1024 tokens, past the 256 positions it was trained on" in capsys.readouterr().err
+    [read] = longer.score([(question, steps)])
+    assert read.skipped is None and len(read.scores) == 2 and all(0 <= s <= 1 for s in read.scores)

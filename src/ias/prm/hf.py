@@ -8,6 +8,7 @@ layer's place: it reads the same input and returns quantiles of success instead.
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -45,7 +46,11 @@ class HFPRM:
         self.model.to(device).eval()
         self.device = torch.device(device)
         self.batch_size = batch_size
-        self.max_length = max_length or int(getattr(config, "max_position_embeddings", 1 << 30))
+        trained = int(getattr(config, "max_position_embeddings", 1 << 30))
+        self.max_length = max_length or trained
+        if self.max_length > trained:  # the user's choice, said once: these scores are extrapolations
+            print(f"ias: PRM '{model}' reads up to {self.max_length} tokens, past the {trained} positions it was "
+                  "trained on", file=sys.stderr)
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else (self.tokenizer.eos_token_id or 0)
         if self.format.reading == "tokens":
