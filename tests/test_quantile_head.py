@@ -34,6 +34,19 @@ def test_readings_match_scoring_each_prefix_alone(data):
         assert np.allclose(hidden[i], reading.hidden[-1], atol=1e-4)
 
 
+def test_a_trajectory_too_long_for_the_prm_keeps_the_rows_that_fit(data):
+    """With a PRM context shorter than the long trajectories, every row whose own prefix fits
+    is still read (each alone), with the reading scoring that prefix alone gives."""
+    rows = data[0]
+    short = load_prm("arith-prm", max_length=40)
+    fits = [len(short.encode(r.question, r.steps)[0]) <= 40 for r in rows]
+    assert 0 < sum(fits) < len(rows)
+    score, _, _, kept = prm_readings(short, rows, hidden=False)
+    assert kept == [k for k, ok in enumerate(fits) if ok]
+    alone = short.score([(rows[k].question, rows[k].steps) for k in kept])
+    assert np.allclose(score, [a.scores[-1] for a in alone], atol=1e-5)
+
+
 def test_fit_moves_quantiles_toward_the_targets_without_crossing(data):
     rows, score, hidden, p = data
     levels = torch.tensor([0.1, 0.5, 0.9])

@@ -113,11 +113,13 @@ def fit_quantile_head(
     return head.eval()
 
 
-def reading_plan(rows: Sequence[TargetRow]) -> tuple[list[tuple[str, list[str]]], list[tuple[int, int]]]:
+def reading_plan(rows: Sequence[TargetRow], prm=None) -> tuple[list[tuple[str, list[str]]], list[tuple[int, int]]]:
     """The PRM inputs that read every row, and for each row (input index, tag index).
 
     One input per trajectory (its longest prefix: a causal PRM's reading at tag t sees only
-    the first t steps) and one per question for t = 0: the same inputs inference builds.
+    the first t steps) and one per question for t = 0: the same inputs inference builds. A
+    trajectory longer than `prm` reads is read prefix by prefix instead, so its rows that fit
+    are kept (dropping them all would drop long, mostly failed trajectories: biased targets).
     """
     longest: dict[tuple[str, int], list[str]] = {}
     questions: dict[str, str] = {}
@@ -126,15 +128,36 @@ def reading_plan(rows: Sequence[TargetRow]) -> tuple[list[tuple[str, list[str]]]
         if len(row.steps) >= len(longest.get(key, [])):
             longest[key] = list(row.steps)
         questions[row.problem_id] = row.question
-    traj_keys = [k for k, steps in longest.items() if steps]
+    fits = _fits(prm)
+    traj_keys = [k for k, steps in longest.items() if steps and fits(questions[k[0]], steps)]
     items = [(questions[pid], longest[(pid, j)]) for pid, j in traj_keys] + [(q, []) for q in questions.values()]
     traj_index = {key: i for i, key in enumerate(traj_keys)}
     question_index = {pid: len(traj_keys) + i for i, pid in enumerate(questions)}
-    where = [
-        (question_index[row.problem_id], 0) if row.t == 0 else (traj_index[(row.problem_id, row.traj)], row.t - 1)
-        for row in rows
-    ]
+    where = []
+    for row in rows:
+        key = (row.problem_id, row.traj)
+        if row.t == 0:
+            where.append((question_index[row.problem_id], 0))
+        elif key in traj_index:
+            where.append((traj_index[key], row.t - 1))
+        else:  # its trajectory is too long as a whole: this prefix alone (a skip if it is too)
+            where.append((len(items), row.t - 1))
+            items.append((row.question, list(row.steps)))
     return items, where
+
+
+def _fits(prm):
+    """Whether the PRM reads an input whole (always, for a PRM that does not say its limit)."""
+    if prm is None or not hasattr(prm, "encode") or not hasattr(prm, "max_length"):
+        return lambda question, steps: True
+
+    def fits(question: str, steps: list[str]) -> bool:
+        try:
+            return len(prm.encode(question, steps)[0]) <= prm.max_length
+        except ValueError:  # unreadable (a step holds the tag): each prefix will say why
+            return False
+
+    return fits
 
 
 def prm_readings(prm, rows: Sequence[TargetRow], hidden: bool = True) -> Readings:
@@ -142,7 +165,7 @@ def prm_readings(prm, rows: Sequence[TargetRow], hidden: bool = True) -> Reading
 
     Rows of an input the PRM skips (longer than it allows) are left out; callers report how many.
     """
-    items, where = reading_plan(rows)
+    items, where = reading_plan(rows, prm)
     readings = prm.score(items, hidden=hidden)
     kept = [k for k, (i, _) in enumerate(where) if not readings[i].skipped]
     if not kept:

@@ -145,7 +145,7 @@ def fit_quantile_lora(prm, rows: Sequence[TargetRow], levels: Sequence[float] = 
 
 def _examples(prm, rows: Sequence[TargetRow]) -> list[tuple[list[int], list[int], list[tuple[int, float]]]]:
     """(input ids, tag positions, [(tag index, target)]) per readable PRM input."""
-    items, where = reading_plan(rows)
+    items, where = reading_plan(rows, prm)
     targets: dict[int, list[tuple[int, float]]] = {}
     for row, (i, j) in zip(rows, where):
         targets.setdefault(i, []).append((j, row.p))
