@@ -164,6 +164,7 @@ def test_hung_helper_is_killed_and_replaced():
     killed = [pid for pid in stopped if pid not in helper_pids()]
     assert killed and not any(_alive(pid) for pid in killed)  # killed and reaped, no zombie
     assert answers_match("u+3", "3+u")  # a fresh or remaining helper answers
+    assert answers_match("u+2", "2+u", timeout=0.5)  # a timeout was not cached as "not equal"
 
 
 def test_shutdown_stops_helpers():

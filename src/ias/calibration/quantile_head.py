@@ -39,17 +39,25 @@ def pinball(q: torch.Tensor, p: torch.Tensor, levels: torch.Tensor) -> torch.Ten
     return torch.maximum(levels * diff, (levels - 1) * diff).mean()
 
 
+def check_levels(levels: Sequence[float]) -> tuple[float, ...]:
+    """The levels as floats, or a UserError: output column i is read as level i, so the
+    levels must be given increasing (sorted quantiles would be mislabelled otherwise)."""
+    values = [float(b) for b in levels]
+    if not values or values != sorted(values) or not all(0 < b < 1 for b in values) or len(set(values)) != len(values):
+        raise UserError(f"quantile levels (--levels) must be distinct, increasing and inside (0, 1), "
+                        f"e.g. 0.1,0.5,0.9; got {values}")
+    return tuple(values)
+
+
 class QuantileHead(nn.Module):
     """Monotone quantiles of success from (PRM score, hidden state at the tag)."""
 
     def __init__(self, width: int, levels: Sequence[float] = LEVELS):
         super().__init__()
-        if list(levels) != sorted(levels) or not all(0 < b < 1 for b in levels) or len(set(levels)) != len(levels):
-            raise UserError(f"quantile levels must be distinct, increasing and inside (0, 1), got {list(levels)}")
-        self.levels = tuple(float(b) for b in levels)
+        self.levels = check_levels(levels)
         self.register_buffer("mean", torch.zeros(width))
         self.register_buffer("scale", torch.ones(width))
-        self.shift = nn.Linear(width, len(levels))
+        self.shift = nn.Linear(width, len(self.levels))
         nn.init.zeros_(self.shift.weight)
         nn.init.zeros_(self.shift.bias)
 

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ias.calibration.quantile_head import LEVELS, median_column, pinball, prm_readings, reading_plan
+from ias.calibration.quantile_head import LEVELS, check_levels, median_column, pinball, prm_readings, reading_plan
 from ias.calibration.store import TargetRow
 from ias.errors import MissingExtraError, UserError
 
@@ -40,7 +40,7 @@ class QuantileReader(nn.Module):
 
     def __init__(self, width: int, levels: Sequence[float] = LEVELS):
         super().__init__()
-        self.levels = tuple(float(b) for b in levels)
+        self.levels = check_levels(levels)
         self.linear = nn.Linear(width, len(self.levels))
         self.median_index = median_column(self.levels)
         self.shift = 0.0  # conformal: subtracted from the lowest quantile (kept in calibration.json)

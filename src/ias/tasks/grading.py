@@ -12,18 +12,20 @@ Two stages:
 Why a helper process and not math-verify's own timeout: that timeout is `signal.alarm`,
 which only works on the main thread, replaces the caller's own SIGALRM handler (pytest
 timeouts, servers), and cannot stop a computation stuck inside C code (big-integer
-arithmetic) nor bound its memory. The helper runs each comparison under its own alarm,
-a CPU-time limit (the kernel kills it if it is stuck in C code past the bound, even if
-this process died meanwhile) and an address-space limit; this process waits for the
-reply at most `timeout` (+1 s) and otherwise kills the helper and starts a fresh one on
-the next call. So `answers_match` may be called from any thread, from worker processes
+arithmetic) nor bound its memory. The helper runs each comparison under its own timer of
+CPU time (so a loaded machine does not turn a slow comparison into a different verdict), a
+CPU-time limit (the kernel kills it if it is stuck in C code past the bound, even if this
+process died meanwhile) and an address-space limit; this process waits for the reply at
+most `_WALL_FACTOR` x `timeout` (+1 s) of wall time and otherwise kills the helper and
+starts a fresh one on the next call. So `answers_match` may be called from any thread, from worker processes
 (including daemonic multiprocessing workers: the helper is a plain `subprocess`), and
 after `fork` (a child starts its own helpers). Helpers are started on first need (about
 a second: they import math-verify), at most `MAX_HELPERS` at once, and exit when this
 process exits or closes their pipe.
 
 Limits: an answer longer than `MAX_ANSWER_CHARS` is "not equal" without parsing; a
-comparison that times out is "not equal". Results are cached per (pred, ref, timeout).
+comparison that times out is "not equal". Results are cached per (pred, ref, timeout);
+timeouts are not (a later call tries again).
 """
 
 from __future__ import annotations
@@ -57,6 +59,13 @@ HELPER_EXTRA_MEMORY = 4 << 30
 HELPER_MARKER = "ias-grader-helper"
 
 _REPLY_GRACE = 1.0
+#: Wall time this process waits, in multiples of the helper's CPU-time budget: a helper
+#: sharing a busy CPU gets only part of it.
+_WALL_FACTOR = 3.0
+
+
+class _TimedOut(Exception):
+    """A comparison that did not finish in time: "not equal" now, but never cached."""
 
 
 class GraderUnavailable(RuntimeError):
@@ -76,7 +85,10 @@ def answers_match(pred: str | None, ref: str, *, timeout: float = DEFAULT_TIMEOU
     pred, ref = str(pred), str(ref)
     if len(pred) > MAX_ANSWER_CHARS or len(ref) > MAX_ANSWER_CHARS:
         return False  # checked before the cache, which never holds long strings
-    return _match_cached(pred, ref, float(timeout))
+    try:
+        return _match_cached(pred, ref, float(timeout))
+    except _TimedOut:
+        return False
 
 
 @lru_cache(maxsize=1 << 16)
@@ -89,7 +101,10 @@ def _match_cached(pred: str, ref: str, timeout: float) -> bool:
     pred_v, ref_v = parse_number(pred_n), parse_number(ref_n)
     if pred_v is not None and ref_v is not None:
         return pred_v == ref_v
-    return _pool().verify(pred.strip(), ref.strip(), timeout)
+    verdict = _pool().verify(pred.strip(), ref.strip(), timeout)
+    if verdict is None:
+        raise _TimedOut  # lru_cache keeps no result for a call that raised
+    return verdict
 
 
 def shutdown_grader() -> None:
@@ -159,7 +174,7 @@ def main():
                 resource.setrlimit(resource.RLIMIT_AS, (held + extra, hard))
         except (OSError, ValueError):
             pass
-    signal.signal(signal.SIGALRM, on_alarm)
+    signal.signal(signal.SIGPROF, on_alarm)
     reply.write(b"ready\n")
     for line in sys.stdin.buffer:
         request = json.loads(line)
@@ -169,19 +184,19 @@ def main():
             try:
                 if resource is not None:
                     set_cpu_limit(resource, timeout)
-                signal.setitimer(signal.ITIMER_REAL, timeout)
+                signal.setitimer(signal.ITIMER_PROF, timeout)
                 gold = parse("$" + request["ref"] + "$", parsing_timeout=None)
                 pred = parse("$" + request["pred"] + "$", parsing_timeout=None)
                 ok = bool(gold) and bool(pred) and verify(gold, pred, timeout_seconds=None)
             finally:
-                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.setitimer(signal.ITIMER_PROF, 0)
                 if resource is not None:
                     set_cpu_limit(resource, None)
         except Deadline:
-            ok = False
+            ok = None
         except Exception:
             ok = False
-        reply.write(b"%d %d\n" % (request["id"], 1 if ok else 0))
+        reply.write(b"%d %d\n" % (request["id"], 2 if ok is None else 1 if ok else 0))
 
 
 try:
@@ -189,6 +204,10 @@ try:
 except (Deadline, KeyboardInterrupt, BrokenPipeError):
     pass
 """
+
+
+#: A helper's reply when its own timer stopped the comparison (the helper is fine).
+TIMED_OUT = "timed out"
 
 
 class _Helper:
@@ -226,8 +245,9 @@ class _Helper:
                 f"{sys.executable}?)"
             )
 
-    def verify(self, pred: str, ref: str, timeout: float) -> bool | None:
-        """True/False, or None when the helper did not answer in time or died."""
+    def verify(self, pred: str, ref: str, timeout: float) -> bool | str | None:
+        """True/False, TIMED_OUT when its own timer stopped the comparison, or None when
+        the helper did not answer in time or died (then it is replaced)."""
         self._next_id += 1
         request = {"id": self._next_id, "pred": pred, "ref": ref, "timeout": timeout}
         try:
@@ -235,13 +255,13 @@ class _Helper:
             self.proc.stdin.flush()
         except OSError:
             return None
-        line = self._read_line(time.monotonic() + timeout + _REPLY_GRACE)
+        line = self._read_line(time.monotonic() + _WALL_FACTOR * timeout + _REPLY_GRACE)
         if line is None:
             return None
         reply_id, _, value = line.partition(b" ")
         if reply_id != str(self._next_id).encode():
             return None
-        return value == b"1"
+        return TIMED_OUT if value == b"2" else value == b"1"
 
     def _read_line(self, deadline: float) -> bytes | None:
         fd = self.proc.stdout.fileno()
@@ -306,16 +326,17 @@ class _HelperPool:
         self._starting = 0
         self._closed = False
 
-    def verify(self, pred: str, ref: str, timeout: float) -> bool:
+    def verify(self, pred: str, ref: str, timeout: float) -> bool | None:
+        """The verdict, or None when the comparison did not finish in time."""
         helper = self._acquire()
         result = None
         try:
             result = helper.verify(pred, ref, timeout)
         finally:
             self._release(helper, healthy=result is not None)
-        if result is None:
+        if result is None or result is TIMED_OUT:
             logger.warning("answer check timed out after %.1fs; counted as not equal", timeout)
-            return False
+            return None
         return result
 
     def _acquire(self) -> _Helper:
