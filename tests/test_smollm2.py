@@ -65,6 +65,16 @@ def test_the_zoo_prm_reads_characters_it_never_saw():
     assert all(0 <= s <= 1 for s in strange.scores) and strange.scores[-1] < plain.scores[-1]
 
 
+@pytest.fixture(scope="module")
+def smol_cache(tmp_path_factory):
+    """One converted SmolLM2 for the tests below, in a cache of their own."""
+    cache = tmp_path_factory.mktemp("smol-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("IAS_CACHE", str(cache))
+        converted_folder(NAME)
+        yield cache
+
+
 @pytest.fixture
 def one_thread():
     """One torch thread: on a shared 2-core CPU, two were several times slower (see README)."""
@@ -112,11 +122,11 @@ def _ias(cache, *args: str) -> subprocess.CompletedProcess:
 
 
 @needs_package
-def test_rollout_calibrate_eval_with_smollm2_through_the_cli(tmp_path):
+def test_rollout_calibrate_eval_with_smollm2_through_the_cli(tmp_path, smol_cache):
     """The paper's scenario with a real pretrained policy: the zoo PRM (trained on the zoo's
     strong policy) over-estimates SmolLM2; calibrated on SmolLM2's own rollouts it gives the
     IAS rule lower estimates, so calibrated IAS spends more than uncalibrated IAS."""
-    cache, task = tmp_path / "cache", ["--task", "arith", "--task-opt", "max_ops=2", "--task-opt", "digits=1"]
+    cache, task = smol_cache, ["--task", "arith", "--task-opt", "max_ops=2", "--task-opt", "digits=1"]
     _ias(cache, "rollout", "--policy", NAME, *task, "--split", "calib", "--limit", "4", "--n-traj", "2",
          "--n-mc", "2", "--max-tokens", "40", "--out", str(tmp_path / "rollouts"))
     summary = json.loads((tmp_path / "rollouts" / "summary.json").read_text())
@@ -149,3 +159,16 @@ def test_rollout_calibrate_eval_with_smollm2_through_the_cli(tmp_path):
         for candidate in record["finished"]:  # SmolLM2 writes on after an answer; a beam ends at it
             steps = candidate["text"].split("\n\n")
             assert all(task_.extract(step) is None for step in steps[:-1]), candidate["text"]
+
+
+@needs_package
+def test_a_stop_string_split_over_byte_tokens_is_found(smol_cache, one_thread):
+    """`≈` is three bytes, so SmolLM2 writes it as several byte-level tokens, none of which
+    spells it alone; the stop must still end the sample there."""
+    policy = load_policy(NAME)
+    prompt = "a ≈ b\nc ≈ d\ne ≈ f\ng ≈ h\ni"
+    [[free]] = policy.sample([prompt], 1, SamplingParams(temperature=0.0, max_tokens=12), [1])
+    assert "≈" in free.text
+    [[stopped]] = policy.sample([prompt], 1, SamplingParams(temperature=0.0, max_tokens=12, stop=("≈",)), [1])
+    assert stopped.finish_reason == "stop" and stopped.stop == "≈"
+    assert stopped.text == free.text[: free.text.index("≈")]

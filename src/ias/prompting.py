@@ -120,3 +120,18 @@ def uses_chat(options: PromptOptions, tokenizer, policy_name: str = "the policy"
 def _fill(template: str, question: str) -> str:
     # Plain replacement, not str.format: templates hold LaTeX braces such as \boxed{}.
     return template.replace(QUESTION_FIELD, question)
+
+
+def encode_prompts(tokenizer, prompts: Sequence[str]) -> list[list[int]]:
+    """Token ids of rendered prompts, special tokens added once: a chat template that writes
+    the BOS token into the text (Llama-3, Mistral, Gemma) gets no second one from the tokenizer."""
+    bos = tokenizer.bos_token
+    written = [bool(bos) and prompt.startswith(bos) for prompt in prompts]
+    out: list[list[int]] = [[] for _ in prompts]
+    for has_bos in (False, True):
+        index = [i for i, flag in enumerate(written) if flag == has_bos]
+        if index:
+            ids = tokenizer([prompts[i] for i in index], add_special_tokens=not has_bos, verbose=False)["input_ids"]
+            for i, row in zip(index, ids):
+                out[i] = list(row)
+    return out

@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from ias.models import resolve_model
 from ias.policy.base import SamplingParams, check_prompts, mix64, register_policy, uniforms
+from ias.prompting import encode_prompts
 from ias.types import Sample
 
 
@@ -72,11 +73,18 @@ class HFPolicy:
             top_p=1.0 if config.top_p is None else float(config.top_p),
             max_tokens=min(256, self.max_model_len),
         )
-        vocab = self.tokenizer.convert_ids_to_tokens(list(range(len(self.tokenizer))))
-        self._pieces = [self.tokenizer.convert_tokens_to_string([t]) if t else "" for t in vocab]
+        self._vocab = len(self.tokenizer)
+        vocab = self.tokenizer.convert_ids_to_tokens(list(range(self._vocab)))
+        pieces = [self.tokenizer.convert_tokens_to_string([t]) if t else "" for t in vocab]
+        # A character-level vocabulary (the zoo's) spells any text as the concatenation of its
+        # tokens' pieces, so stop strings are found in a running text. Byte-level and
+        # SentencePiece pieces are not exact (a split character, a dropped leading space):
+        # their stops are looked for in a decode of the last tokens.
+        self._pieces = pieces if all(len(p) <= 1 for p in pieces if p not in self.tokenizer.all_special_tokens) \
+            else None
 
     def encode(self, prompts: Sequence[str]) -> list[list[int]]:
-        return self.tokenizer(list(prompts), verbose=False)["input_ids"]  # too long is our error below
+        return encode_prompts(self.tokenizer, prompts)  # too long is our error below
 
     def sample(
         self, prompts: Sequence[str], n: int, params: SamplingParams, seeds: Sequence[int]
@@ -147,8 +155,7 @@ class HFPolicy:
                 if token in self.eos_ids:
                     row.finish = "eos"
                     continue
-                row.text += self._pieces[token]
-                if longest_stop and any(s in row.text[-(longest_stop + len(self._pieces[token])) :] for s in params.stop):
+                if longest_stop and self._stopped(row, token, params.stop, longest_stop):
                     row.finish = "stop"
                 elif len(row.ids) >= limits[a]:
                     row.finish = "length"
@@ -165,6 +172,15 @@ class HFPolicy:
             logits = self._forward(tokens[:, None], mask, positions, cache)
             positions = positions + 1
 
+    def _stopped(self, row: _Row, token: int, stops: Sequence[str], longest: int) -> bool:
+        """Whether the text written so far now holds a stop string (it held none before)."""
+        if self._pieces is not None:
+            row.text += self._pieces[token]
+            tail = row.text[-(longest + 1) :]
+        else:  # a character is at most 4 byte tokens; 2 more for a cut character or space at the start
+            tail = self.tokenizer.decode(row.ids[-(4 * longest + 2) :], skip_special_tokens=True)
+        return any(s in tail for s in stops)
+
     def _forward(self, ids, mask, positions, cache) -> torch.Tensor:
         out = self.model(
             input_ids=ids.to(self.device),
@@ -174,7 +190,9 @@ class HFPolicy:
             **{self._cache_arg: cache},
             logits_to_keep=1,
         )
-        return out.logits[:, -1, :].float().cpu()
+        # Ids past the tokenizer's vocabulary (a model padded to a round size, as Qwen2.5 is)
+        # write no text: they are never drawn.
+        return out.logits[:, -1, : self._vocab].float().cpu()
 
     @staticmethod
     def _pick(logits: torch.Tensor, seeds: np.ndarray, step: int, params: SamplingParams):

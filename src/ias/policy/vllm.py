@@ -36,6 +36,7 @@ from typing import Any, Sequence
 from ias.errors import MissingExtraError, UserError
 from ias.models import resolve_model
 from ias.policy.base import SamplingParams, check_prompts, derive_seed, register_policy
+from ias.prompting import encode_prompts
 from ias.types import Sample
 
 CPU_HEAD_SIZES = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)  # vLLM's CPU_ATTN kernels
@@ -136,7 +137,7 @@ class VLLMPolicy:
         )
 
     def encode(self, prompts: Sequence[str]) -> list[list[int]]:
-        return [list(ids) for ids in self.tokenizer(list(prompts))["input_ids"]]
+        return encode_prompts(self.tokenizer, prompts)
 
     def sample(
         self, prompts: Sequence[str], n: int, params: SamplingParams, seeds: Sequence[int]
