@@ -217,3 +217,15 @@ def test_hf_loads_a_local_json_dataset(tmp_path):
     )
     p = task.problems("test")[0]
     assert p.id == "json-test-00000" and p.answer == "2"
+
+
+def test_list_and_dict_options_from_the_command_line_are_comma_separated_text(tmp_path):
+    """`--task-opt meta_fields=level,subject` and `--task-opt splits=test=train` arrive as text."""
+    file = write_jsonl(tmp_path / "m.jsonl", [{"question": "q", "answer": 1, "level": "easy", "subject": "alg"}])
+    meta = get_task(f"jsonl:{file}", meta_fields="level,subject").problems("test")[0].meta
+    assert meta["level"] == "easy" and meta["subject"] == "alg"
+    hf_file = write_jsonl(tmp_path / "h.jsonl", [{"question": "1+1?", "answer": "so\n#### 2"}])
+    task = get_task("hf:json", data_files=str(hf_file), splits="test=train", answer_from_solution=True)
+    assert task.problems("test")[0].answer == "2"
+    with pytest.raises(UserError, match="splits must be NAME or OURS=THEIRS"):
+        get_task("hf:json", data_files=str(hf_file), splits="test=")

@@ -280,9 +280,9 @@ def _generic_parser(
     solution_field: str | None,
     id_field: str | None,
     answer_from_solution: bool,
-    meta_fields: Iterable[str],
+    meta_fields: Iterable[str] | str,
 ) -> RowParser:
-    meta_fields = tuple(meta_fields)
+    meta_fields = _names(meta_fields)
 
     def parse_row(row: dict, where: str, split: str, index: int) -> Problem:
         q_field = question_field
@@ -320,7 +320,7 @@ def jsonl(
     solution_field: str | None = None,
     id_field: str | None = None,
     answer_from_solution: bool = False,
-    meta_fields: Iterable[str] = ("level", "subject", "difficulty"),
+    meta_fields: Iterable[str] | str = ("level", "subject", "difficulty"),
     split: str = "test",
 ) -> FileTask:
     """Problems from any JSONL file: `get_task("jsonl:PATH", question_field=..., ...)`.
@@ -353,17 +353,37 @@ def jsonl(
     return FileTask(f"jsonl:{file}", (split,), GENERIC_PROMPT, rows_of, parse_row)
 
 
+def _names(value: Iterable[str] | str) -> tuple[str, ...]:
+    """Field names from the API (a list) or the CLI (`--task-opt meta_fields=level,subject`)."""
+    if isinstance(value, str):
+        return tuple(name.strip() for name in value.split(",") if name.strip())
+    return tuple(value)
+
+
+def _split_map(value: dict[str, str] | str) -> dict[str, str]:
+    """Our split names -> the dataset's, from the API (a dict) or the CLI
+    (`--task-opt splits=test=validation,train` : ours=theirs, or one name for both)."""
+    if isinstance(value, dict):
+        return dict(value)
+    if not isinstance(value, str):
+        raise UserError(f"splits must be NAME or OURS=THEIRS, comma-separated; got {value!r}")
+    pairs = [item.strip().partition("=") for item in value.split(",") if item.strip()]
+    if not pairs or any(not ours or (sep and not theirs) for ours, sep, theirs in pairs):
+        raise UserError(f"splits must be NAME or OURS=THEIRS, comma-separated; got {value!r}")
+    return {ours: theirs or ours for ours, _, theirs in pairs}
+
+
 @register_task("hf")
 def hf(
     source: str | None = None,
     config: str | None = None,
-    splits: dict[str, str] | None = None,
+    splits: dict[str, str] | str | None = None,
     question_field: str | None = None,
     answer_field: str = "answer",
     solution_field: str | None = None,
     id_field: str | None = None,
     answer_from_solution: bool = False,
-    meta_fields: Iterable[str] = ("level", "subject", "difficulty"),
+    meta_fields: Iterable[str] | str = ("level", "subject", "difficulty"),
     **load_options: Any,
 ) -> FileTask:
     """Problems from a Hugging Face dataset: `get_task("hf:NAME", config=..., splits={"test":
@@ -375,7 +395,7 @@ def hf(
         import datasets  # noqa: F401
     except ImportError:
         raise MissingExtraError("the hf task loader", "hf") from None
-    split_map = dict(splits or {"test": "test", "train": "train"})
+    split_map = _split_map(splits) if splits else {"test": "test", "train": "train"}
     name = source
 
     def rows_of(split: str):
