@@ -71,7 +71,7 @@ def running(httpd):
 
 
 def fake_server(answer):
-    """A real http.server whose POSTs are answered by `answer(body) -> (status, payload)`;
+    """A real http.server whose POSTs are answered by `answer(body) -> (status, payload[, headers])`;
     GETs are 404 (no /models, as some servers). `.bodies` keeps what it was sent."""
 
     class Handler(BaseHTTPRequestHandler):
@@ -81,17 +81,19 @@ def fake_server(answer):
         def do_POST(self):
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             self.server.bodies.append(body)
-            status, payload = answer(body)
+            status, payload, *headers = answer(body)
             try:
-                self._send(status, payload)
+                self._send(status, payload, *headers)
             except (BrokenPipeError, ConnectionResetError):  # the client gave up waiting
                 pass
 
-        def _send(self, status, payload):
+        def _send(self, status, payload, headers=None):
             raw = json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(raw)))
+            for key, value in (headers or {}).items():
+                self.send_header(key, value)
             self.end_headers()
             self.wfile.write(raw)
 
@@ -229,15 +231,49 @@ def test_a_server_ignoring_n_or_usage_is_caught():
         ({"model": "arith-weak", "prompt": "q", "logprobs": 5}, 400, "logprobs"),
         ({"model": "arith-weak", "prompt": 7}, 400, "prompt"),
         ({"model": "gpt-9", "prompt": "q"}, 404, "model"),
+        ({"model": "arith-weak", "prompt": "q", "temperature": float("nan")}, 400, "temperature"),  # JSON NaN
+        ({"model": "arith-weak", "prompt": "q", "top_p": float("nan")}, 400, "top_p"),
+        ({"model": "arith-weak", "prompt": "q", "temperature": 10**400}, 400, "temperature"),
+        ({"model": "arith-weak", "prompt": "q", "seed": 2**64}, 400, "seed"),
+        ({"model": "arith-weak", "prompt": "q", "seed": -(2**63) - 1}, 400, "seed"),
     ],
 )
 def test_ias_serve_refuses_what_it_cannot_do(server, body, status, param):
-    request = urllib.request.Request(server + "/completions", data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
     with pytest.raises(urllib.error.HTTPError) as refused:
-        urllib.request.urlopen(request, timeout=10)
+        post(server, json.dumps(body).encode())
     assert refused.value.code == status
     assert json.loads(refused.value.read())["error"]["param"] == param
+
+
+def post(server: str, raw: bytes) -> dict:
+    """POST raw bytes to the server's /completions; the decoded answer."""
+    request = urllib.request.Request(server + "/completions", data=raw, method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def test_ias_serve_takes_every_64_bit_seed_and_refuses_a_too_deep_body(server):
+    for seed in (-(2**63), 2**64 - 1):
+        answer = post(server, json.dumps({"prompt": "q", "max_tokens": 3, "seed": seed}).encode())
+        assert len(answer["choices"]) == 1
+    with pytest.raises(urllib.error.HTTPError) as refused:  # a RecursionError in the parser: answered, not dropped
+        post(server, b"[" * 100_000)
+    assert refused.value.code == 400 and "not valid JSON" in json.loads(refused.value.read())["error"]["message"]
+
+
+def test_a_refused_request_stops_its_siblings_backoff_at_once():
+    def answer(body):
+        if body["prompt"] == "bad":
+            return 400, {"error": {"message": "prompt is bad"}}
+        return 503, {"error": {"message": "busy"}}, {"Retry-After": "30"}
+
+    with fake_server(answer) as httpd:
+        policy = load_policy("m", backend="openai", base_url=url_of(httpd), max_retries=2)
+        started = time.monotonic()
+        with pytest.raises(UserError, match=r"rejected the request \(400: prompt is bad\)"):
+            policy.sample(["busy", "bad"], 1, SamplingParams(), [1, 2])
+        assert time.monotonic() - started < 10  # not the 30 s Retry-After of the busy one
 
 
 def test_backend_loading_errors_are_one_line():

@@ -100,3 +100,26 @@ def test_the_nucleus_from_the_top_candidates_draws_what_a_full_sort_draws(monkey
             full_tokens, full_logprobs = hf.HFPolicy._pick(rows, seeds[: len(rows)], step, params)
             assert torch.equal(tokens, full_tokens) and torch.equal(logprobs, full_logprobs)
     assert len({int(t) for tokens, _ in drawn[1] for t in tokens[6:]}) > 20  # the flat rows drew widely
+
+
+def test_nan_or_infinite_sampling_settings_are_user_errors():
+    for bad in ({"temperature": math.nan}, {"temperature": math.inf}, {"top_p": math.nan}):
+        with pytest.raises(UserError, match="must be"):
+            SamplingParams(**bad)
+
+
+def test_a_prompt_encoding_to_no_tokens_is_a_user_error(tmp_path):
+    """A tokenizer that adds no BOS (as SmolLM2's) encodes "" to nothing: named, not a crash."""
+    import json
+    import shutil
+
+    from ias.models import ZOO_DIR
+
+    folder = shutil.copytree(ZOO_DIR / "arith-weak", tmp_path / "no-bos")
+    tokenizer = json.loads((folder / "tokenizer.json").read_text())
+    tokenizer["post_processor"] = None  # no <s> added
+    (folder / "tokenizer.json").write_text(json.dumps(tokenizer))
+    policy = load_policy(str(folder))
+    assert policy.encode([""]) == [[]]
+    with pytest.raises(UserError, match="^prompt 1 encodes to no tokens"):
+        policy.sample(["Compute 5-2.\n\n", ""], 1, SamplingParams(max_tokens=5), [0, 1])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ias.errors import UserError
@@ -19,7 +21,8 @@ def resolve_model(name_or_path: str) -> str:
     A known GGUF model (`smollm2-135m-instruct`) is converted once to a cached folder.
 
     Anything else that looks like a hub id (`org/name`) is passed through for users with
-    hub access; a missing local path is an error naming the known zoo models.
+    hub access (load it under `hub_errors`); a missing local path is an error naming the
+    known zoo models.
     """
     if (ZOO_DIR / name_or_path / "config.json").exists():
         return str(ZOO_DIR / name_or_path)
@@ -32,11 +35,28 @@ def resolve_model(name_or_path: str) -> str:
         if not (path / "config.json").exists():
             raise UserError(f"model folder '{name_or_path}' has no config.json")
         return str(path)
-    looks_like_hub_id = name_or_path.count("/") == 1 and not name_or_path.startswith((".", "/", "~"))
-    if looks_like_hub_id:
+    if name_or_path.count("/") == 1 and not _looks_local(name_or_path):
         return name_or_path
     known = ", ".join(zoo_names()) or "none shipped"
     raise UserError(
         f"unknown model '{name_or_path}': not a zoo model ({known}), a known GGUF model "
         f"({', '.join(GGUF_MODELS)}) nor a local folder"
     )
+
+
+def _looks_local(name: str) -> bool:
+    """A mistyped local path (`runs/mymodel` with `runs/` here) is not a hub id: sent to the
+    hub it costs a minute of retries offline before a confusing error."""
+    return name.startswith((".", "/", "~")) or Path(name.split("/")[0]).expanduser().is_dir()
+
+
+@contextmanager
+def hub_errors(name: str) -> Iterator[None]:
+    """Loading `resolve_model(name)`: the OSError of a hub id that is offline, missing or gated
+    becomes a one-line UserError naming the model, not a traceback."""
+    try:
+        yield
+    except OSError as err:
+        reason = " ".join(str(err).split())[:300] or type(err).__name__
+        raise UserError(f"cannot load model '{name}' ({reason}); check the name and your network, "
+                        "or pass a zoo model or a local folder") from None

@@ -7,9 +7,9 @@ j of that seed), so batching never changes them, and the `openai` backend talkin
 server returns exactly what the policy would. A prompt list shares the request's seed.
 
 Fields: model, prompt (a string or a list of them), n, temperature, top_p, max_tokens,
-stop, seed (random when absent), logprobs (0 or 1: only the sampled token's log-probability
-is given, in `token_logprobs`), stream (false only), user; anything else is a 400, as
-OpenAI does. `fail_first` (testing aid) answers the first K completion requests with 503
+stop, seed (in [-2**63, 2**64); random when absent), logprobs (0 or 1: only the sampled
+token's log-probability is given, in `token_logprobs`), stream (false only), user; anything
+else is a 400, as OpenAI does. `fail_first` (testing aid) answers the first K completion requests with 503
 and `Retry-After: 1`.
 """
 
@@ -34,6 +34,8 @@ from ias.types import Sample
 _FIELDS = {"model", "prompt", "n", "temperature", "top_p", "max_tokens", "stop", "seed", "logprobs", "stream", "user"}
 _MAX_BODY = 32 << 20
 _MAX_N = 1024
+# Seeds the policies can hash: a signed or an unsigned 64-bit integer (beyond: OverflowError).
+_SEED_RANGE = range(-(2**63), 2**64)
 
 
 class BadRequest(Exception):
@@ -147,8 +149,8 @@ def parse_completion(body: Any, model_name: str, defaults: SamplingParams) -> tu
     seed = body.get("seed")
     if seed is None:
         seed = secrets.randbits(63)
-    elif isinstance(seed, bool) or not isinstance(seed, int):
-        raise BadRequest(f"seed must be an integer, got {seed!r}", "seed")
+    elif isinstance(seed, bool) or not isinstance(seed, int) or seed not in _SEED_RANGE:
+        raise BadRequest(f"seed must be an integer in [-2**63, 2**64), got {seed!r}", "seed")
     settings = {
         "temperature": _number(body, "temperature", defaults.temperature),
         "top_p": _number(body, "top_p", defaults.top_p),
@@ -174,8 +176,8 @@ def _number(body: dict, key: str, default: float) -> float:
     value = body.get(key)
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise BadRequest(f"{key} must be a number, got {value!r}", key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or abs(value) > 1e300:
+        raise BadRequest(f"{key} must be a finite number, got {value!r}", key)  # 1e300: also ints too big for a float
     return float(value)
 
 
@@ -293,8 +295,8 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         try:
             return json.loads(self.rfile.read(int(length)))
-        except ValueError:
-            self._error(BadRequest("the body is not valid JSON"))
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
+            self._error(BadRequest("the body is not valid JSON (or nested too deeply)"))
             return None
 
     def _drain(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import math
 from dataclasses import asdict, dataclass
 from typing import Callable, Protocol, Sequence
 
@@ -30,9 +31,10 @@ class SamplingParams:
         return {**asdict(self), "stop": list(self.stop)}
 
     def __post_init__(self) -> None:
-        if self.temperature < 0:
-            raise UserError(f"temperature must be >= 0, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
+        # NaN slips through comparisons (`nan < 0` is False) and would sample nothing.
+        if not math.isfinite(self.temperature) or self.temperature < 0:
+            raise UserError(f"temperature must be a finite number >= 0, got {self.temperature}")
+        if not (math.isfinite(self.top_p) and 0 < self.top_p <= 1):
             raise UserError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.max_tokens < 1:
             raise UserError(f"max_tokens must be >= 1, got {self.max_tokens}")
@@ -52,11 +54,13 @@ class Policy(Protocol):
 
 
 def check_prompts(encoded: Sequence[Sequence[int]], seeds: Sequence[int], max_model_len: int) -> None:
-    """One seed per prompt, and every prompt leaves room to generate: too long is the
-    user's error, never silently cut."""
+    """One seed per prompt, and every prompt has a token to condition on and room to
+    generate: empty or too long is the user's error, never a crash or a silent cut."""
     if len(seeds) != len(encoded):
         raise ValueError("one seed per prompt is required")
     for i, ids in enumerate(encoded):
+        if not ids:  # a tokenizer that adds no BOS (SmolLM2) encodes "" to nothing
+            raise UserError(f"prompt {i} encodes to no tokens; give it some text")
         if len(ids) >= max_model_len:
             raise UserError(
                 f"prompt {i} has {len(ids)} tokens, more than the model's "

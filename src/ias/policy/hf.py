@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ias.models import resolve_model
+from ias.models import hub_errors, resolve_model
 from ias.policy.base import SamplingParams, check_prompts, mix64, register_policy, uniforms
 from ias.prompting import encode_prompts
 from ias.types import Sample
@@ -51,8 +51,9 @@ class HFPolicy:
 
         path = resolve_model(model)
         self.name = model
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
+        with hub_errors(model):
+            self.tokenizer = AutoTokenizer.from_pretrained(path)
+            self.model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
         self.model.to(device).eval()
         self.device = torch.device(device)
         self.batch_size = batch_size

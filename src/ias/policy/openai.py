@@ -32,7 +32,6 @@ import os
 import random
 import re
 import threading
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -247,10 +246,11 @@ def _load_tokenizer(name: str):
     """The tokenizer of a zoo name, folder or hub id, and its generation_config's sampling settings."""
     from transformers import AutoTokenizer, GenerationConfig
 
-    from ias.models import resolve_model
+    from ias.models import hub_errors, resolve_model
 
     path = resolve_model(name)
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    with hub_errors(name):
+        tokenizer = AutoTokenizer.from_pretrained(path)
     try:
         config = GenerationConfig.from_pretrained(path)
     except OSError:  # no generation_config.json: the plain defaults
@@ -304,8 +304,8 @@ class _Http:
                     last = f"gave no answer within {self.timeout_s:g} s (raise timeout_s or lower concurrency)"
                 else:
                     last = f"could not be reached ({reason}); start it or fix base_url"
-            if attempt < self.max_retries:
-                time.sleep(self._delay(attempt, retry_after))
+            if attempt < self.max_retries:  # woken early when a sibling request fails: its error shows at once
+                (abort or threading.Event()).wait(self._delay(attempt, retry_after))
         tries = self.max_retries + 1
         raise UserError(f"the server at {self.base_url} {last}, {tries} {'try' if tries == 1 else 'tries'}")
 

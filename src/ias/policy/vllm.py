@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ias.errors import MissingExtraError, UserError
-from ias.models import resolve_model
+from ias.models import hub_errors, resolve_model
 from ias.policy.base import SamplingParams, check_prompts, derive_seed, register_policy
 from ias.prompting import encode_prompts
 from ias.types import Sample
@@ -125,7 +125,8 @@ class VLLMPolicy:
         self.name = model
         self.progress = progress
         self._vllm = vllm
-        self.llm = vllm.LLM(model=path, **args)
+        with hub_errors(model):
+            self.llm = vllm.LLM(model=path, **args)
         self.tokenizer = self.llm.get_tokenizer()
         model_config = getattr(self.llm, "model_config", None) or self.llm.llm_engine.model_config
         self.max_model_len = int(model_config.max_model_len)

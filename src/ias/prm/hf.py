@@ -16,7 +16,7 @@ import torch
 
 import ias.prm.likelihood  # noqa: F401  (registers the zoo PRM's architecture with transformers)
 from ias.errors import UserError
-from ias.models import resolve_model
+from ias.models import hub_errors, resolve_model
 from ias.prm.base import StepScores, register_prm
 from ias.prm.format import load_format, prm_input
 
@@ -39,10 +39,11 @@ class HFPRM:
         self.options = dict(prm_format=prm_format, device=device, dtype=dtype, batch_size=batch_size, max_length=max_length)
         path = resolve_model(model)
         self.name = model
-        self.format = load_format(path if Path(path).is_dir() else None, prm_format)
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        config = AutoConfig.from_pretrained(path)
-        self.model = _load_model(path, config, self.format.reading, getattr(torch, dtype))
+        self.format = load_format(path, prm_format)  # a hub id has no local ias_prm.json: --prm-format
+        with hub_errors(model):
+            self.tokenizer = AutoTokenizer.from_pretrained(path)
+            config = AutoConfig.from_pretrained(path)
+            self.model = _load_model(path, config, self.format.reading, getattr(torch, dtype))
         self.model.to(device).eval()
         self.device = torch.device(device)
         self.batch_size = batch_size
