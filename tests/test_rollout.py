@@ -138,6 +138,10 @@ def test_other_settings_are_refused_and_limit_may_grow(tmp_path, task, policy):
     assert [r["id"] for r in read_records(tmp_path / "r" / "rollouts.jsonl")] == [
         p.id for p in task.problems("calib", 3)
     ]
+    # A smaller limit later keeps what was rolled out, and the summary describes what
+    # calibration will read: the whole store.
+    summary = _run(task, policy, tmp_path / "r", limit=1)
+    assert summary["n_problems"] == 3 == len({row.problem_id for row in load_targets(tmp_path / "r")})
 
 
 def test_resume_plan():

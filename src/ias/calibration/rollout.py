@@ -118,8 +118,9 @@ def rollout(
             bar.total = done_rollouts + round((len(problems) - done_problems) * done_rollouts / done_problems)
             bar.refresh()
 
-    records = {r["id"]: r for r in store.records() if r["id"] in wanted}
-    summary = summarize([records[p.id] for p in problems if p.id in records], config, time.time() - started)
+    # The whole store, which is what calibration reads: a rerun with a smaller limit keeps
+    # (and reports) the problems already rolled out.
+    summary = summarize(store.records(), config, time.time() - started)
     write_json(out / SUMMARY, summary)
     return summary
 
