@@ -129,3 +129,66 @@ def test_a_question_the_prm_cannot_read_gets_the_whole_budget(tmp_path):
             for name in ("ias-bon", "ias-bon-median", "ias-bon-uncalibrated", "ias-seq"):
                 assert r["methods"][name]["samples"] == 4, (name, r["methods"][name])
     assert summary["methods"]["bon@4"]["samples"] == 24
+
+
+def test_eval_resumes_across_settings_that_change_no_records(tmp_path):
+    """Adding a tuning split, growing its limit and another coverage resume the pool, the
+    tuning pool and the fixed beam search; a PRM that scores otherwise is refused."""
+    import ias
+    from ias.records import read_records
+
+    kw = dict(limit=2, n_max=2, k_max=1, m_max=1, beam_rounds=1, out=tmp_path, progress=False)
+    ias.evaluate(strategies=["bon", "beam"], **kw)
+    pool, beam = ((tmp_path / x / "records.jsonl").read_bytes() for x in ("pool", "beam"))
+    tuned = ["bon", "beam", "ias-bon-tuned"]
+    ias.evaluate(strategies=tuned, coverage=0.9, tune_split="calib", tune_limit=1, **kw)
+    summary = ias.evaluate(strategies=tuned, coverage=0.9, tune_split="calib", tune_limit=2, **kw)
+    assert (tmp_path / "pool" / "records.jsonl").read_bytes() == pool
+    assert (tmp_path / "beam" / "records.jsonl").read_bytes() == beam
+    assert len(read_records(tmp_path / "tune" / "pool" / "records.jsonl")) == 2
+    assert summary["tuning"]["split"] == "calib" and summary["tuning"]["n_problems"] == 2
+    with pytest.raises(UserError, match=r"other settings \(prm_options\)"):
+        ias.evaluate(strategies=["bon"], prm_options={"max_length": 20}, **kw)
+
+
+def test_replayed_wall_time_is_the_evaluated_problems_share_of_the_pool(tmp_path):
+    import ias
+    from ias.records import read_records
+
+    kw = dict(n_max=2, k_max=1, m_max=1, beam_rounds=1, strategies=["bon", "beam"], out=tmp_path, progress=False,
+              batch_problems=2)
+    ias.evaluate(limit=4, **kw)
+    pool, beam = (read_records(tmp_path / x / "timing.jsonl") for x in ("pool", "beam"))
+    two = ias.evaluate(limit=2, **kw)  # all done: only the first two problems' share counts
+    assert two["pool"]["wall_s"] == pytest.approx(sum(t["wall_s"] for t in pool[:2]), abs=0.01)
+    assert two["pool"]["wall_s"] > 0
+    assert two["methods"]["bon@2"]["wall_s"] == pytest.approx(two["pool"]["wall_s"], abs=0.01)
+    assert two["methods"]["beam"]["wall_s"] == pytest.approx(sum(t["wall_s"] for t in beam[:2]), abs=0.01)
+    assert "notes" not in two
+    (tmp_path / "pool" / "timing.jsonl").unlink()  # a pool written before ias timed each problem
+    old = ias.evaluate(limit=2, **kw)
+    assert old["pool"]["wall_s"] == 0 and old["methods"]["bon@2"]["wall_s"] == 0
+    assert old["notes"] == [f"2 of 2 problems in {tmp_path / 'pool'} were solved before ias timed each problem: "
+                            "their wall time counts as 0 s"]
+
+
+def test_beam_config_holds_coverage_and_n_max_only_when_adaptive():
+    from ias.scaling.beam import BeamSearch
+
+    assert BeamSearch(coverage=0.9, n_max=8).config() == BeamSearch().config()
+    assert "coverage" not in BeamSearch().config()
+    assert BeamSearch(adaptive=True, coverage=0.9).config()["coverage"] == 0.9
+
+
+def test_tuning_on_the_evaluated_questions_under_another_split_name_is_refused(tmp_path):
+    """A jsonl file serves the same questions under any split name (other ids): the overlap
+    check compares questions, not ids."""
+    import json
+
+    import ias
+
+    file = tmp_path / "q.jsonl"
+    file.write_text("".join(json.dumps({"question": f"Compute {k}+{k}.", "answer": 2 * k}) + "\n" for k in range(4)))
+    with pytest.raises(UserError, match="tuning problems include 2 evaluated questions .*tune on another split"):
+        ias.evaluate(task=f"jsonl:{file}", split="test", tune_split="calib", limit=2, n_max=2, out=tmp_path / "e",
+                     strategies=["bon", "ias-bon-tuned"], progress=False)

@@ -101,3 +101,32 @@ def test_killed_midway_then_rerun_loses_and_repeats_nothing(tmp_path):
     assert done.returncode == 0, done.stderr
     ids = [r["id"] for r in read_records(records)]
     assert sorted(ids) == [f"arith-test-{i:05d}" for i in range(12)]
+
+
+def test_a_resume_with_other_prm_scoring_is_refused_but_not_other_devices(tmp_path):
+    _solve(tmp_path / "run", limit=2, n=2, prm_options={"max_length": 20})
+    with pytest.raises(UserError, match=r"other settings \(prm_options\)"):
+        _solve(tmp_path / "run", limit=4, n=2)  # would append records scored without the limit
+    _solve(tmp_path / "run", limit=3, n=2, prm_options={"max_length": 20, "batch_size": 5, "device": "cpu"})
+    assert len(read_records(tmp_path / "run" / "records.jsonl")) == 3
+
+
+def test_a_calibrator_refitted_in_the_same_folder_is_another_calibrator(tmp_path):
+    ias.rollout(split="calib", n_traj=2, n_mc=2, max_prefix=2, limit=3, out=tmp_path / "r", progress=False)
+    ias.calibrate(tmp_path / "r", method="temperature", held_out=0, out=tmp_path / "cal")
+    _solve(tmp_path / "run", limit=2, n=2, calibrator=tmp_path / "cal")
+    _solve(tmp_path / "run", limit=3, n=2, calibrator=tmp_path / "cal")  # the same calibrator resumes
+    ias.calibrate(tmp_path / "r", method="histogram", held_out=0, out=tmp_path / "cal")
+    with pytest.raises(UserError, match=r"other settings \(calibrator_sha\)"):
+        _solve(tmp_path / "run", limit=4, n=2, calibrator=tmp_path / "cal")
+
+
+def test_wall_time_is_timed_per_problem_and_summed_over_the_problems_asked_for(tmp_path):
+    four = _solve(tmp_path / "run", limit=4, n=2, batch_problems=2)
+    timing = read_records(tmp_path / "run" / "timing.jsonl")
+    assert [t["id"] for t in timing] == [r["id"] for r in read_records(tmp_path / "run" / "records.jsonl")]
+    assert four["wall_s"] == pytest.approx(sum(t["wall_s"] for t in timing), abs=0.02)
+    assert four["untimed_problems"] == 0 and four["wall_s"] <= four["wall_s_this_run"] + 0.01
+    two = _solve(tmp_path / "run", limit=2, n=2)  # nothing left to do: the first two problems' share
+    assert two["wall_s"] == pytest.approx(sum(t["wall_s"] for t in timing[:2]), abs=0.01)
+    assert 0 < two["wall_s"] < four["wall_s"]

@@ -11,6 +11,18 @@ def ias(*args, **kw):
     return subprocess.run([sys.executable, "-m", "ias.cli", *args], capture_output=True, text=True, **kw)
 
 
+def test_an_out_that_is_a_file_or_a_damaged_run_folder_is_a_one_line_error(tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    result = ias("solve", "--limit", "1", "--n", "1", "--prm", "none", "--selection", "majority", "--out", str(afile))
+    assert result.returncode == 2 and "is a file, not a run folder" in result.stderr and "Traceback" not in result.stderr
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "config.json").write_text("{not json")
+    result = ias("solve", "--limit", "1", "--n", "1", "--prm", "none", "--selection", "majority", "--out", str(damaged))
+    assert result.returncode == 2 and "config.json is unreadable" in result.stderr and "Traceback" not in result.stderr
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -24,10 +36,12 @@ def ias(*args, **kw):
         (["eval", "--strategies", "ias-bon-tuned", "--limit", "1"], "needs problems to tune on"),
         (["solve", "--prm-opt", "devise=cpu", "--limit", "1"], "has no option devise"),
         (["eval", "--strategies", "ias-bon-tuned", "--tune-split", "test", "--limit", "1"], "tune on another split"),
+        (["eval", "--tune-limit", "3", "--limit", "1"], "--tune-limit needs --tune-split"),
         (["calibrate", "--rollouts", "/no/such/folder"], "holds no rollouts.jsonl; run `ias rollout"),
         (["calib-eval", "--rollouts", "/no/such/folder"], "holds no rollouts.jsonl; run `ias rollout"),
         (["eval", "--task-opt", "max_ops=1", "--task-opt", "digits=1", "--split", "calib", "--limit", "2"],
          "too few distinct questions for split 'test'"),
+        (["solve", "--temperature", "nan", "--limit", "1"], "temperature must be a finite number"),
     ],
 )
 def test_user_mistakes_exit_2_with_one_line(args, message, tmp_path):

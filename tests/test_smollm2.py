@@ -127,10 +127,10 @@ def test_rollout_calibrate_eval_with_smollm2_through_the_cli(tmp_path, smol_cach
     strong policy) over-estimates SmolLM2; calibrated on SmolLM2's own rollouts it gives the
     IAS rule lower estimates, so calibrated IAS spends more than uncalibrated IAS."""
     cache, task = smol_cache, ["--task", "arith", "--task-opt", "max_ops=2", "--task-opt", "digits=1"]
-    _ias(cache, "rollout", "--policy", NAME, *task, "--split", "calib", "--limit", "4", "--n-traj", "2",
+    _ias(cache, "rollout", "--policy", NAME, *task, "--split", "calib", "--limit", "8", "--n-traj", "2",
          "--n-mc", "2", "--max-tokens", "40", "--out", str(tmp_path / "rollouts"))
     summary = json.loads((tmp_path / "rollouts" / "summary.json").read_text())
-    assert summary["policy"] == NAME and summary["n_trajectories"] == 8 and summary["n_prefix_targets"] > 0
+    assert summary["policy"] == NAME and summary["n_trajectories"] == 16 and summary["n_prefix_targets"] > 0
     models = cache / "models"
     assert sorted(p.name for p in models.iterdir()) == [NAME]
 
@@ -139,7 +139,9 @@ def test_rollout_calibrate_eval_with_smollm2_through_the_cli(tmp_path, smol_cach
     assert json.loads((tmp_path / "cal" / "calibration.json").read_text())["policy"] == NAME
     _ias(cache, "calib-eval", "--rollouts", str(tmp_path / "rollouts"), "--prm", "arith-prm",
          "--calibrator", str(tmp_path / "cal"), "--out", str(tmp_path / "metrics"))
-    metrics = json.loads((tmp_path / "metrics" / "metrics.json").read_text())["methods"]
+    report = json.loads((tmp_path / "metrics" / "metrics.json").read_text())
+    assert report["held_out_only"] and report["problems"] == 2  # scored on the 20% it was not fitted on
+    metrics = report["methods"]
     raw, fitted = metrics["uncalibrated"], metrics["calibrated"]
     assert raw["overestimation"] > 0.1  # the raw PRM rates SmolLM2 like the strong policy
     assert fitted["brier"] < raw["brier"] and fitted["overestimation"] < raw["overestimation"]
@@ -150,7 +152,7 @@ def test_rollout_calibrate_eval_with_smollm2_through_the_cli(tmp_path, smol_cach
     methods = json.loads((tmp_path / "eval" / "summary.json").read_text())["methods"]
     records = [json.loads(line) for line in (tmp_path / "eval" / "records.jsonl").read_text().splitlines()]
     assert len(records) == 3 and all(set(r["methods"]) == set(methods) for r in records)
-    assert all(r["p_lower"] < r["p_uncalibrated"] for r in records)
+    assert sum(r["p_lower"] for r in records) < sum(r["p_uncalibrated"] for r in records)
     assert methods["ias-bon-uncalibrated"]["samples"] < methods["ias-bon"]["samples"] <= methods["bon@4"]["samples"]
     task_ = get_task("arith", max_ops=2, digits=1)
     beams = [json.loads(line) for line in (tmp_path / "eval" / "ias-beam" / "records.jsonl").read_text().splitlines()]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from contextlib import nullcontext
 from functools import lru_cache
 from pathlib import Path
@@ -68,7 +69,7 @@ def solve(
     chosen = STRATEGIES[strategy](n=n, aggregation=aggregation, selection=selection)
     config = {"task": task, "task_options": task_options or {}, "split": split, "policy": policy,
               "prm": prm, "calibrator": str(calibrator) if calibrator else None, "limit": limit,
-              **_backend_config(backend)}
+              **(_prm_config(prm_format, prm_options, calibrator) if prm else {}), **_backend_config(backend)}
     return run_dataset(
         chosen, problems, the_task, the_policy, the_prm, params, seed, Path(out), config,
         batch_problems=batch_problems, progress=progress,
@@ -229,6 +230,8 @@ def evaluate(
     from ias.evaluation import STRATEGIES, TUNED, check_strategies, run_eval
     from ias.scaling.adaptive import Budget
 
+    if tune_limit is not None and not tune_split:
+        raise UserError("--tune-limit needs --tune-split (the split to tune on, e.g. calib)")
     if min(n_max, k_max, m_max, beam_freq, beam_rounds) < 1 or not 0 < coverage < 1 or not 0 <= tolerance < 1:
         raise UserError(f"need n_max, k_max, m_max, beam_freq, beam_rounds >= 1, 0 < coverage < 1 and "
                         f"0 <= tolerance < 1; got {n_max}, {k_max}, {m_max}, {beam_freq}, {beam_rounds}, {coverage}, "
@@ -238,9 +241,10 @@ def evaluate(
     tune_problems = _problems(task, tune_split, tune_limit, task_options)[1] if tune_split else None
     plain = _prm(prm, prm_format, _hashable(prm_options))
     config = {"task": task, "task_options": task_options or {}, "split": split, "policy": policy, "prm": prm,
-              "calibrator": str(calibrator) if calibrator else None, "limit": limit, **_backend_config(backend)}
-    if tune_split:
-        config.update(tune_split=tune_split, tune_limit=tune_limit)
+              "calibrator": str(calibrator) if calibrator else None, "limit": limit,
+              **_prm_config(prm_format, prm_options, calibrator), **_backend_config(backend)}
+    # The tuning split is no setting of the main pool (its records do not depend on it): its own pool's.
+    tune_config = {**config, "split": tune_split, "limit": tune_limit} if tune_split else None
     recipe = Recipe(task, policy, dict(task_options or {}), prm=prm, prm_format=prm_format,
                     prm_options=dict(prm_options or {}),
                     calibrator=str(calibrator) if calibrator else None, backend=backend,
@@ -257,7 +261,7 @@ def evaluate(
                         Budget(coverage=coverage, n_max=n_max, k_max=k_max, m_max=m_max, beam_freq=beam_freq,
                                beam_rounds=beam_rounds),
                         batch_problems=batch_problems, progress=progress, executor=remote,
-                        tune_problems=tune_problems, tolerance=tolerance)
+                        tune_problems=tune_problems, tune_config=tune_config, tolerance=tolerance)
 
 
 def _open_executor(kind: str, recipe: Recipe, workers: int, address: str | None,
@@ -294,6 +298,29 @@ def _backend_config(backend: str) -> dict:
     before backends existed stay resumable. Its options are not recorded: an address or an
     API key must not land in files, and a server may move between resumes."""
     return {} if backend == "hf" else {"backend": backend}
+
+
+SCORING_OPTIONS = ("max_length", "dtype")  # PRM options that change scores; device and batch_size do not
+
+
+def _prm_config(prm_format: str | None, prm_options: dict | None, calibrator: str | Path | None) -> dict:
+    """How the PRM scores, as a run's config records it (its format, the options that change
+    scores, the calibrator's content hash), so a resume never mixes records scored two ways.
+    Only what is set is recorded: a folder from before these keys, made with none of them set,
+    stays resumable."""
+    options = {k: v for k, v in sorted((prm_options or {}).items()) if k in SCORING_OPTIONS}
+    config = {"prm_format": prm_format, "prm_options": options or None,
+              "calibrator_sha": _calibrator_sha(calibrator) if calibrator else None}
+    return {k: v for k, v in config.items() if v is not None}
+
+
+def _calibrator_sha(folder: str | Path) -> str:
+    """A short hash of the calibrator's `calibration.json`: a calibrator refitted in the same
+    folder is another calibrator."""
+    from ias.calibration.calibrate import CALIBRATION_FILE, read_calibration
+
+    read_calibration(folder)  # a folder without one is a one-line user error
+    return hashlib.sha256((Path(folder) / CALIBRATION_FILE).read_bytes()).hexdigest()[:12]
 
 
 @lru_cache(maxsize=2)

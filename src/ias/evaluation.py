@@ -8,9 +8,11 @@ PRM's reading of the question alone). Each whole-sample method is then replayed 
 `summary.json`, `records.jsonl` (per problem: its true success rate, its budget estimates
 and every method's outcome), `pareto.png`, `budget.png` and `report.md`.
 
-Wall time of a replayed method is estimated from the pool's measured wall time, in
-proportion to the tokens it generates (one pool run is timed, not each replay); a search's
-wall time is measured.
+Wall time of a replayed method is estimated from the pool's measured wall time of the
+evaluated problems (each problem's share of its batch, `pool/timing.jsonl`), in proportion to
+the tokens it generates (the pool is timed, not each replay); a search's wall time is measured
+the same way. Problems written before ias timed them count 0 s, and `summary.json` says so
+(`notes`).
 """
 
 from __future__ import annotations
@@ -54,20 +56,21 @@ def fixed_sizes(n_max: int) -> list[int]:
 def run_eval(
     problems, task, policy, prm, plain_prm, params, seed: int, out: Path, config: dict,
     strategies: Sequence[str], budget: Budget, batch_problems: int = 16, progress: bool = True,
-    executor=None, tune_problems=None, tolerance: float = 0.015,
+    executor=None, tune_problems=None, tune_config: dict | None = None, tolerance: float = 0.015,
 ) -> dict:
     """The pool (resumable), then every strategy replayed on it; returns `summary.json`.
 
     `executor` (see `ias.executors`) produces the pool elsewhere, e.g. on Ray actors.
     `tune_problems` (other problems than the evaluated ones, e.g. the `calib` split) get a
-    pool of their own in `out/tune`, on which `ias-bon-tuned` chooses its estimate and
-    coverage (`tune_budget`) before it is measured here.
+    pool of their own in `out/tune`, claimed with `tune_config` (the main pool's settings know
+    nothing of it), on which `ias-bon-tuned` chooses its estimate and coverage (`tune_budget`)
+    before it is measured here.
     """
     from ias.runner import run_dataset
 
     out = Path(out)
     strategies = check_strategies(strategies)
-    if TUNED in strategies and not tune_problems:
+    if TUNED in strategies and not (tune_problems and tune_config):
         raise UserError(f"strategy '{TUNED}' needs problems to tune on (--tune-split, e.g. calib)")
 
     def pool(folder: Path, chosen, settings: dict) -> tuple[dict, list[dict]]:
@@ -81,19 +84,23 @@ def run_eval(
 
     tuning = None
     if TUNED in strategies:
-        overlap = {p.id for p in tune_problems} & {p.id for p in problems}
+        # By question text, not id: a jsonl file read under two split names gives the same
+        # questions different ids, and an arith seed:N split may redraw test questions.
+        evaluated = {_question_key(p.question) for p in problems}
+        overlap = sorted(p.id for p in tune_problems if _question_key(p.question) in evaluated)
         if overlap:
-            raise UserError(f"the tuning problems include {len(overlap)} evaluated ones (e.g. {min(overlap)}); "
+            raise UserError(f"the tuning problems include {len(overlap)} evaluated questions (e.g. {overlap[0]}); "
                             "tune on another split")
-        tune_config = {**config, "split": config.get("tune_split"), "limit": config.get("tune_limit")}
-        tuning = tune_budget(pool(out / "tune" / "pool", tune_problems, tune_config)[1], budget, tolerance)
+        tuning = {"split": tune_config["split"],
+                  **tune_budget(pool(out / "tune" / "pool", tune_problems, tune_config)[1], budget, tolerance)}
         write_json(out / "tune" / "tuning.json", tuning)
     pool_summary, records = pool(out / "pool", problems, config)
     # The raw PRM's reading of each question, for IAS without calibration.
     raw = [x.scores[0] if x.scores else UNREAD for x in plain_prm.score([(r["question"], []) for r in records])]
     outcomes = replay(records, raw, strategies, budget, tuning)
     pool_tokens = pool_summary["usage"]["generated_tokens"] or 1
-    pool_wall = pool_summary["wall_s_total"]
+    pool_wall = pool_summary["wall_s"]
+    notes = _untimed_note(out / "pool", pool_summary)
     methods = {name: _method_summary(results, share_of=(pool_wall, pool_tokens)) for name, results in outcomes.items()}
     for name in (s for s in SEARCHES if s in strategies):
         search = BeamSearch(n_init=budget.n_max, k_max=budget.k_max, m_max=budget.m_max, freq=budget.beam_freq,
@@ -103,10 +110,11 @@ def run_eval(
                                  batch_problems=batch_problems, progress=progress, executor=executor)
         by_id = {r["id"]: r for r in read_records(out / name / "records.jsonl")}
         outcomes[name] = [_search_outcome(by_id[r["id"]]) for r in records]
-        methods[name] = _method_summary(outcomes[name], wall_s=summary_of["wall_s_total"])
+        methods[name] = _method_summary(outcomes[name], wall_s=summary_of["wall_s"])
+        notes += _untimed_note(out / name, summary_of)
     summary = {"methods": methods, "n_problems": len(records), "n_max": budget.n_max,
                "budget": dataclasses.asdict(budget), "pool": {"wall_s": pool_wall, "usage": pool_summary["usage"]},
-               "config": config, **({"tuning": tuning} if tuning else {})}
+               "config": config, **({"tuning": tuning} if tuning else {}), **({"notes": notes} if notes else {})}
     _write_records(out / "records.jsonl", records, raw, outcomes)
     write_json(out / "summary.json", summary)
     from ias.report import eval_plots, write_eval_report
@@ -171,6 +179,21 @@ def tune_budget(records: list[dict], budget: Budget, tolerance: float = 0.015) -
     return {"estimate": best["estimate"], "coverage": best["coverage"], "tolerance": tolerance,
             "n_problems": len(records), f"bon@{budget.n_max}_accuracy": round(reference, 4),
             "bon_tokens": sum(adaptive.best_of(r, budget.n_max).tokens for r in records), "grid": grid}
+
+
+def _question_key(question: str) -> str:
+    """A question as compared for overlap: case and runs of whitespace do not matter."""
+    return " ".join(question.split()).casefold()
+
+
+def _untimed_note(folder: Path, summary: dict) -> list[str]:
+    """A note when some problems of a run folder have no wall time (solved before ias timed
+    each problem): they count 0 s, so the wall times built on them are too low."""
+    untimed = summary["untimed_problems"]
+    if not untimed:
+        return []
+    return [(f"{untimed} of {summary['n_problems']} problems in {folder} were solved before ias timed each "
+             "problem: their wall time counts as 0 s")]
 
 
 def _search_outcome(record: dict) -> Outcome:

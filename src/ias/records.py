@@ -87,8 +87,14 @@ def claim_folder(path: Path, config: dict) -> None:
 
     Only settings that change records matter; `limit` may grow between runs.
     """
+    if path.parent.exists() and not path.parent.is_dir():
+        raise UserError(f"{path.parent} is a file, not a run folder; pass another --out")
     if path.exists():
-        saved = json.loads(path.read_text())
+        try:
+            saved = json.loads(path.read_text())
+        except (OSError, ValueError) as err:
+            raise UserError(f"{path} is unreadable ({type(err).__name__}); remove that folder or pass another --out") \
+                from None
         differs = {k for k in set(saved) | set(config) if k != "limit" and saved.get(k) != config.get(k)}
         if differs:
             raise UserError(

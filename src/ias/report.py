@@ -64,7 +64,9 @@ def print_calibration(report: dict) -> None:
         ties = m.get("coverage_with_ties", {})
         cov = ", ".join(f"{b}: {v}..{ties.get(b, v)}" for b, v in m["coverage"].items()) or "-"
         rows.append([name, m["brier"], m["overestimation"], m["ece"], cov])
-    print(f"calibration on {report['rows']} prefixes of {report['rollouts']} (PRM {report['prm']})")
+    print(f"calibration on {report['rows']} prefixes of {report['rollouts']} (PRM {report['prm']})"
+          + (f"; only the calibrator's {report['problems']} held-out problems: it was fitted on these rollouts"
+             if report.get("held_out_only") else ""))
     print(table(["method", "Brier", "over-estimation", "ECE", "coverage: below..below or tied"], rows))
 
 
@@ -115,7 +117,8 @@ def eval_plots(out, summary: dict, records: list[dict], outcomes: dict, budget) 
     ax.set_ylabel("generated tokens")
     ax.set_yscale("log")
     ax.set_title("Budget per problem against its difficulty")
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:  # no adaptive method asked for: an empty plot, no legend
+        ax.legend(fontsize=8)
     save_figure(fig, out / "budget.png")
 
 

@@ -1,13 +1,14 @@
 """Runs a strategy over a dataset in batches of problems, resumably, and summarises it.
 
 The output folder holds `config.json` (what was asked), `records.jsonl` (one record per
-finished problem, appended batch by batch) and `summary.json`. Rerunning into the same
-folder skips finished problems; a folder holding a different run is refused.
+finished problem, appended batch by batch), `timing.jsonl` (each problem's wall time: its
+batch's, shared by generated tokens; kept apart so that records stay the same bytes on any
+machine) and `summary.json`. Rerunning into the same folder skips finished problems; a
+folder holding a different run is refused.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,8 @@ from ias.prm.base import PRM
 from ias.records import RecordWriter, claim_folder, read_records, write_json
 from ias.tasks.base import Task
 from ias.types import Problem
+
+TIMING_FILE = "timing.jsonl"
 
 
 class Strategy(Protocol):
@@ -62,24 +65,26 @@ def run_dataset(
     out = Path(out)
     config = {**config, **strategy.config(), "seed": seed, "sampling": params.to_dict()}
     claim_folder(out / "config.json", config)
-    records_path = out / "records.jsonl"
+    records_path, timing_path = out / "records.jsonl", out / TIMING_FILE
     done = {r["id"] for r in read_records(records_path)}
     todo = [p for p in problems if p.id not in done]
     started = time.time()
-    with RecordWriter(records_path) as writer, tqdm(
+    with RecordWriter(records_path) as writer, RecordWriter(timing_path) as clock, tqdm(
         total=len(problems), initial=len(problems) - len(todo), desc=strategy.name, unit="problem",
         disable=not progress, dynamic_ncols=True,
     ) as bar:
         batches = [todo[start : start + batch_problems] for start in range(0, len(todo), batch_problems)]
         executor = executor or LocalExecutor(Parts(task, policy, prm))
+        mark = started
         for records in executor.map(batches, StrategyWork(strategy, params, seed)):
+            now = time.time()
+            clock.write(batch_timing(records, now - mark))  # first: a crash between the two leaves no record untimed
             writer.write(records)
             bar.update(len(records))
+            mark = now
     wanted = {p.id for p in problems}
     records = [r for r in read_records(records_path) if r["id"] in wanted]
-    summary = summarize(records, config, time.time() - started)
-    earlier = json.loads((out / "summary.json").read_text()).get("wall_s_total", 0.0) if (out / "summary.json").exists() else 0.0
-    summary["wall_s_total"] = round(earlier + summary["wall_s_this_run"], 2)  # over every run into this folder
+    summary = summarize(records, config, time.time() - started, read_timing(timing_path))
     write_json(out / "summary.json", summary)
     return summary
 
@@ -96,8 +101,24 @@ class StrategyWork:
         return self.strategy.run(problems, parts.task, parts.policy, parts.prm, self.params, self.seed)
 
 
-def summarize(records: list[dict], config: dict, wall_s: float) -> dict:
-    """Accuracy with a 95% bootstrap interval, accuracy of every selection rule, usage totals."""
+def batch_timing(records: list[dict], wall_s: float) -> list[dict]:
+    """A batch's wall time shared by its records in proportion to their generated tokens
+    (evenly when none), so any subset of problems can later be timed on its own."""
+    tokens = [r["usage"]["generated_tokens"] for r in records]
+    total = sum(tokens)
+    return [{"id": r["id"], "wall_s": round(wall_s * (t / total if total else 1 / len(records)), 4)}
+            for r, t in zip(records, tokens)]
+
+
+def read_timing(path: Path) -> dict[str, float]:
+    """Each problem's wall time; the last line of a problem wins (a batch rerun after a crash)."""
+    return {t["id"]: t["wall_s"] for t in read_records(path)}
+
+
+def summarize(records: list[dict], config: dict, wall_s: float, timing: dict[str, float]) -> dict:
+    """Accuracy with a 95% bootstrap interval, accuracy of every selection rule, usage totals,
+    and the wall time of these problems (summed over the runs that solved them; problems
+    solved before ias timed them count 0 s and are counted in `untimed_problems`)."""
     n = len(records)
     correct = [float(r["correct"]) for r in records]
     usage_keys = ("prompt_tokens", "generated_tokens", "prm_tokens", "samples")
@@ -118,6 +139,8 @@ def summarize(records: list[dict], config: dict, wall_s: float) -> dict:
         "usage": usage,
         "tokens_per_problem": round(usage["generated_tokens"] / n, 1) if n else None,
         "wall_s_this_run": round(wall_s, 2),
+        "wall_s": round(sum(timing.get(r["id"], 0.0) for r in records), 2),
+        "untimed_problems": sum(r["id"] not in timing for r in records),
         "config": config,
     }
 

@@ -22,7 +22,7 @@ import numpy as np
 from ias.calibration.metrics import brier, coverage, ece, overestimation
 from ias.calibration.posthoc import BASELINES, baseline_from_dict
 from ias.calibration.quantile_head import (
-    LEVELS, QuantileHead, fit_quantile_head, median_column, prm_readings, split_by_problem,
+    LEVELS, QuantileHead, check_levels, fit_quantile_head, median_column, prm_readings, split_by_problem,
 )
 from ias.calibration.quantile_lora import LORA_DEFAULTS, fit_quantile_lora, load_quantile_lora, quantiles_of, save_quantile_lora
 from ias.calibration.store import load_targets, read_config, target_resolution
@@ -51,10 +51,7 @@ class Calibrator:
             q = self.head.predict(score, hidden)
         else:
             q = np.asarray(self.posthoc.predict(score), dtype=np.float32)[:, None]
-        if self.shift:
-            q = q.copy()
-            q[:, 0] = np.clip(q[:, 0] - self.shift, 0.0, 1.0)
-        return q
+        return lowered(q, self.shift)
 
     @property
     def needs_hidden(self) -> bool:
@@ -83,13 +80,39 @@ def read_calibration(folder: str | Path) -> dict:
     return json.loads(path.read_text())
 
 
+def read_calibration_for(prm: PRM, folder: str | Path) -> dict:
+    """`calibration.json` of a calibrator checked against the PRM it is applied to: one fitted
+    on another PRM's readings would map numbers it never saw, silently."""
+    info = read_calibration(folder)
+    fitted, given = info.get("prm"), getattr(prm, "name", None)
+    if fitted is not None and given is not None and _prm_key(fitted) != _prm_key(given):
+        raise UserError(f"calibrator {folder} was fitted for PRM {fitted}, not {given}; "
+                        f"fit one with `ias calibrate --prm {given}`")
+    return info
+
+
+def _prm_key(name: str) -> str:
+    """A PRM name comparable across spellings: a local folder by its resolved path."""
+    path = Path(name).expanduser()
+    return str(path.resolve()) if path.is_dir() else name
+
+
 def _shift(info: dict) -> float:
     return float((info.get("conformal") or {}).get("shift", 0.0))
 
 
+def lowered(q: np.ndarray, shift: float) -> np.ndarray:
+    """`q` with the conformal shift subtracted from its lowest quantile (clipped at 0)."""
+    if not shift:
+        return q
+    q = q.copy()
+    q[:, 0] = np.clip(q[:, 0] - shift, 0.0, 1.0)
+    return q
+
+
 def calibrated_prm(prm: PRM, folder: str | Path) -> PRM:
     """`prm` calibrated by the calibrator in `folder`: scores are medians, `quantiles` all levels."""
-    info = read_calibration(folder)
+    info = read_calibration_for(prm, folder)
     if info["method"] == "quantile-lora":
         adapted = load_quantile_lora(prm, Path(folder))
         adapted.quantile_reader.shift = _shift(info)
@@ -108,13 +131,18 @@ def calibrate(
     seed: int = 0,
     lora: dict | None = None,
 ) -> dict:
-    """Fit `method` on the rollouts (a share `held_out` of problems kept aside for metrics and
-    the conformal shift), save the calibrator folder, return its `calibration.json`.
+    """Fit `method` on the rollouts (a share `held_out` of problems kept aside), save the
+    calibrator folder, return its `calibration.json`.
 
+    The held-out problems give the metrics; with `conformal` they are split by problem into
+    a part that fits the shift and a part that measures it (metrics on the shift's own rows
+    would be in-sample coverage). `data.held_out_problems` lists the problems nothing was
+    fitted on, so `calib-eval` on the same rollouts scores only those.
     `lora` overrides quantile-lora's settings (rank, alpha, dropout, every, epochs, lr, batch_rows).
     """
     if method not in METHODS:
         raise UserError(f"unknown calibration method '{method}'; known: {', '.join(METHODS)}")
+    levels = check_levels(levels)
     if conformal is not None and not (0 < conformal < 1 and method in QUANTILE_METHODS):
         raise UserError("--conformal ALPHA needs a quantile method and 0 < ALPHA < 1")
     if not 0 <= held_out < 1:
@@ -124,29 +152,36 @@ def calibrate(
     rows = [all_rows[k] for k in kept]
     target = np.array([r.p for r in rows], dtype=np.float32)
     fit, held = split_by_problem(rows, held_out, seed)
-    if conformal is not None and not held:
-        raise UserError("--conformal needs held-out problems; use a held-out share > 0")
+    if not fit:
+        problems = len({r.problem_id for r in rows})
+        raise UserError(f"--held-out {held_out} of {problems} problem(s) holds out every one, leaving none to fit "
+                        "on; lower --held-out or roll out more problems")
+    conf, scored = conformal_split(rows, held, seed) if conformal is not None else ([], held)
+    if conformal is not None:
+        conformal_rank(len(conf), conformal)  # refused now, not after a long fit
     out = Path(out)
     started = time.time()
     if method == "quantile-lora":
         adapted = fit_quantile_lora(prm, [rows[i] for i in fit], levels, seed, lora)
-        fit_seconds = time.time() - started
-        held_q = quantiles_of(adapted, [rows[i] for i in held]) if held else None
         calibrator = Calibrator(method, adapted.quantile_reader.levels)
+
+        def predict(idx: list[int]) -> np.ndarray:
+            return lowered(quantiles_of(adapted, [rows[i] for i in idx]), calibrator.shift)
     else:
         if method == "quantile-head":
             head = fit_quantile_head(score[fit], hidden[fit], target[fit], levels, seed=seed)
             calibrator = Calibrator(method, head.levels, head=head)
         else:
             calibrator = Calibrator(method, (0.5,), posthoc=BASELINES[method]().fit(score[fit], target[fit]))
-        fit_seconds = time.time() - started
-        held_q = calibrator.predict(score[held], hidden[held]) if held else None
+
+        def predict(idx: list[int]) -> np.ndarray:
+            return calibrator.predict(score[idx], hidden[idx])
+    fit_seconds = time.time() - started
     conformal_info = None
     if conformal is not None:
-        shift = conformal_shift(held_q[:, 0], target[held], conformal)
-        held_q[:, 0] = np.clip(held_q[:, 0] - shift, 0.0, 1.0)
-        calibrator.shift = shift
-        conformal_info = {"alpha": conformal, "shift": shift, "rows": len(held)}
+        calibrator.shift = conformal_shift(predict(conf)[:, 0], target[conf], conformal)
+        conformal_info = {"alpha": conformal, "shift": calibrator.shift, "rows": len(conf)}
+    scored_q = predict(scored) if scored else None
     out.mkdir(parents=True, exist_ok=True)
     if method == "quantile-lora":
         save_quantile_lora(adapted, out)
@@ -160,11 +195,12 @@ def calibrate(
         "levels": list(calibrator.levels),
         "policy": rollout_config.get("policy"),
         "prm": getattr(prm, "name", None),
-        "data": {"rollouts": str(rollouts), "rows": len(rows), "unreadable_rows": len(all_rows) - len(rows),
-                 "fit_rows": len(fit), "held_out_rows": len(held),
+        "data": {"rollouts": str(Path(rollouts).resolve()), "rows": len(rows), "unreadable_rows": len(all_rows) - len(rows),
+                 "fit_rows": len(fit), "held_out_rows": len(held), "conformal_rows": len(conf),
+                 "metrics_rows": len(scored), "held_out_problems": sorted({rows[i].problem_id for i in scored}),
                  "task": rollout_config.get("task"), "split": rollout_config.get("split")},
         "fit_seconds": round(fit_seconds, 2),
-        "metrics_held_out": metrics(held_q, target[held], calibrator.levels, target_resolution(rows)) if held else None,
+        "metrics_held_out": metrics(scored_q, target[scored], calibrator.levels, target_resolution(rows)) if scored else None,
         "conformal": conformal_info,
         "posthoc": calibrator.posthoc.to_dict() if calibrator.posthoc is not None else None,
         "lora": {**LORA_DEFAULTS, **(lora or {})} if method == "quantile-lora" else None,
@@ -174,14 +210,36 @@ def calibrate(
     return info
 
 
+def conformal_split(rows: Sequence, held: list[int], seed: int) -> tuple[list[int], list[int]]:
+    """Held-out row indices split by problem into (fits the conformal shift, measures it)."""
+    problems = len({rows[i].problem_id for i in held})
+    if problems < 2:
+        raise UserError(f"--conformal needs at least 2 held-out problems (one part fits the shift, the other "
+                        f"measures it), got {problems}; raise --held-out or roll out more problems")
+    measure, shift = split_by_problem([rows[i] for i in held], 0.5, seed)
+    return [held[i] for i in shift], [held[i] for i in measure]
+
+
 def conformal_shift(lower: np.ndarray, target: np.ndarray, alpha: float) -> float:
     """One-sided split conformal: the shift s >= 0 with P(p >= lower - s) >= 1 - alpha.
 
     The ceil((n+1)(1-alpha))-th smallest of the excesses `lower - p` (SPEC §3's conformal step).
     """
     excess = np.sort(lower - target)
-    k = math.ceil((len(excess) + 1) * (1 - alpha))
-    return float(max(0.0, excess[min(k, len(excess)) - 1]))
+    return float(max(0.0, excess[conformal_rank(len(excess), alpha) - 1]))
+
+
+def conformal_rank(n: int, alpha: float) -> int:
+    """k = ceil((n+1)(1-alpha)); k > n means n rows cannot give the guarantee at this alpha
+    (the shift would be infinite), which is refused rather than weakened."""
+    k = math.ceil((n + 1) * (1 - alpha))
+    if k > n:
+        need = max(1, math.floor((1 - alpha) / alpha) - 1)  # about the least; step up past rounding
+        while math.ceil((need + 1) * (1 - alpha)) > need:
+            need += 1
+        raise UserError(f"--conformal {alpha} needs at least {need} held-out rows to fit its shift, got {n}; "
+                        "raise --held-out, roll out more problems or raise ALPHA")
+    return k
 
 
 def metrics(q: np.ndarray, p: np.ndarray, levels: Sequence[float], resolution: float = 0.0) -> dict:

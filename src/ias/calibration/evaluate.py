@@ -6,11 +6,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ias.calibration.calibrate import METHODS, calibrate, calibrated_prm, load_calibrator, metrics, read_calibration
+from ias.calibration.calibrate import METHODS, calibrate, calibrated_prm, load_calibrator, metrics, read_calibration_for
 from ias.calibration.metrics import brier, by_step, reliability_plot
 from ias.calibration.quantile_head import median_column, prm_readings
 from ias.calibration.quantile_lora import quantiles_of
 from ias.calibration.store import load_targets, target_resolution
+from ias.errors import UserError
 from ias.prm.base import PRM
 from ias.records import write_json
 
@@ -26,11 +27,22 @@ def calib_eval(
     """Metrics of the raw PRM and of `calibrator` on the rollouts' targets, by step too;
     with `compare` (a rollout folder to fit on), every method is fitted there and compared.
 
+    On the calibrator's own rollout folder only its held-out problems are scored (every
+    method on the same rows; `held_out_only` in the report says so).
     Writes `metrics.json`, `reliability.png` and, with `compare`, `compare.json`.
     """
+    if compare is not None and same_folder(compare, rollouts):
+        raise UserError("--compare FIT_ROLLOUTS must be another rollout folder than --rollouts: every method "
+                        "would be scored on the rows it was fitted on")
+    only = scored_problems(calibrator, read_calibration_for(prm, calibrator), rollouts) if calibrator is not None else None
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     all_rows = load_targets(rollouts)
+    if only is not None:
+        all_rows = [r for r in all_rows if r.problem_id in only]
+        if not all_rows:
+            raise UserError(f"none of calibrator {calibrator}'s held-out problems are in {rollouts} any more; "
+                            "evaluate it on other rollouts")
     score, hidden, _, kept = prm_readings(prm, all_rows)
     rows = [all_rows[k] for k in kept]
     target = np.array([r.p for r in rows], dtype=np.float32)
@@ -45,7 +57,7 @@ def calib_eval(
             folders[method] = out / "fits" / method
             calibrate(compare, prm, method, folders[method], held_out=0.0, seed=seed)
     for name, folder in folders.items():
-        if read_calibration(folder)["method"] == "quantile-lora":
+        if read_calibration_for(prm, folder)["method"] == "quantile-lora":
             adapted = calibrated_prm(prm, folder)
             predictions[name] = quantiles_of(adapted, rows)
             levels[name] = adapted.quantile_reader.levels
@@ -59,7 +71,8 @@ def calib_eval(
         for name, q in predictions.items()
     }
     report = {"rollouts": str(rollouts), "prm": getattr(prm, "name", None), "rows": len(rows),
-              "unreadable_rows": len(all_rows) - len(rows), "methods": table}
+              "unreadable_rows": len(all_rows) - len(rows), "problems": len({r.problem_id for r in rows}),
+              "held_out_only": only is not None, "methods": table}
     write_json(out / "metrics.json", report)
     reliability_plot(out / "reliability.png", medians, target, title="Reliability on held-out rollouts")
     if compare is not None:
@@ -67,3 +80,20 @@ def calib_eval(
                                                       for k, v in table.items() if k != "calibrated"}})
     return report
 
+
+def scored_problems(folder: str | Path, info: dict, rollouts: str | Path) -> set[str] | None:
+    """The problems to score a calibrator on: all of other rollouts (None), but of the rollouts
+    it was fitted on only its held-out ones; the rest would flatter it."""
+    data = info.get("data") or {}
+    if not data.get("rollouts") or not same_folder(data["rollouts"], rollouts):
+        return None
+    held = data.get("held_out_problems")
+    if not held:
+        raise UserError(f"calibrator {folder} was fitted on {rollouts} and records no held-out problems to score "
+                        "there; evaluate it on other rollouts or refit it with `ias calibrate --held-out 0.2`")
+    return set(held)
+
+
+def same_folder(a: str | Path, b: str | Path) -> bool:
+    """Whether two spellings name one folder (relative, absolute, with ~ or a trailing slash)."""
+    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()

@@ -79,7 +79,10 @@ class BeamSearch:
             raise UserError(f"coverage must be in (0, 1), got {self.coverage}")
 
     def config(self) -> dict:
-        keys = ("n_init", "k_max", "m_max", "freq", "max_rounds", "adaptive", "coverage", "n_max")
+        """The settings that change records: coverage and n_max only budget the adaptive search,
+        so the fixed one leaves them out (another --coverage still resumes its folder)."""
+        budgeting = ("coverage", "n_max") if self.adaptive else ()
+        keys = ("n_init", "k_max", "m_max", "freq", "max_rounds", "adaptive", *budgeting)
         return {"strategy": self.name, **{k: getattr(self, k) for k in keys}}
 
     def run(
