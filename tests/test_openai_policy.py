@@ -22,7 +22,7 @@ from ias.cli import main
 from ias.errors import MissingExtraError, UserError
 from ias.policy.base import SamplingParams, load_policy
 from ias.policy.openai import split_total
-from ias.serve import make_server
+from ias.serve import make_server, send_json
 
 PROMPTS = ["Compute 12+7*3.\n\n", "Compute 5-2.\n\n"]
 FAST = {"backoff_s": 0.01}  # retries without long sleeps
@@ -76,26 +76,16 @@ def fake_server(answer):
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
-            self._send(404, {"error": "not found"})
+            send_json(self, 404, {"error": "not found"})
 
         def do_POST(self):
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             self.server.bodies.append(body)
             status, payload, *headers = answer(body)
             try:
-                self._send(status, payload, *headers)
+                send_json(self, status, payload, *headers)
             except (BrokenPipeError, ConnectionResetError):  # the client gave up waiting
                 pass
-
-        def _send(self, status, payload, headers=None):
-            raw = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(raw)))
-            for key, value in (headers or {}).items():
-                self.send_header(key, value)
-            self.end_headers()
-            self.wfile.write(raw)
 
         def log_message(self, *args):
             pass

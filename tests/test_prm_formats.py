@@ -307,3 +307,5 @@ def test_reading_past_the_trained_positions_is_the_users_choice_and_said(capsys)
     assert "reads up to 1024 tokens, past the 256 positions it was trained on" in capsys.readouterr().err
     [read] = longer.score([(question, steps)])
     assert read.skipped is None and len(read.scores) == 2 and all(0 <= s <= 1 for s in read.scores)
+    longer.fresh_copy()  # loaded again for an adapter: nothing more is said
+    assert "past the" not in capsys.readouterr().err

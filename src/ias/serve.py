@@ -239,6 +239,18 @@ class Server(ThreadingHTTPServer):
             return False
 
 
+def send_json(handler: BaseHTTPRequestHandler, status: int, data: dict, headers: dict[str, str] | None = None) -> None:
+    """One JSON reply with its length and any extra headers (Retry-After...)."""
+    raw = json.dumps(data).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(raw)))
+    for key, value in (headers or {}).items():
+        handler.send_header(key, value)
+    handler.end_headers()
+    handler.wfile.write(raw)
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: Server
     protocol_version = "HTTP/1.1"
@@ -312,14 +324,7 @@ class _Handler(BaseHTTPRequestHandler):
                    headers)
 
     def _send(self, status: int, data: dict, headers: dict[str, str] | None = None) -> None:
-        raw = json.dumps(data).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(raw)))
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(raw)
+        send_json(self, status, data, headers)
 
     def log_message(self, format: str, *args: Any) -> None:
         if self.server.verbose:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import sys
-from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -19,6 +18,9 @@ from ias.errors import UserError
 from ias.models import hub_errors, resolve_model
 from ias.prm.base import StepScores, register_prm
 from ias.prm.format import load_format, prm_input
+
+
+_SAID_PAST_TRAINING: set[tuple[str, int]] = set()  # (PRM, max_length) already told on stderr
 
 
 @register_prm("hf")
@@ -49,7 +51,9 @@ class HFPRM:
         self.batch_size = batch_size
         trained = int(getattr(config, "max_position_embeddings", 1 << 30))
         self.max_length = max_length or trained
-        if self.max_length > trained:  # the user's choice, said once: these scores are extrapolations
+        if self.max_length > trained and (model, self.max_length) not in _SAID_PAST_TRAINING:
+            # The user's choice, said once per process (fresh copies load the PRM again): extrapolations.
+            _SAID_PAST_TRAINING.add((model, self.max_length))
             print(f"ias: PRM '{model}' reads up to {self.max_length} tokens, past the {trained} positions it was "
                   "trained on", file=sys.stderr)
         pad = self.tokenizer.pad_token_id
