@@ -4,7 +4,8 @@ Everything here is plain string work on bounded input: no regex that can backtra
 badly, no evaluation of the text, and only the tail of a long text is looked at.
 
 `extract_answer` looks, in this order, for
-  1. the last complete top-level `\\boxed{...}` / `\\fbox{...}` (braces matched by counting),
+  1. the last complete top-level `\\boxed{...}` / `\\fbox{...}` / `\\framebox{...}` (braces
+     matched by counting),
      or `\\boxed 5` (the brace-less form),
   2. the last GSM8K-style `#### N` line,
   3. the last "The (final) answer is ..." / "Answer: ..." phrase.
@@ -18,7 +19,7 @@ from fractions import Fraction
 #: How much of the end of a text `extract_answer` reads.
 TAIL_CHARS = 4000
 
-_BOX_COMMANDS = ("\\boxed", "\\fbox")
+_BOX_COMMANDS = ("\\boxed", "\\fbox", "\\framebox")
 _GSM8K_RE = re.compile(r"####[ \t]*([^\n]*)")
 _PHRASE_RE = re.compile(
     r"(?:\bthe\s+(?:final\s+)?answer\s+is\b|\b(?:final\s+)?answer\s*:)[ \t:]*([^\n]*)",
@@ -49,7 +50,8 @@ def extract_answer(text: str | None) -> str | None:
 
 
 def last_boxed(text: str) -> str | None:
-    """The content of the last complete, non-empty, outermost `\\boxed{}`/`\\fbox{}` in `text`.
+    """The content of the last complete, non-empty, outermost box (`\\boxed{}`, `\\fbox{}`,
+    `\\framebox{}`) in `text`.
 
     A box nested in another (`\\boxed{\\boxed{5}}`) is unwrapped; a box left unclosed (a
     truncated generation) is not an answer.
@@ -167,18 +169,32 @@ _FRAC_SHORT_RE = re.compile(r"\\frac\s*([0-9a-zA-Z])\s*([0-9a-zA-Z])")
 _FRAC_HALF_SHORT_A_RE = re.compile(r"\\frac\s*([0-9a-zA-Z])\s*\{")
 _FRAC_HALF_SHORT_B_RE = re.compile(r"\\frac\s*(\{[^{}]*\})\s*([0-9a-zA-Z])")
 _SQRT_SHORT_RE = re.compile(r"\\sqrt\s*([0-9a-zA-Z])")
-_NUMBER_RE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
-_RATIO_RE = re.compile(r"([+-]?\d+)/(\d+)")
-_FRAC_RE = re.compile(r"([+-]?)\\frac\{([+-]?\d+)\}\{(\d+)\}")
+# ASCII digits only: `\d` would also read full-width and Arabic-Indic digits (see screening.py).
+_NUMBER_RE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)", re.ASCII)
+_RATIO_RE = re.compile(r"([+-]?\d+)/(\d+)", re.ASCII)
+_FRAC_RE = re.compile(r"([+-]?)\\frac\{([+-]?\d+)\}\{(\d+)\}", re.ASCII)
+_REPEATING_RE = re.compile(r"([+-]?)(\d*)\.(\d*)\\overline\{(\d+)\}", re.ASCII)
+SCALES = {"hundred": 10**2, "thousand": 10**3, "million": 10**6, "billion": 10**9, "trillion": 10**12}
+_SCALE_WORD = "|".join(SCALES)
+_TEXT_SCALE_RE = re.compile(_TEXT_CMD + r"\s*\{\s*(" + _SCALE_WORD + r")\s*\}", re.IGNORECASE)
+_SCALED_RE = re.compile(r"(.+?)(" + _SCALE_WORD + ")", re.IGNORECASE)
+_ANY_SCALE_RE = re.compile(_SCALE_WORD, re.IGNORECASE)
+_CHOICE_RE = re.compile(r"\(([A-Za-z]|\d+)\)")  # an answer choice or AIME answer in parentheses
+
+
+def mentions_scale_word(s: str) -> bool:
+    """Whether `s` holds a scale word (`million`, also inside `millions`), case aside."""
+    return _ANY_SCALE_RE.search(s) is not None
 
 
 def normalize_answer(s: str) -> str:
     """A cheap canonical form of an answer string, for exact comparison.
 
     Removes `$`, LaTeX spacing, `\\left`/`\\right`, degrees, percent signs, trailing
-    `\\text{...}` units, thousands separators and trailing periods; `\\dfrac`/`\\tfrac`
-    become `\\frac`, `\\frac12` becomes `\\frac{1}{2}` and `\\sqrt2` `\\sqrt{2}`;
-    a leading `x =` is dropped; spaces are removed.
+    `\\text{...}` units (not scale words: `5 \\text{ million}` is `5million`), thousands
+    separators and trailing periods; `\\dfrac`/`\\tfrac` become `\\frac`, `\\frac12`
+    becomes `\\frac{1}{2}` and `\\sqrt2` `\\sqrt{2}`; a leading `x =` is dropped; spaces
+    are removed; an answer choice in parentheses (`(B)`, `(073)`) loses them.
     """
     s = s.strip().replace("\u2212", "-")  # a Unicode minus sign
     for command in _SPACE_COMMANDS:
@@ -187,9 +203,9 @@ def normalize_answer(s: str) -> str:
     s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
     s = _LEFT_RIGHT_RE.sub("", s)
     s = _DEGREE_RE.sub("", s)
-    s = s.strip()
+    s = _TEXT_SCALE_RE.sub(r" \1", s).strip()
     unit = _UNIT_RE.match(s)
-    if unit is not None:
+    if unit is not None and not _ANY_SCALE_RE.search(s[unit.end(1) :]):  # "5 \text{ million}" is no unit
         s = unit.group(1)
     whole = _WHOLE_TEXT_RE.fullmatch(s)
     if whole is not None:
@@ -210,6 +226,9 @@ def normalize_answer(s: str) -> str:
         s = s[:-1]
     if s.startswith("+") and len(s) > 1:
         s = s[1:]
+    choice = _CHOICE_RE.fullmatch(s)
+    if choice is not None:
+        s = choice.group(1)
     return s
 
 
@@ -218,8 +237,9 @@ _MAX_NUMBER_CHARS = 60
 
 
 def parse_number(s: str) -> Fraction | None:
-    """The exact value of a plain number (`12`, `-0.5`, `3/4`, `\\frac{3}{4}`) given in
-    normalised form, or None when `s` is anything else."""
+    """The exact value of a plain number (`12`, `-0.5`, `3/4`, `\\frac{3}{4}`, the repeating
+    decimal `0.\\overline{3}`, `5million`) given in normalised form, or None when `s` is
+    anything else (digits must be ASCII)."""
     if not s or len(s) > _MAX_NUMBER_CHARS:
         return None
     if _NUMBER_RE.fullmatch(s):
@@ -235,4 +255,14 @@ def parse_number(s: str) -> Fraction | None:
             return None
         value = Fraction(num, den)
         return -value if frac.group(1) == "-" else value
+    repeating = _REPEATING_RE.fullmatch(s)
+    if repeating is not None:  # 0.1\overline{6} = 1/6 exactly
+        sign, whole, fixed, cycle = repeating.groups()
+        value = Fraction(int(whole or "0")) + Fraction(int(fixed or "0"), 10 ** len(fixed))
+        value += Fraction(int(cycle), (10 ** len(cycle) - 1) * 10 ** len(fixed))
+        return -value if sign == "-" else value
+    scaled = _SCALED_RE.fullmatch(s)
+    if scaled is not None and not _ANY_SCALE_RE.search(scaled.group(1)):  # 5million = 5000000
+        value = parse_number(scaled.group(1))
+        return None if value is None else value * SCALES[scaled.group(2).lower()]
     return None

@@ -1,13 +1,19 @@
-"""Safe answer equivalence: `answers_match(pred, ref)`.
+"""Safe answer equivalence: `grade_answer(pred, ref)` (a verdict that says when it timed out)
+and `answers_match(pred, ref)` (its yes/no).
 
-Two stages:
+Three stages:
 
+0. Screening (`ias.tasks.screening`): an answer with control characters, lookalike digits,
+   repeated signs, unbalanced or too-deep brackets, a logarithm to base 0 or 1, or a
+   `\\overline` / scale word that is not a plain number is not equal, unparsed.
 1. A fast path in this process, plain string work only: the answers are equal after
    `normalize_answer`, or both are plain numbers (integers, decimals, `a/b`,
    `\\frac{a}{b}`) and their exact values (`fractions.Fraction`) are compared; when both
    are plain numbers that decides it.
-2. Otherwise math-verify (`parse` then `verify` on `$...$`-wrapped strings) decides, in
-   a long-lived helper subprocess.
+2. Otherwise math-verify (`parse` then `verify` on `$...$`-wrapped strings, newlines and
+   `$` signs removed first) decides, in a long-lived helper subprocess. A decimal answer to
+   a reference that is not a plain number (`\\pi`, `\\sqrt{2}`) is equal when the two agree
+   after rounding to `DECIMAL_PLACES` places (3.14159265 is \\pi; 3.141592 and 3.14 are not).
 
 Why a helper process and not math-verify's own timeout: that timeout is `signal.alarm`,
 which only works on the main thread, replaces the caller's own SIGALRM handler (pytest
@@ -24,8 +30,9 @@ a second: they import math-verify), at most `MAX_HELPERS` at once, and exit when
 process exits or closes their pipe.
 
 Limits: an answer longer than `MAX_ANSWER_CHARS` is "not equal" without parsing; a
-comparison that times out is "not equal". Results are cached per (pred, ref, timeout);
-timeouts are not (a later call tries again).
+comparison that times out is "not equal" and its verdict says `timed_out` (callers inside
+`recording_timeouts()` also learn which pairs timed out, to mark their records). Results are
+cached per (pred, ref, timeout); timeouts are not (a later call tries again).
 """
 
 from __future__ import annotations
@@ -39,9 +46,13 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
+from typing import NamedTuple
 
 from ias.tasks.answers import normalize_answer, parse_number
+from ias.tasks.screening import ascii_math, refusal
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +60,8 @@ logger = logging.getLogger(__name__)
 MAX_ANSWER_CHARS = 1000
 #: Seconds one math-verify comparison may take before it counts as "not equal".
 DEFAULT_TIMEOUT = 5.0
+#: A decimal equals a symbolic reference when both agree rounded to this many places.
+DECIMAL_PLACES = 6
 #: Most helper processes alive at once in one process (concurrent callers wait for one).
 MAX_HELPERS = max(1, min(4, os.cpu_count() or 1))
 #: Seconds a helper may take to start (import math-verify) before grading gives up.
@@ -72,27 +85,63 @@ class GraderUnavailable(RuntimeError):
     """The math-verify helper process could not be started."""
 
 
+class Verdict(NamedTuple):
+    """A grading verdict: `equal`, and whether the comparison ran out of time (then not equal)."""
+
+    equal: bool
+    timed_out: bool = False
+
+
 def answers_match(pred: str | None, ref: str, *, timeout: float = DEFAULT_TIMEOUT) -> bool:
     """Whether the answer `pred` (extracted from a solution; None when there was none)
-    equals the reference answer `ref`.
+    equals the reference answer `ref` (see `grade_answer`)."""
+    return grade_answer(pred, ref, timeout=timeout).equal
+
+
+def grade_answer(pred: str | None, ref: str, *, timeout: float = DEFAULT_TIMEOUT) -> Verdict:
+    """The verdict on the answer `pred` (None when a solution stated none) against `ref`.
 
     Safe on untrusted text: nothing is evaluated, input size and time are bounded
     (`MAX_ANSWER_CHARS`, `timeout` seconds), and it may be called from any thread or
+    process. A timeout is reported to every `recording_timeouts()` block open in this
     process. Raises `GraderUnavailable` only when the helper process cannot start.
     """
     if pred is None or ref is None:
-        return False
+        return Verdict(False)
     pred, ref = str(pred), str(ref)
     if len(pred) > MAX_ANSWER_CHARS or len(ref) > MAX_ANSWER_CHARS:
-        return False  # checked before the cache, which never holds long strings
+        return Verdict(False)  # checked before the cache, which never holds long strings
     try:
-        return _match_cached(pred, ref, float(timeout))
+        return Verdict(_match_cached(pred, ref, float(timeout)))
     except _TimedOut:
-        return False
+        with _RECORDERS_LOCK:
+            for pairs in _RECORDERS:
+                pairs.add((pred, ref))
+        return Verdict(False, timed_out=True)
+
+
+@contextmanager
+def recording_timeouts() -> Iterator[set[tuple[str, str]]]:
+    """Collects the (pred, ref) pairs whose grading timed out while the block runs (in any
+    thread of this process), so a caller can mark the records that hold them."""
+    pairs: set[tuple[str, str]] = set()
+    with _RECORDERS_LOCK:
+        _RECORDERS.append(pairs)
+    try:
+        yield pairs
+    finally:
+        with _RECORDERS_LOCK:
+            _RECORDERS.remove(pairs)
+
+
+_RECORDERS: list[set[tuple[str, str]]] = []
+_RECORDERS_LOCK = threading.Lock()
 
 
 @lru_cache(maxsize=1 << 16)
 def _match_cached(pred: str, ref: str, timeout: float) -> bool:
+    if refusal(pred, ref) is not None:
+        return False
     pred_n, ref_n = normalize_answer(pred), normalize_answer(ref)
     if not pred_n or not ref_n:
         return False
@@ -101,10 +150,16 @@ def _match_cached(pred: str, ref: str, timeout: float) -> bool:
     pred_v, ref_v = parse_number(pred_n), parse_number(ref_n)
     if pred_v is not None and ref_v is not None:
         return pred_v == ref_v
-    verdict = _pool().verify(pred.strip(), ref.strip(), timeout)
+    verdict = _pool().verify(_for_parser(pred), _for_parser(ref), timeout)
     if verdict is None:
         raise _TimedOut  # lru_cache keeps no result for a call that raised
     return verdict
+
+
+def _for_parser(s: str) -> str:
+    """One line without `$`: math-verify reads `$...$` within a line, so a newline or a `$`
+    inside an answer would make it read only a part."""
+    return " ".join(ascii_math(s).replace("\\$", " ").replace("$", " ").split())
 
 
 def shutdown_grader() -> None:
@@ -187,7 +242,9 @@ def main():
                 signal.setitimer(signal.ITIMER_PROF, timeout)
                 gold = parse("$" + request["ref"] + "$", parsing_timeout=None)
                 pred = parse("$" + request["pred"] + "$", parsing_timeout=None)
-                ok = bool(gold) and bool(pred) and verify(gold, pred, timeout_seconds=None)
+                ok = bool(gold) and bool(pred) and verify(
+                    gold, pred, float_rounding=int(request["places"]), timeout_seconds=None
+                )
             finally:
                 signal.setitimer(signal.ITIMER_PROF, 0)
                 if resource is not None:
@@ -249,7 +306,7 @@ class _Helper:
         """True/False, TIMED_OUT when its own timer stopped the comparison, or None when
         the helper did not answer in time or died (then it is replaced)."""
         self._next_id += 1
-        request = {"id": self._next_id, "pred": pred, "ref": ref, "timeout": timeout}
+        request = {"id": self._next_id, "pred": pred, "ref": ref, "timeout": timeout, "places": DECIMAL_PLACES}
         try:
             self.proc.stdin.write(json.dumps(request).encode() + b"\n")
             self.proc.stdin.flush()
