@@ -22,6 +22,7 @@ from ias.policy.base import Policy, SamplingParams
 from ias.prm.base import PRM
 from ias.records import RecordWriter, claim_folder, read_records, write_json
 from ias.tasks.base import Task
+from ias.tasks.grading import recording_timeouts
 from ias.types import Problem
 
 TIMING_FILE = "timing.jsonl"
@@ -98,7 +99,37 @@ class StrategyWork:
     seed: int
 
     def __call__(self, parts: Parts, problems: Sequence[Problem]) -> list[dict]:
-        return self.strategy.run(problems, parts.task, parts.policy, parts.prm, self.params, self.seed)
+        with recording_timeouts() as timed_out:
+            records = self.strategy.run(problems, parts.task, parts.policy, parts.prm, self.params, self.seed)
+        if timed_out:
+            answers = {p.id: p.answer for p in problems}
+            for record in records:
+                mark_grade_timeouts(record, answers[record["id"]], timed_out)
+        return records
+
+
+def mark_grade_timeouts(record: dict, reference: str, timed_out: set[tuple[str, str]]) -> None:
+    """Flag `grade_timeout: true` on every graded answer in `record` (a dict holding `answer`
+    and `correct`, at any depth: samples, choices, the record itself) whose grading against
+    `reference` timed out, and count the samples (those with a `text`) among them in
+    `record["grade_timeouts"]`: such an answer counts as wrong, and the record says so."""
+    count = 0
+
+    def visit(node) -> None:
+        nonlocal count
+        if isinstance(node, dict):
+            if "correct" in node and (node.get("answer"), reference) in timed_out:
+                node["grade_timeout"] = True
+                count += "text" in node
+            for value in node.values():
+                visit(value)
+        elif isinstance(node, list):
+            for value in node:
+                visit(value)
+
+    visit(record)
+    if count:
+        record["grade_timeouts"] = count
 
 
 def batch_timing(records: list[dict], wall_s: float) -> list[dict]:
@@ -117,7 +148,7 @@ def read_timing(path: Path) -> dict[str, float]:
 
 def summarize(records: list[dict], config: dict, wall_s: float, timing: dict[str, float]) -> dict:
     """Accuracy with a 95% bootstrap interval, accuracy of every selection rule, usage totals,
-    and the wall time of these problems (summed over the runs that solved them; problems
+    the samples whose grading timed out (counted wrong), and the wall time of these problems (summed over the runs that solved them; problems
     solved before ias timed them count 0 s and are counted in `untimed_problems`)."""
     n = len(records)
     correct = [float(r["correct"]) for r in records]
@@ -141,6 +172,7 @@ def summarize(records: list[dict], config: dict, wall_s: float, timing: dict[str
         "wall_s_this_run": round(wall_s, 2),
         "wall_s": round(sum(timing.get(r["id"], 0.0) for r in records), 2),
         "untimed_problems": sum(r["id"] not in timing for r in records),
+        "grade_timeouts": sum(r.get("grade_timeouts", 0) for r in records),
         "config": config,
     }
 
