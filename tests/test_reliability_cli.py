@@ -39,3 +39,55 @@ def test_a_timed_out_verdict_is_flagged_in_the_records_and_counted(tmp_path):
     assert not any(s["correct"] for s in record["samples"])
     assert record["grade_timeouts"] == 2
     assert json.loads((out / "summary.json").read_text())["grade_timeouts"] == 2
+
+
+def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file under `folder`: its bytes and modification time."""
+    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_run_folder_belongs_to_one_command(tmp_path):
+    solved, evaluated = tmp_path / "solved", tmp_path / "evaluated"
+    assert ias("solve", *ONE_SOLVE, "--out", str(solved)).returncode == 0
+    assert ias("eval", "--limit", "1", "--n-max", "2", "--strategies", "bon", "--out", str(evaluated)).returncode == 0
+    before = snapshot(solved), snapshot(evaluated)
+    for args in (["eval", "--limit", "1", "--n-max", "2", "--strategies", "bon", "--out", str(solved)],
+                 ["rollout", "--limit", "1", "--n-traj", "1", "--n-mc", "1", "--out", str(solved)],
+                 ["solve", *ONE_SOLVE, "--out", str(evaluated)],
+                 ["rollout", "--limit", "1", "--n-traj", "1", "--n-mc", "1", "--out", str(evaluated)]):
+        owner = "solve" if args[-1] == str(solved) else "eval"
+        one_line_error(ias(*args), f"holds the run of `ias {owner}`", f"`ias {args[0]}`")
+    assert (snapshot(solved), snapshot(evaluated)) == before
+    assert ias("solve", *ONE_SOLVE, "--out", str(solved)).returncode == 0  # its own command resumes it
+
+
+def test_a_folder_from_before_owners_were_recorded_is_still_owned(tmp_path):
+    evaluated = tmp_path / "old-eval"
+    assert ias("eval", "--limit", "1", "--n-max", "2", "--strategies", "bon", "--out", str(evaluated)).returncode == 0
+    (evaluated / "command.json").unlink()  # as ias wrote it before command.json existed
+    before = snapshot(evaluated)
+    one_line_error(ias("solve", *ONE_SOLVE, "--out", str(evaluated)), "holds the run of `ias eval`")
+    assert snapshot(evaluated) == before
+
+
+@pytest.mark.parametrize("where", ["under-a-file", "proc"])
+def test_an_impossible_out_is_one_line(tmp_path, where):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    out = afile / "run" if where == "under-a-file" else Path("/proc/ias-run")
+    one_line_error(ias("solve", *ONE_SOLVE, "--out", str(out)), str(out), "--out")
+
+
+def test_an_unwritable_out_is_one_line(tmp_path):
+    import os
+
+    if os.geteuid() == 0:
+        pytest.skip("root writes into read-only folders")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        one_line_error(ias("solve", *ONE_SOLVE, "--out", str(locked / "run")), "pass a writable --out")
+    finally:
+        locked.chmod(0o700)

@@ -11,6 +11,7 @@ from ias.errors import UserError
 from ias.executors import Executor, Recipe, check_executor, open_executor
 from ias.policy.base import SamplingParams, load_policy
 from ias.prm.base import load_prm
+from ias.records import claim_run
 from ias.runner import run_dataset
 from ias.scaling.bon import BestOfN
 from ias.tasks.base import get_task
@@ -59,6 +60,7 @@ def solve(
     if selection != "majority" and prm is None:
         raise UserError(f"selection '{selection}' needs a PRM; pass --prm or use --selection majority")
     the_task, problems = _problems(task, split, limit, task_options)
+    claim_run(Path(out), "solve")
     the_policy = _policy(policy, backend, _hashable(backend_options))
     the_prm = _prm(prm, prm_format, _hashable(prm_options)) if prm else None
     if calibrator is not None:
@@ -118,6 +120,7 @@ def rollout(
     if limit is not None and limit < 1:
         raise UserError(f"--limit must be >= 1, got {limit}")
     the_task = get_task(task, **(task_options or {}))
+    claim_run(Path(out), "rollout")
     recipe = Recipe(task, policy, dict(task_options or {}), backend=backend, backend_options=dict(backend_options or {}))
     remote = _open_executor(executor, recipe, workers, ray_address, ray_num_cpus, ray_num_gpus)
     with remote or nullcontext():
@@ -157,6 +160,7 @@ def calibrate(
     from ias.calibration.store import require_rollouts
 
     require_rollouts(rollouts)
+    claim_run(Path(out), "calibrate")
     return fit(rollouts, _prm(prm, prm_format, _hashable(prm_options)), method, out, levels, conformal, held_out, seed, lora)
 
 
@@ -176,6 +180,7 @@ def calib_eval(
     from ias.calibration.store import require_rollouts
 
     require_rollouts(rollouts)
+    claim_run(Path(out), "calib-eval")
     return evaluate(rollouts, _prm(prm, prm_format, _hashable(prm_options)), out, calibrator, compare, seed)
 
 
@@ -239,6 +244,7 @@ def evaluate(
     names = check_strategies(strategies or [s for s in STRATEGIES if s != TUNED or tune_split])
     the_task, problems = _problems(task, split, limit, task_options)
     tune_problems = _problems(task, tune_split, tune_limit, task_options)[1] if tune_split else None
+    claim_run(Path(out), "eval")
     plain = _prm(prm, prm_format, _hashable(prm_options))
     config = {"task": task, "task_options": task_options or {}, "split": split, "policy": policy, "prm": prm,
               "calibrator": str(calibrator) if calibrator else None, "limit": limit,

@@ -82,6 +82,59 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
+#: Names the command that owns a run folder: `{"command": "solve"}`.
+OWNER_FILE = "command.json"
+#: How folders written before `OWNER_FILE` existed show their command (first match wins).
+_LEGACY_SIGNS = (("rollouts.jsonl", "rollout"), ("pool", "eval"), ("calibration.json", "calibrate"),
+                 ("metrics.json", "calib-eval"), ("records.jsonl", "solve"), ("config.json", "solve"))
+
+
+def claim_run(out: Path, command: str) -> None:
+    """Make `out` the folder of one `ias <command>` before anything is written to it.
+
+    A folder another command owns is refused with nothing in it changed (its records would
+    be replaced or misread); the same command resumes. An `--out` that is a file, lies under
+    one, or cannot be written is a one-line error.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out} is a file, not a run folder; pass another --out")
+    owner = run_owner(out)
+    if owner is not None and owner != command:
+        raise UserError(f"{out} holds the run of `ias {owner}`; pass another --out to `ias {command}` "
+                        "(a run folder belongs to one command)")
+    if owner == command and (out / OWNER_FILE).exists():
+        return
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / OWNER_FILE, {"command": command})
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise UserError(f"cannot write the run folder {out} ({reason}); pass a writable --out") from None
+
+
+def run_owner(out: Path) -> str | None:
+    """The command that owns the run folder `out`, or None when it is free (missing, empty,
+    or holding only another command's unused claim)."""
+    out = Path(out)
+    marker = out / OWNER_FILE
+    try:
+        names = {p.name for p in out.iterdir()} if out.is_dir() else set()
+    except OSError as err:
+        raise UserError(f"cannot read the run folder {out} ({err.strerror}); pass another --out") from None
+    if names <= {OWNER_FILE, OWNER_FILE + ".tmp"}:
+        return None
+    if OWNER_FILE in names:
+        try:
+            command = json.loads(marker.read_text())["command"]
+            if not isinstance(command, str):
+                raise TypeError
+            return command
+        except (OSError, ValueError, KeyError, TypeError):
+            raise UserError(f"{marker} is unreadable; remove that folder or pass another --out") from None
+    return next((command for name, command in _LEGACY_SIGNS if name in names), None)
+
+
 def claim_folder(path: Path, config: dict) -> None:
     """Write a run's `config.json`, refusing a folder that holds a run with other settings.
 
