@@ -91,3 +91,55 @@ def test_an_unwritable_out_is_one_line(tmp_path):
         one_line_error(ias("solve", *ONE_SOLVE, "--out", str(locked / "run")), "pass a writable --out")
     finally:
         locked.chmod(0o700)
+
+
+ZOO = Path(__file__).resolve().parents[1] / "src" / "ias" / "zoo" / "models"
+
+
+@pytest.fixture(scope="module")
+def calibrator(tmp_path_factory) -> Path:
+    """A real quantile-head calibrator of the zoo PRM, fitted on a few rollouts."""
+    root = tmp_path_factory.mktemp("calibrator")
+    result = ias("rollout", "--limit", "6", "--n-traj", "2", "--n-mc", "2", "--max-prefix", "3",
+                 "--out", str(root / "rollouts"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    result = ias("calibrate", "--rollouts", str(root / "rollouts"), "--out", str(root / "cal"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    return root / "cal"
+
+
+def damaged_copy(source: Path, dest: Path, name: str, how: str) -> Path:
+    """A copy of the folder `source` whose file `name` is truncated, emptied or garbled."""
+    import shutil
+
+    shutil.copytree(source, dest)
+    data = (dest / name).read_bytes()
+    damaged = {"half": data[: len(data) // 2], "empty": b"", "garbled": b"garbage!" + data[8:]}[how]
+    (dest / name).write_bytes(damaged)
+    return dest
+
+
+@pytest.mark.parametrize("name, how", [("calibration.json", "half"), ("calibration.json", "empty"),
+                                       ("quantile_head.safetensors", "half"),
+                                       ("quantile_head.safetensors", "garbled"), ("quantile_head.json", "half")])
+def test_a_damaged_calibrator_is_one_line(calibrator, tmp_path, name, how):
+    folder = damaged_copy(calibrator, tmp_path / "cal", name, how)
+    result = ias("solve", "--limit", "1", "--n", "1", "--calibrator", str(folder), "--out", str(tmp_path / "o"))
+    one_line_error(result, str(folder), "ias calibrate")
+    if name.endswith(".safetensors"):
+        assert name in result.stderr
+
+
+@pytest.mark.parametrize("role, how", [("policy", "half"), ("policy", "garbled"), ("prm", "half"), ("prm", "garbled")])
+def test_damaged_model_weights_are_one_line(tmp_path, role, how):
+    source = ZOO / ("arith-weak" if role == "policy" else "arith-prm")
+    folder = damaged_copy(source, tmp_path / role, "model.safetensors", how)
+    result = ias("solve", "--limit", "1", "--n", "1", f"--{role}", str(folder), "--out", str(tmp_path / "o"))
+    one_line_error(result, str(folder / "model.safetensors"), "damaged")
+
+
+@pytest.mark.parametrize("option", ["digits=99999999999999999999999", "digits=" + "9" * 5000, "seed=" + "9" * 5000,
+                                    "max_ops=2.5", "digits=0"])
+def test_arith_options_past_their_bounds_are_one_line(tmp_path, option):
+    result = ias("solve", *ONE_SOLVE, "--task-opt", option, "--out", str(tmp_path / "o"))
+    one_line_error(result, f"arith {option.split('=')[0]} must be a whole number from")

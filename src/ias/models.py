@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,15 +26,19 @@ def resolve_model(name_or_path: str) -> str:
     known zoo models.
     """
     if (ZOO_DIR / name_or_path / "config.json").exists():
+        require_whole_weights(ZOO_DIR / name_or_path, "reinstall ias (a zoo model's files are damaged)")
         return str(ZOO_DIR / name_or_path)
     from ias.gguf import GGUF_MODELS, converted_folder
 
     if name_or_path in GGUF_MODELS:
-        return str(converted_folder(name_or_path))
+        folder = converted_folder(name_or_path)
+        require_whole_weights(folder, "remove that folder so that it is converted again")
+        return str(folder)
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         if not (path / "config.json").exists():
             raise UserError(f"model folder '{name_or_path}' has no config.json")
+        require_whole_weights(path, "copy or download the model folder again")
         return str(path)
     if name_or_path.count("/") == 1 and not _looks_local(name_or_path):
         return name_or_path
@@ -60,3 +65,41 @@ def hub_errors(name: str) -> Iterator[None]:
         reason = " ".join(str(err).split())[:300] or type(err).__name__
         raise UserError(f"cannot load model '{name}' ({reason}); check the name and your network, "
                         "or pass a zoo model or a local folder") from None
+
+
+#: Longest safetensors header read (a garbled length field must not make us read gigabytes).
+_MAX_HEADER_BYTES = 100 << 20
+
+
+def require_whole_weights(folder: str | Path, fix: str) -> None:
+    """Every `*.safetensors` file in `folder` is whole; a truncated or garbled one is a
+    one-line error naming it and `fix` (the loaders' own errors are tracebacks that name
+    no file)."""
+    for file in sorted(Path(folder).glob("*.safetensors")):
+        why = safetensors_damage(file)
+        if why is not None:
+            raise UserError(f"{file} is damaged ({why}); {fix}")
+
+
+def safetensors_damage(file: Path) -> str | None:
+    """Why `file` is not a whole safetensors file, or None. Reads only its header: an 8-byte
+    length, a JSON table of tensors with their byte ranges, then exactly that many bytes."""
+    try:
+        size = file.stat().st_size
+        with open(file, "rb") as f:
+            length = int.from_bytes(f.read(8), "little")
+            if size < 8 or length > min(size - 8, _MAX_HEADER_BYTES):
+                return "its header is cut off or garbled"
+            header = json.loads(f.read(length))
+    except OSError as err:
+        return err.strerror or type(err).__name__
+    except ValueError:  # bad JSON or bad UTF-8
+        return "its header is not valid JSON"
+    try:
+        ends = [int(entry["data_offsets"][1]) for name, entry in header.items() if name != "__metadata__"]
+    except (AttributeError, KeyError, IndexError, TypeError, ValueError):
+        return "its header is garbled"
+    expected = 8 + length + max(ends, default=0)
+    if expected != size:
+        return f"{size} bytes where its header describes {expected}: truncated or padded"
+    return None

@@ -13,11 +13,14 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from safetensors import SafetensorError
 
 from ias.calibration.metrics import brier, coverage, ece, overestimation
 from ias.calibration.posthoc import BASELINES, baseline_from_dict
@@ -27,6 +30,7 @@ from ias.calibration.quantile_head import (
 from ias.calibration.quantile_lora import LORA_DEFAULTS, fit_quantile_lora, load_quantile_lora, quantiles_of, save_quantile_lora
 from ias.calibration.store import load_targets, read_config, target_resolution
 from ias.errors import UserError
+from ias.models import require_whole_weights
 from ias.prm.base import PRM, StepScores
 from ias.records import write_json
 
@@ -67,17 +71,41 @@ def load_calibrator(folder: str | Path) -> Calibrator:
     info = read_calibration(folder)
     if info["method"] == "quantile-lora":
         raise UserError(f"{folder} is a quantile-lora calibrator: it changes the PRM; load it with calibrated_prm")
-    if info["method"] == "quantile-head":
-        head = QuantileHead.load(folder)
-        return Calibrator("quantile-head", head.levels, head=head, shift=_shift(info))
-    return Calibrator(info["method"], (0.5,), posthoc=baseline_from_dict(info["posthoc"]))
+    with _loading(folder):
+        if info["method"] == "quantile-head":
+            head = QuantileHead.load(folder)
+            return Calibrator("quantile-head", head.levels, head=head, shift=_shift(info))
+        return Calibrator(info["method"], (0.5,), posthoc=baseline_from_dict(info["posthoc"]))
+
+
+def _refit(folder: str | Path) -> str:
+    return f"refit it with `ias calibrate ... --out {folder}`"
+
+
+@contextmanager
+def _loading(folder: str | Path) -> Iterator[None]:
+    """Loading a calibrator's weights: a truncated or garbled file is a one-line error naming
+    it (checked first), and any other damage one naming the folder."""
+    require_whole_weights(folder, _refit(folder))
+    try:
+        yield
+    except (OSError, ValueError, KeyError, IndexError, TypeError, RuntimeError, SafetensorError) as err:
+        reason = " ".join(str(err).split())[:200] or type(err).__name__
+        raise UserError(f"calibrator {folder} is damaged ({reason}); {_refit(folder)}") from None
 
 
 def read_calibration(folder: str | Path) -> dict:
+    """A calibrator's `calibration.json`; missing, truncated or not a calibrator's is one line."""
     path = Path(folder) / CALIBRATION_FILE
     if not path.exists():
         raise UserError(f"{folder} is not a calibrator folder (no {CALIBRATION_FILE}); make one with `ias calibrate`")
-    return json.loads(path.read_text())
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:  # ValueError: bad JSON or bad UTF-8
+        raise UserError(f"{path} is damaged or truncated ({type(err).__name__}); {_refit(folder)}") from None
+    if not isinstance(info, dict) or info.get("method") not in METHODS:
+        raise UserError(f"{path} names no calibration method; {_refit(folder)}")
+    return info
 
 
 def read_calibration_for(prm: PRM, folder: str | Path) -> dict:
@@ -114,7 +142,8 @@ def calibrated_prm(prm: PRM, folder: str | Path) -> PRM:
     """`prm` calibrated by the calibrator in `folder`: scores are medians, `quantiles` all levels."""
     info = read_calibration_for(prm, folder)
     if info["method"] == "quantile-lora":
-        adapted = load_quantile_lora(prm, Path(folder))
+        with _loading(folder):
+            adapted = load_quantile_lora(prm, Path(folder))
         adapted.quantile_reader.shift = _shift(info)
         return adapted
     return CalibratedPRM(prm, load_calibrator(folder))

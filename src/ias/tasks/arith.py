@@ -206,15 +206,13 @@ def make_arith(
     """`arith` with optional knobs: max number of operations, max operand digits, operators."""
     if unknown:
         raise UserError(f"arith does not take option(s): {', '.join(sorted(unknown))}")
-    config = ArithConfig(seed=seed)
+    config = ArithConfig(seed=_whole("seed", seed, -MAX_SEED, MAX_SEED))
     if max_ops is not None:
-        if max_ops < 1:
-            raise UserError("arith max_ops must be >= 1")
+        max_ops = _whole("max_ops", max_ops, 1, MAX_OPS)
         kept = tuple((k, w) for k, w in config.ops_weights if k <= max_ops) or ((max_ops, 1.0),)
         config = _replace(config, ops_weights=kept)
     if digits is not None:
-        if digits < 1:
-            raise UserError("arith digits must be >= 1")
+        digits = _whole("digits", digits, 1, MAX_DIGITS)
         kept = tuple((k, w) for k, w in config.digit_weights if k <= digits)
         kept += tuple((k, 0.1) for k in range(len(config.digit_weights) + 1, digits + 1))
         config = _replace(config, digit_weights=kept)
@@ -223,6 +221,20 @@ def make_arith(
             raise UserError(f"arith operators must be drawn from '+-*', got '{operators}'")
         config = _replace(config, operators=operators)
     return ArithTask(config)
+
+
+#: Bounds of arith's options: operands stay far below Python's 4300-digit limit on int-to-text.
+MAX_DIGITS = 100
+MAX_OPS = 100
+MAX_SEED = 2**63
+
+
+def _whole(name: str, value: object, low: int, high: int) -> int:
+    """An arith option that must be a whole number in [low, high]; anything else is one line."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        shown = value if isinstance(value, (bool, int, float)) and len(repr(value)) < 40 else type(value).__name__
+        raise UserError(f"arith {name} must be a whole number from {low} to {high}, got {shown}")
+    return value
 
 
 def _replace(config: ArithConfig, **changes) -> ArithConfig:
