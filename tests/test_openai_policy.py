@@ -22,7 +22,7 @@ from ias.cli import main
 from ias.errors import MissingExtraError, UserError
 from ias.policy.base import SamplingParams, load_policy
 from ias.policy.openai import split_total
-from ias.serve import make_server, send_json
+from ias.serve import make_server
 
 PROMPTS = ["Compute 12+7*3.\n\n", "Compute 5-2.\n\n"]
 FAST = {"backoff_s": 0.01}  # retries without long sleeps
@@ -56,6 +56,18 @@ def hf():
 @pytest.fixture(scope="module")
 def client(server):
     return load_policy("arith-weak", backend="openai", base_url=server, tokenizer="arith-weak", **FAST)
+
+
+def send_json(handler: BaseHTTPRequestHandler, status: int, data: dict, headers: dict | None = None) -> None:
+    """One JSON reply from a peer server (a plain http.server standing in for other servers)."""
+    raw = json.dumps(data).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(raw)))
+    for key, value in (headers or {}).items():
+        handler.send_header(key, value)
+    handler.end_headers()
+    handler.wfile.write(raw)
 
 
 @contextmanager

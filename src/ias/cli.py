@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -102,8 +103,15 @@ def _nonnegative_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value:g}")
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {value:g}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _nonnegative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("expected a number > 0, got 0")
     return value
 
 
@@ -267,15 +275,31 @@ def build_parser() -> argparse.ArgumentParser:
     _executor_args(evl)
     _backend_args(evl)
 
-    srv = sub.add_parser("serve", help="an OpenAI-compatible server (/v1/completions) over a policy")
+    srv = sub.add_parser("serve", help="an OpenAI-compatible server (/v1/completions) over a policy (extra 'serve')")
     srv.add_argument("--policy", default="arith-weak", help="zoo name or local HF model folder")
     _backend_args(srv)
     srv.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     srv.add_argument("--port", type=_nonnegative_int, default=8000, help="port (0: a free one, printed)")
     srv.add_argument("--served-model-name", help="the model name clients ask for (default: --policy)")
+    srv.add_argument("--api-key", default=os.environ.get("IAS_API_KEY"),
+                     help="requests must send `Authorization: Bearer KEY` (default: $IAS_API_KEY; none: open)")
+    srv.add_argument("--max-request-bytes", type=_positive_int, default=4 << 20, help="largest body (default 4 MiB)")
+    srv.add_argument("--max-prompt-chars", type=_positive_int, default=200_000,
+                     help="longest prompt, refused by length before tokenizing (default 200000)")
+    srv.add_argument("--max-n", type=_positive_int, default=1024, help="largest n of a request (default 1024)")
+    srv.add_argument("--max-samples", type=_positive_int, default=4096,
+                     help="largest prompts x n of a request (default 4096)")
+    srv.add_argument("--max-queue", type=_positive_int, default=256,
+                     help="requests waiting or running; past it, 429 with Retry-After (default 256)")
+    srv.add_argument("--request-timeout", type=_positive_float, default=600.0,
+                     help="seconds a request may wait for its samples; then 504 and its work is dropped")
+    srv.add_argument("--read-timeout", type=_positive_float, default=30.0,
+                     help="seconds to receive a request's body; then 408 (default 30)")
+    srv.add_argument("--grace", type=_positive_float, default=30.0,
+                     help="on SIGTERM, seconds for in-flight requests to finish (new ones get 503)")
+    srv.add_argument("--no-access-log", action="store_true", help="no JSON access log line per request on stderr")
     srv.add_argument("--fail-first", type=_nonnegative_int, default=0, metavar="K",
                      help="testing aid: answer the first K completion requests with 503 (clients' retries)")
-    srv.add_argument("--verbose", action="store_true", help="log every request")
 
     data = sub.add_parser("data", help="inspect task data")
     data_sub = data.add_subparsers(dest="data_command", required=True)
@@ -395,9 +419,14 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "serve":
         from ias.serve import serve
+        from ias.serve.limits import ServeLimits
 
+        limits = ServeLimits(api_key=args.api_key or None, max_request_bytes=args.max_request_bytes,
+                             max_prompt_chars=args.max_prompt_chars, max_n=args.max_n, max_samples=args.max_samples,
+                             max_queue=args.max_queue, request_timeout_s=args.request_timeout,
+                             read_timeout_s=args.read_timeout, access_log=not args.no_access_log)
         serve(args.policy, host=args.host, port=args.port, served_model_name=args.served_model_name,
-              fail_first=args.fail_first, verbose=args.verbose, **_backend_options(args))
+              fail_first=args.fail_first, limits=limits, grace_s=args.grace, **_backend_options(args))
         return 0
     if args.command == "data":
         from ias.tasks.base import get_task

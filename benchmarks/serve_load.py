@@ -1,0 +1,117 @@
+"""Load on `ias serve` over loopback: many concurrent clients against the zoo policy, against
+the same questions sampled in one batched call in process. Prints one JSON line.
+
+    python benchmarks/serve_load.py [--requests 256] [--clients 64] [--n 8] [--max-tokens 64]
+
+Figures: answered / failed requests (any non-200), p50 / p99 latency, questions per
+second through the server and in one in-process batch (same prompts, n, seeds), and their
+ratio (the batching ratio: what concurrent requests keep of one batch's throughput), the
+429s of a burst past a small queue, and how long a departed client's work takes to be
+dropped. Bounded: every request has a timeout, the loops a fixed count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import socket
+import statistics
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+from ias.policy.base import load_policy
+from ias.serve import make_server
+from ias.serve.limits import ServeLimits
+from ias.tasks.base import get_task
+
+
+def post(url: str, body: dict, timeout: float = 300) -> tuple[int, float]:
+    """(status, seconds) of one completion request."""
+    started = time.monotonic()
+    request = urllib.request.Request(url + "/completions", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            response.read()
+            status = response.status
+    except urllib.error.HTTPError as err:
+        status = err.code
+    except OSError:
+        status = -1  # reset, refused, timed out
+    return status, time.monotonic() - started
+
+
+def run_server(policy, limits: ServeLimits):
+    server = make_server(policy, "arith-weak", port=0, limits=limits)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=256)
+    parser.add_argument("--clients", type=int, default=64)
+    parser.add_argument("--n", type=int, default=8)
+    parser.add_argument("--max-tokens", type=int, default=64)
+    args = parser.parse_args()
+    policy = load_policy("arith-weak")
+    params = dataclasses.replace(policy.defaults, max_tokens=args.max_tokens)
+    prompts = [p.question + "\n\n" for p in get_task("arith").problems("test")[: args.requests]]
+    bodies = [{"prompt": q, "n": args.n, "seed": k, "max_tokens": args.max_tokens} for k, q in enumerate(prompts)]
+    policy.sample(prompts[:8], 2, params, list(range(8)))  # warm-up
+
+    started = time.monotonic()
+    policy.sample(prompts, args.n, params, list(range(len(prompts))))
+    one_batch_s = time.monotonic() - started
+
+    server = run_server(policy, ServeLimits(access_log=False))
+    started = time.monotonic()
+    with ThreadPoolExecutor(args.clients) as pool:
+        results = list(pool.map(lambda body: post(server.url, body), bodies))
+    served_s = time.monotonic() - started
+    latencies = sorted(t for status, t in results if status == 200)
+
+    # A client that leaves: how long until its work is gone from the queue.
+    big = {"prompt": prompts[:8], "n": 256, "seed": 1, "max_tokens": args.max_tokens}
+    raw = json.dumps(big).encode()
+    host, port = server.url.split("//")[1].split("/")[0].split(":")
+    conn = socket.create_connection((host, int(port)))
+    conn.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: "
+                 + str(len(raw)).encode() + b"\r\n\r\n" + raw)
+    time.sleep(0.3)
+    left = time.monotonic()
+    conn.close()
+    while server.state.scheduler.depth > 0 and time.monotonic() - left < 120:
+        time.sleep(0.02)
+    dropped_after_s = time.monotonic() - left
+    server.shutdown()
+    server.server_close()
+
+    # A burst past a small queue: the excess is answered 429 at once, nothing hangs.
+    server = run_server(policy, ServeLimits(access_log=False, max_queue=4))
+    with ThreadPoolExecutor(32) as pool:
+        burst = list(pool.map(lambda body: post(server.url, {**body, "n": 64}, timeout=120), bodies[:32]))
+    server.shutdown()
+    server.server_close()
+
+    print(json.dumps({
+        "requests": len(bodies), "clients": args.clients, "n": args.n, "max_tokens": args.max_tokens,
+        "answered": sum(status == 200 for status, _ in results),
+        "failed": sum(status != 200 for status, _ in results),
+        "p50_s": round(statistics.median(latencies), 3) if latencies else None,
+        "p99_s": round(latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 3) if latencies else None,
+        "served_questions_per_s": round(len(bodies) / served_s, 2),
+        "one_batch_questions_per_s": round(len(bodies) / one_batch_s, 2),
+        "batching_ratio": round(one_batch_s / served_s, 3),
+        "burst": {"sent": len(burst), "ok": sum(s == 200 for s, _ in burst), "429": sum(s == 429 for s, _ in burst),
+                  "other": sum(s not in (200, 429) for s, _ in burst), "slowest_s": round(max(t for _, t in burst), 2)},
+        "departed_client_dropped_after_s": round(dropped_after_s, 2),
+    }))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,232 @@
+"""The ASGI app of `ias serve` (Starlette): routes, limits, auth, errors, access logs.
+
+Every answer that is not a success is an OpenAI error object with the field at fault; a
+request never sees a traceback. Bodies are read with a size cap (refused by their
+Content-Length before anything is read) and a read timeout (a client announcing more than
+it sends is answered 408, not held forever). A sampling request waits for the scheduler at
+most `request_timeout_s`, and is dropped when its client disconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from ias.errors import UserError
+from ias.policy.base import Policy, SamplingParams
+from ias.serve.limits import ServeLimits
+from ias.serve.metrics import Metrics
+from ias.serve.requests import BadRequest, sampling_request
+from ias.serve.scheduler import Job, QueueFull, Scheduler
+from ias.types import Sample
+
+
+@dataclass
+class ServeState:
+    """What the routes share: the policy behind its scheduler, limits, counters."""
+
+    policy: Policy
+    model_name: str
+    limits: ServeLimits
+    scheduler: Scheduler
+    metrics: Metrics = field(default_factory=Metrics)
+    fail_first: int = 0  # testing aid: answer the first K completion requests with 503
+    completions: int = 0  # completion requests received, failed ones included
+    in_flight: int = 0
+    draining: bool = False  # after SIGTERM: in-flight requests finish, new ones get 503
+
+
+class ClientGone(Exception):
+    """The client disconnected before its answer was ready."""
+
+
+def create_app(state: ServeState) -> Starlette:
+    async def health(request: Request) -> Response:
+        if state.draining:
+            raise BadRequest("shutting down", status=503, headers={"Retry-After": "5"})
+        return JSONResponse({"status": "ok"})
+
+    async def metrics(request: Request) -> Response:
+        return PlainTextResponse(state.metrics.render(state.scheduler.depth, state.in_flight),
+                                 media_type="text/plain; version=0.0.4")
+
+    async def models(request: Request) -> Response:
+        entry: dict[str, Any] = {"id": state.model_name, "object": "model", "created": 0, "owned_by": "ias"}
+        length = getattr(state.policy, "max_model_len", None)
+        if isinstance(length, int):
+            entry["max_model_len"] = length
+        return JSONResponse({"object": "list", "data": [entry]})
+
+    async def completions(request: Request) -> Response:
+        body = await read_json(request, state.limits)
+        state.completions += 1
+        if state.fail_first > 0:
+            state.fail_first -= 1
+            raise BadRequest("injected failure (--fail-first)", status=503, headers={"Retry-After": "1"})
+        limits = state.limits
+        prompts, n, params, seed = sampling_request(body, state.model_name, state.policy.defaults, limits.max_n,
+                                                    limits.max_samples, limits.max_prompt_chars)
+        try:
+            job = state.scheduler.submit(prompts, n, params, seed)
+        except QueueFull as err:
+            raise BadRequest(f"the server is busy: {err}; retry later", status=429, headers={"Retry-After": "1"}) from None
+        results = await wait_for_job(request, job, state)
+        answer = completion_response(state.model_name, results, params)
+        state.metrics.samples += len(answer["choices"])
+        state.metrics.generated_tokens += answer["usage"]["completion_tokens"]
+        state.metrics.prompt_tokens += answer["usage"]["prompt_tokens"]
+        return JSONResponse(answer)
+
+    routes = [Route("/health", handled(health, state, open_route=True)), Route("/metrics", handled(metrics, state)),
+              Route("/v1/models", handled(models, state)),
+              Route("/v1/completions", handled(completions, state), methods=["POST"])]
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        status = getattr(exc, "status_code", 404)
+        return error_response(BadRequest(f"no route {request.method} {request.url.path} "
+                                         "(ias serve has /v1/completions, /v1/models, /health, /metrics)",
+                                         status=status))
+
+    return Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
+
+
+def handled(route, state: ServeState, open_route: bool = False):
+    """A route with the server's rules around it: auth, draining, errors as OpenAI objects,
+    the access log and the metrics."""
+
+    async def endpoint(request: Request) -> Response:
+        started = time.monotonic()
+        state.in_flight += 1
+        try:
+            if not open_route:
+                check_key(request, state.limits.api_key)
+            if state.draining and not open_route:
+                raise BadRequest("the server is shutting down; retry on another replica", status=503,
+                                 headers={"Retry-After": "5"})
+            response = await route(request)
+        except BadRequest as err:
+            response = error_response(err)
+        except ClientGone:
+            response = Response(status_code=499)  # nobody reads it; logged as nginx does
+        except UserError as err:  # e.g. a prompt longer than the model's context
+            response = error_response(BadRequest(str(err)))
+        except Exception as err:  # noqa: BLE001  (the server stays up; the client sees why, the log how)
+            import traceback
+
+            traceback.print_exc()
+            response = error_response(BadRequest(f"{type(err).__name__}: {err}", status=500))
+        finally:
+            state.in_flight -= 1
+        elapsed = time.monotonic() - started
+        state.metrics.observe(request.url.path, response.status_code, elapsed)
+        if state.limits.access_log:
+            access_log(request, response.status_code, elapsed)
+        return response
+
+    return endpoint
+
+
+def check_key(request: Request, api_key: str | None) -> None:
+    if api_key is None:
+        return
+    given = request.headers.get("authorization", "")
+    scheme, _, token = given.partition(" ")
+    if scheme.lower() != "bearer" or not secrets.compare_digest(token.strip().encode(), api_key.encode()):
+        raise BadRequest("a valid API key is required: send `Authorization: Bearer KEY`", status=401,
+                         headers={"WWW-Authenticate": "Bearer"})
+
+
+def error_response(err: BadRequest) -> JSONResponse:
+    return JSONResponse(err.body(), status_code=err.status, headers=err.headers)
+
+
+def access_log(request: Request, status: int, seconds: float) -> None:
+    """One JSON line per request on stderr, for log pipelines."""
+    client = request.client.host if request.client else None
+    print(json.dumps({"ts": round(time.time(), 3), "method": request.method, "path": request.url.path,
+                      "status": status, "latency_ms": round(seconds * 1000, 1), "client": client}),
+          file=sys.stderr, flush=True)
+
+
+async def read_json(request: Request, limits: ServeLimits) -> Any:
+    """The JSON body, read within the size cap and the read timeout."""
+    length = request.headers.get("content-length")
+    if length is not None and (not length.isdigit() or int(length) > limits.max_request_bytes):
+        raise BadRequest(f"the body is over {limits.max_request_bytes} bytes (--max-request-bytes)", status=413,
+                         headers={"Connection": "close"})
+    chunks: list[bytes] = []
+
+    async def collect() -> None:
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limits.max_request_bytes:
+                raise BadRequest(f"the body is over {limits.max_request_bytes} bytes (--max-request-bytes)",
+                                 status=413, headers={"Connection": "close"})
+            chunks.append(chunk)
+
+    try:
+        await asyncio.wait_for(collect(), limits.read_timeout_s)
+    except asyncio.TimeoutError:
+        raise BadRequest(f"the body did not arrive within {limits.read_timeout_s:g} s", status=408,
+                         headers={"Connection": "close"}) from None
+    try:
+        return json.loads(b"".join(chunks))
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
+        raise BadRequest("the body is not valid JSON (or nested too deeply)") from None
+
+
+async def wait_for_job(request: Request, job: Job, state: ServeState) -> list[list[Sample]]:
+    """The job's samples; the job is dropped when its client leaves or its time runs out."""
+    result = asyncio.ensure_future(asyncio.wrap_future(job.future))
+    gone = asyncio.ensure_future(_disconnected(request))
+    done, _ = await asyncio.wait({result, gone}, timeout=state.limits.request_timeout_s,
+                                 return_when=asyncio.FIRST_COMPLETED)
+    gone.cancel()
+    if result in done:
+        return result.result()
+    job.cancel()
+    result.cancel()
+    state.metrics.cancelled += 1
+    if gone in done:
+        raise ClientGone
+    raise BadRequest(f"no answer within {state.limits.request_timeout_s:g} s (--request-timeout)", status=504)
+
+
+async def _disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+def completion_response(model_name: str, results: list[list[Sample]], params: SamplingParams) -> dict:
+    """The OpenAI `text_completion` object; choice i*n + j is sample j of prompt i."""
+    choices = []
+    for group in results:
+        for sample in group:
+            logprobs = None
+            if params.logprobs:
+                logprobs = {"tokens": None, "token_logprobs": sample.logprobs, "top_logprobs": None, "text_offset": None}
+            choices.append({
+                "index": len(choices), "text": sample.text, "logprobs": logprobs,
+                "finish_reason": "length" if sample.finish_reason == "length" else "stop",
+                "stop_reason": sample.stop,
+            })
+    prompt_tokens = sum(group[0].prompt_tokens for group in results if group)
+    completion_tokens = sum(s.generated_tokens for group in results for s in group)
+    return {
+        "id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
+        "model": model_name, "choices": choices,
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                  "total_tokens": prompt_tokens + completion_tokens},
+    }

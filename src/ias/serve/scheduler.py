@@ -1,0 +1,152 @@
+"""One thread owns the policy; concurrent requests' work is interleaved fairly and batched.
+
+A request is split into units, one per prompt (all its `n` samples: sample j of a seed is
+the policy's sample j of that seed, so splitting never changes a sample). Each step takes
+units round-robin over the waiting requests until the step holds `step_samples` samples,
+then sends one policy call per distinct (n, settings), smallest n first. So a request of 64
+prompts x n=1024 cannot starve a one-prompt request: that one waits at most one step.
+A cancelled request (its client left, or its time ran out) loses its remaining units.
+The number of requests waiting or running is bounded: past it, `submit` raises `QueueFull`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from concurrent.futures import Future, InvalidStateError
+from dataclasses import dataclass, field
+
+from ias.policy.base import Policy, SamplingParams
+from ias.types import Sample
+
+
+class QueueFull(Exception):
+    """More requests are waiting than the server takes (answered 429 with Retry-After)."""
+
+
+@dataclass(eq=False)
+class Job:
+    """One request's sampling work; `future` gets its samples, one list per prompt."""
+
+    prompts: list[str]
+    n: int
+    params: SamplingParams
+    seed: int
+    future: Future = field(default_factory=Future)
+    results: list[list[Sample] | None] = field(init=False)
+    scheduled: int = 0  # prompts handed to a step so far
+    finished: int = 0  # prompts whose samples came back
+    cancelled: bool = False
+    ended: bool = False  # counted out of the queue (once)
+
+    def __post_init__(self) -> None:
+        self.results = [None] * len(self.prompts)
+
+    def cancel(self) -> None:
+        """Drop the units not yet sampled (a step already running still finishes)."""
+        self.cancelled = True
+        self.future.cancel()
+
+
+class Scheduler:
+    """The policy's only caller: a worker thread running steps of fairly chosen units."""
+
+    def __init__(self, policy: Policy, max_pending: int = 256, step_samples: int = 256):
+        self.policy = policy
+        self.max_pending = max_pending
+        self.step_samples = step_samples
+        self._cond = threading.Condition()
+        self._waiting: deque[Job] = deque()  # jobs with units left, in round-robin order
+        self._pending = 0
+        self._closed = False
+        self._thread = threading.Thread(target=self._loop, name="ias-serve-scheduler", daemon=True)
+        self._thread.start()
+
+    @property
+    def depth(self) -> int:
+        """Requests submitted and not yet answered (waiting or running)."""
+        return self._pending
+
+    def submit(self, prompts: list[str], n: int, params: SamplingParams, seed: int) -> Job:
+        job = Job(prompts, n, params, seed)
+        with self._cond:
+            if self._closed:
+                raise QueueFull("the server is shutting down")
+            if self._pending >= self.max_pending:
+                raise QueueFull(f"{self._pending} requests are already waiting (--max-queue {self.max_pending})")
+            self._pending += 1
+            self._waiting.append(job)
+            self._cond.notify()
+        return job
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._waiting and not self._closed:
+                    self._cond.wait()
+                if self._closed and not self._waiting:
+                    return
+                units = self._take()
+            self._run(units)
+
+    def _take(self) -> list[tuple[Job, int]]:
+        """One step's units: each waiting job's next prompt in turn, until the step is full."""
+        units: list[tuple[Job, int]] = []
+        cost = 0
+        while self._waiting and (not units or cost + self._waiting[0].n <= self.step_samples):
+            job = self._waiting.popleft()
+            if job.cancelled:
+                self._end(job)
+                continue
+            units.append((job, job.scheduled))
+            job.scheduled += 1
+            cost += job.n
+            if job.scheduled < len(job.prompts):
+                self._waiting.append(job)
+        return units
+
+    def _run(self, units: list[tuple[Job, int]]) -> None:
+        groups: dict[tuple[int, SamplingParams], list[tuple[Job, int]]] = {}
+        for job, i in units:
+            groups.setdefault((job.n, job.params), []).append((job, i))
+        for (n, params), group in sorted(groups.items(), key=lambda item: item[0][0]):
+            self._call(group, n, params)
+
+    def _call(self, group: list[tuple[Job, int]], n: int, params: SamplingParams) -> None:
+        try:
+            out = self.policy.sample([job.prompts[i] for job, i in group], n, params, [job.seed for job, _ in group])
+        except Exception as err:  # noqa: BLE001  (reported to its request; the server stays up)
+            jobs = list(dict.fromkeys(job for job, _ in group))
+            if len(jobs) > 1:  # one bad request must not fail the others: each on its own
+                for job in jobs:
+                    self._call([(j, i) for j, i in group if j is job], n, params)
+                return
+            self._fail(jobs[0], err)
+            return
+        for (job, i), samples in zip(group, out):
+            job.results[i] = samples
+            job.finished += 1
+            if job.finished == len(job.prompts):
+                self._settle(job, lambda f, job=job: f.set_result(job.results))
+
+    def _fail(self, job: Job, err: BaseException) -> None:
+        job.cancelled = True  # its other units are not worth sampling
+        self._settle(job, lambda f: f.set_exception(err))
+
+    def _settle(self, job: Job, outcome) -> None:
+        try:
+            outcome(job.future)
+        except InvalidStateError:  # cancelled meanwhile: nobody waits for it
+            pass
+        with self._cond:
+            self._end(job)
+
+    def _end(self, job: Job) -> None:
+        if not job.ended:
+            job.ended = True
+            self._pending -= 1
