@@ -143,3 +143,59 @@ def test_damaged_model_weights_are_one_line(tmp_path, role, how):
 def test_arith_options_past_their_bounds_are_one_line(tmp_path, option):
     result = ias("solve", *ONE_SOLVE, "--task-opt", option, "--out", str(tmp_path / "o"))
     one_line_error(result, f"arith {option.split('=')[0]} must be a whole number from")
+
+
+def test_a_policy_given_as_a_prm_is_refused_not_read_with_a_random_head(tmp_path):
+    result = ias("solve", "--limit", "1", "--n", "1", "--prm", "arith-weak", "--prm-format", "zoo",
+                 "--out", str(tmp_path / "o"))
+    one_line_error(result, "has no trained weights for score.", "not a PRM")
+
+
+@pytest.mark.parametrize("option", ["max_length=-1", "max_length=0", "batch_size=0", "dtype=int8"])
+def test_prm_options_that_make_nothing_readable_are_refused(tmp_path, option):
+    result = ias("solve", "--limit", "1", "--n", "1", "--prm-opt", option, "--out", str(tmp_path / "o"))
+    one_line_error(result, f"PRM option {option.split('=')[0]} must be")
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("", "holds no rows"),
+        ("\n \n", "holds no rows"),
+        ('{"question": "q", "answer": NaN}\n', "field 'answer' is nan, not a finite number"),
+        ('{"question": "q", "answer": -Infinity}\n', "field 'answer' is -inf, not a finite number"),
+        ('{"question": "q", "answer": ' + "1" * 5000 + "}\n", ":1: not readable JSON"),
+        ("[" * 100_000 + "\n", ":1: not readable JSON"),
+        ('{"question": "q", "answer": "1"}\n' + json.dumps({"question": "x" * (2 << 20), "answer": "1"}) + "\n",
+         ":2: a row longer than 1 MB (the limit per row)"),
+    ],
+)
+def test_data_files_that_hold_no_usable_rows_are_one_line(tmp_path, content, message):
+    data = tmp_path / "data.jsonl"
+    data.write_text(content)
+    one_line_error(ias("data", "check", "--task", f"jsonl:{data}"), message)
+
+
+def test_a_50_mb_row_is_refused_at_once_without_reading_it_whole(tmp_path):
+    data = tmp_path / "big.jsonl"
+    data.write_text(json.dumps({"question": "x" * (50 << 20), "answer": "1"}) + "\n")
+    # `ias data check` run by a wrapper that says its own peak memory last, on stderr.
+    code = ("import resource, sys; from ias.cli import main; rc = main(sys.argv[1:]); "
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr); sys.exit(rc)")
+    result = subprocess.run([sys.executable, "-c", code, "data", "check", "--task", f"jsonl:{data}"],
+                            capture_output=True, text=True, timeout=60)
+    one_line_error(result, "a row longer than 1 MB")
+    peak_mb = int(result.stderr.split()[-1]) / 1024
+    assert peak_mb < 400  # the 50 MB row is never held whole (a 2 MB one took 1.2 GB before)
+
+
+@pytest.mark.parametrize("args, flag, ceiling", [
+    (["solve", "--n", "1000000000"], "--n", "1,024"),
+    (["eval", "--n-max", "2048"], "--n-max", "1,024"),
+    (["rollout", "--n-mc", "5000"], "--n-mc", "1,024"),
+    (["solve", "--split", "seed:1", "--limit", "100000000"], "--limit", "1,000,000"),
+])
+def test_counts_past_their_ceiling_are_refused_before_any_work(tmp_path, args, flag, ceiling):
+    out = tmp_path / "o"
+    one_line_error(ias(*args, "--out", str(out), timeout=60), f"{flag} ", f"past the ceiling of {ceiling}")
+    assert not out.exists()

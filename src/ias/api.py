@@ -19,6 +19,24 @@ from ias.calibration.calibrate import calibrated_prm
 
 STRATEGIES = {"bon": BestOfN}
 
+#: Ceilings on counts (README "Limits"): past them a run would grow memory for hours with no
+#: progress, so it is refused up front. Samples per problem or prefix, and beams:
+MAX_SAMPLES = 1024
+#: Problems in one run (`limit`: an arith `seed:N` split draws that many) and per batch:
+MAX_PROBLEMS = 1_000_000
+MAX_BATCH_PROBLEMS = 1024
+_CEILINGS = {"n": MAX_SAMPLES, "n_max": MAX_SAMPLES, "n_traj": MAX_SAMPLES, "n_mc": MAX_SAMPLES,
+             "k_max": MAX_SAMPLES, "m_max": MAX_SAMPLES, "beam_rounds": MAX_SAMPLES, "beam_freq": MAX_SAMPLES,
+             "limit": MAX_PROBLEMS, "tune_limit": MAX_PROBLEMS, "batch_problems": MAX_BATCH_PROBLEMS}
+
+
+def check_counts(**counts: int | None) -> None:
+    """Every given count is at most its ceiling (`_CEILINGS`); None is "not set"."""
+    for name, value in counts.items():
+        if value is not None and value > _CEILINGS[name]:
+            raise UserError(f"--{name.replace('_', '-')} {value} is past the ceiling of {_CEILINGS[name]:,}; "
+                            "ask for less (README: Limits)")
+
 
 def solve(
     task: str = "arith",
@@ -57,6 +75,7 @@ def solve(
         raise UserError(f"unknown strategy '{strategy}'; known: {', '.join(STRATEGIES)}")
     if n < 1:
         raise UserError(f"--n must be >= 1, got {n}")
+    check_counts(n=n, limit=limit, batch_problems=batch_problems)
     if selection != "majority" and prm is None:
         raise UserError(f"selection '{selection}' needs a PRM; pass --prm or use --selection majority")
     the_task, problems = _problems(task, split, limit, task_options)
@@ -119,6 +138,7 @@ def rollout(
 
     if limit is not None and limit < 1:
         raise UserError(f"--limit must be >= 1, got {limit}")
+    check_counts(n_traj=n_traj, n_mc=n_mc, limit=limit, batch_problems=batch_problems)
     the_task = get_task(task, **(task_options or {}))
     claim_run(Path(out), "rollout")
     recipe = Recipe(task, policy, dict(task_options or {}), backend=backend, backend_options=dict(backend_options or {}))
@@ -241,6 +261,8 @@ def evaluate(
         raise UserError(f"need n_max, k_max, m_max, beam_freq, beam_rounds >= 1, 0 < coverage < 1 and "
                         f"0 <= tolerance < 1; got {n_max}, {k_max}, {m_max}, {beam_freq}, {beam_rounds}, {coverage}, "
                         f"{tolerance}")
+    check_counts(n_max=n_max, k_max=k_max, m_max=m_max, beam_freq=beam_freq, beam_rounds=beam_rounds, limit=limit,
+                 tune_limit=tune_limit, batch_problems=batch_problems)
     names = check_strategies(strategies or [s for s in STRATEGIES if s != TUNED or tune_split])
     the_task, problems = _problems(task, split, limit, task_options)
     tune_problems = _problems(task, tune_split, tune_limit, task_options)[1] if tune_split else None

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Sequence
 
 import torch
@@ -38,6 +40,7 @@ class HFPRM:
     ):
         from transformers import AutoConfig, AutoTokenizer
 
+        check_prm_options(dtype, batch_size, max_length)
         self.options = dict(prm_format=prm_format, device=device, dtype=dtype, batch_size=batch_size, max_length=max_length)
         path = resolve_model(model)
         self.name = model
@@ -157,12 +160,48 @@ class HFPRM:
 
 
 def _load_model(path: str, config, reading: str, dtype):
-    """The right head for the reading format; custom PRM architectures by their declared class."""
+    """The right head for the reading format (custom PRM architectures by their declared
+    class), refused when the checkpoint lacks weights the model needs."""
+    with _quiet_transformers():  # its load report would print the missing weights before our one line
+        model, info = _load_with_info(path, config, reading, dtype)
+    missing = sorted(info.get("missing_keys") or [])
+    if missing:  # transformers would fill them with random numbers: scores read from noise
+        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        raise UserError(f"'{path}' has no trained weights for {shown}: it is not a PRM of the '{reading}' format "
+                        "(a policy given as --prm?); pass a PRM folder, or the --prm-format its weights fit")
+    return model
+
+
+def _load_with_info(path: str, config, reading: str, dtype):
     from transformers import AutoModel, AutoModelForCausalLM, AutoModelForTokenClassification
 
     if reading == "tokens":
-        return AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-    if any("ProcessRewardModel" in a for a in (getattr(config, "architectures", None) or [])):
+        model, info = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, output_loading_info=True)
+    elif any("ProcessRewardModel" in a for a in (getattr(config, "architectures", None) or [])):
         # Qwen2.5-Math-PRM ships its own modelling code with a 2-class head at every token.
-        return AutoModel.from_pretrained(path, dtype=dtype, trust_remote_code=True)
-    return AutoModelForTokenClassification.from_pretrained(path, dtype=dtype)
+        model, info = AutoModel.from_pretrained(path, dtype=dtype, trust_remote_code=True, output_loading_info=True)
+    else:
+        model, info = AutoModelForTokenClassification.from_pretrained(path, dtype=dtype, output_loading_info=True)
+    return model, info
+
+
+@contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+
+
+def check_prm_options(dtype: str, batch_size: object, max_length: object) -> None:
+    """Options that would make nothing readable (or crash mid-run) are refused at load."""
+    if not isinstance(getattr(torch, str(dtype), None), torch.dtype) or not getattr(torch, dtype).is_floating_point:
+        raise UserError(f"PRM option dtype must be a torch float type (float32, bfloat16, float16), got '{dtype}'")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise UserError(f"PRM option batch_size must be a whole number >= 1, got {batch_size}")
+    if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1):
+        raise UserError(f"PRM option max_length must be a whole number >= 1 (tokens the PRM reads), got {max_length}")

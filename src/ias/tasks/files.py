@@ -15,6 +15,7 @@ silently (blank lines are not rows).
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Callable, Iterable
@@ -114,26 +115,48 @@ def _shared_data_dirs() -> list[Path]:
 # --- reading rows ------------------------------------------------------------------------
 
 
+#: Longest row (bytes, without its newline) a JSONL data file may hold: a longer one is a
+#: one-line error, never read whole (a 50 MB row used to hang the parser).
+MAX_ROW_BYTES = 1 << 20
+
+
 def read_jsonl(file: Path) -> list[tuple[int, dict[str, Any]]]:
-    """(line number, row) for every non-blank line; a bad line raises UserError."""
+    """(line number, row) for every non-blank line, read as a stream of rows of at most
+    `MAX_ROW_BYTES`; a bad or oversized line raises UserError."""
     rows = []
     try:
-        with open(file, encoding="utf-8") as f:
-            for number, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise UserError(f"{file}:{number}: not valid JSON ({e.msg})") from None
-                if not isinstance(row, dict):
-                    raise UserError(f"{file}:{number}: a row must be a JSON object")
-                rows.append((number, row))
+        with open(file, "rb") as f:
+            number = 0
+            while line := f.readline(MAX_ROW_BYTES + 2):  # the row, its newline, one byte more
+                number += 1
+                if len(line.rstrip(b"\r\n")) > MAX_ROW_BYTES:
+                    raise UserError(f"{file}:{number}: a row longer than {MAX_ROW_BYTES >> 20} MB (the limit per "
+                                    "row); shorten it or drop it")
+                row = _parse_row(file, number, line)
+                if row is not None:
+                    rows.append((number, row))
     except OSError as e:
         raise UserError(f"cannot read {file}: {e.strerror or e}") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{file}: not UTF-8 text") from None
     return rows
+
+
+def _parse_row(file: Path, number: int, line: bytes) -> dict[str, Any] | None:
+    """One JSONL line as a row (None when blank)."""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"{file}:{number}: not UTF-8 text") from None
+    if not text.strip():
+        return None
+    try:
+        row = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UserError(f"{file}:{number}: not valid JSON ({e.msg})") from None
+    except (ValueError, RecursionError) as e:  # a number past Python's digit limit; nesting too deep
+        raise UserError(f"{file}:{number}: not readable JSON ({type(e).__name__}: {str(e)[:80]})") from None
+    if not isinstance(row, dict):
+        raise UserError(f"{file}:{number}: a row must be a JSON object")
+    return row
 
 
 def _text_field(row: dict, name: str, where: str, *, required: bool = True) -> str | None:
@@ -144,6 +167,8 @@ def _text_field(row: dict, name: str, where: str, *, required: bool = True) -> s
     value = row[name]
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise UserError(f"{where}: field '{name}' must be text, got {type(value).__name__}")
+    if isinstance(value, float) and not math.isfinite(value):  # JSON's NaN would become the answer "nan"
+        raise UserError(f"{where}: field '{name}' is {value}, not a finite number or text")
     text = str(value).strip()
     if required and not text:
         raise UserError(f"{where}: field '{name}' is empty")
@@ -197,6 +222,8 @@ class FileTask:
                     )
                 seen[problem.id] = at
                 problems.append(problem)
+            if not problems:
+                raise UserError(f"{where} holds no rows for split '{split}'; check the file or the split")
             self._cache[split] = problems
         problems = self._cache[split]
         return list(problems if limit is None else problems[: max(0, limit)])
