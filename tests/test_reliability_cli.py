@@ -199,3 +199,41 @@ def test_counts_past_their_ceiling_are_refused_before_any_work(tmp_path, args, f
     out = tmp_path / "o"
     one_line_error(ias(*args, "--out", str(out), timeout=60), f"{flag} ", f"past the ceiling of {ceiling}")
     assert not out.exists()
+
+
+@pytest.fixture(scope="module")
+def rollouts(calibrator) -> Path:
+    return calibrator.parent / "rollouts"
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("config", "config.json is damaged"),
+    ("foreign-row", "rollouts.jsonl:2 is not a valid record"),
+    ("empty", "holds no rollouts"),
+    ("shape", "holds a record of another shape"),
+])
+def test_a_damaged_rollout_folder_is_one_line(rollouts, tmp_path, damage, message):
+    import shutil
+
+    folder = tmp_path / "rollouts"
+    shutil.copytree(rollouts, folder)
+    store = folder / "rollouts.jsonl"
+    first = json.loads(store.read_text().splitlines()[0])
+    if damage == "config":
+        (folder / "config.json").write_text((rollouts / "config.json").read_text()[:30])
+    elif damage == "foreign-row":
+        store.write_text(json.dumps(first) + "\n" + json.dumps({"a": 1}) + "\n")
+    elif damage == "empty":
+        store.write_text("")
+    else:
+        first["trajectories"][0]["targets"] = [{"t": 0}]
+        store.write_text(json.dumps(first) + "\n")
+    one_line_error(ias("calibrate", "--rollouts", str(folder), "--out", str(tmp_path / "cal")), message)
+
+
+def test_a_foreign_row_in_a_run_folder_is_one_line(tmp_path):
+    out = tmp_path / "run"
+    assert ias("solve", *ONE_SOLVE, "--out", str(out)).returncode == 0
+    with open(out / "records.jsonl", "a") as f:
+        f.write(json.dumps({"id": "x"}) + "\n")
+    one_line_error(ias("solve", *ONE_SOLVE, "--out", str(out)), "records.jsonl:2 is not a valid record")

@@ -17,8 +17,9 @@ from typing import Any, Iterable
 from ias.errors import UserError
 
 
-def read_records(path: Path) -> list[dict]:
-    """The complete records of a JSONL file; a torn last line (no newline) is ignored."""
+def read_records(path: Path, required: tuple[str, ...] = ("id",)) -> list[dict]:
+    """The complete records of a JSONL file; a torn last line (no newline) is ignored. A line
+    that is not JSON, or not an object holding the `required` keys, is a one-line error."""
     if not path.exists():
         return []
     data = path.read_bytes()
@@ -28,9 +29,12 @@ def read_records(path: Path) -> list[dict]:
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            raise UserError(f"{path}:{number} is not a valid record; move the file away to start over") from None
+            record = json.loads(line)
+        except (ValueError, RecursionError):  # ValueError: bad JSON, bad UTF-8, a number too long
+            record = None
+        if not isinstance(record, dict) or any(key not in record for key in required):
+            raise UserError(f"{path}:{number} is not a valid record; move the file away to start over")
+        records.append(record)
     return records
 
 

@@ -26,6 +26,7 @@ from ias.tasks.grading import recording_timeouts
 from ias.types import Problem
 
 TIMING_FILE = "timing.jsonl"
+RECORD_KEYS = ("id", "correct", "usage")  # what every strategy's record holds and `summarize` reads
 
 
 class Strategy(Protocol):
@@ -67,7 +68,7 @@ def run_dataset(
     config = {**config, **strategy.config(), "seed": seed, "sampling": params.to_dict()}
     claim_folder(out / "config.json", config)
     records_path, timing_path = out / "records.jsonl", out / TIMING_FILE
-    done = {r["id"] for r in read_records(records_path)}
+    done = {r["id"] for r in read_records(records_path, RECORD_KEYS)}
     todo = [p for p in problems if p.id not in done]
     started = time.time()
     with RecordWriter(records_path) as writer, RecordWriter(timing_path) as clock, tqdm(
@@ -84,7 +85,7 @@ def run_dataset(
             bar.update(len(records))
             mark = now
     wanted = {p.id for p in problems}
-    records = [r for r in read_records(records_path) if r["id"] in wanted]
+    records = [r for r in read_records(records_path, RECORD_KEYS) if r["id"] in wanted]
     summary = summarize(records, config, time.time() - started, read_timing(timing_path))
     write_json(out / "summary.json", summary)
     return summary
@@ -143,7 +144,7 @@ def batch_timing(records: list[dict], wall_s: float) -> list[dict]:
 
 def read_timing(path: Path) -> dict[str, float]:
     """Each problem's wall time; the last line of a problem wins (a batch rerun after a crash)."""
-    return {t["id"]: t["wall_s"] for t in read_records(path)}
+    return {t["id"]: t["wall_s"] for t in read_records(path, ("id", "wall_s"))}
 
 
 def summarize(records: list[dict], config: dict, wall_s: float, timing: dict[str, float]) -> dict:

@@ -62,7 +62,7 @@ class RolloutStore:
 
     def records(self) -> list[dict]:
         """The complete records, in file order (a torn last line is ignored)."""
-        return read_records(self.path)
+        return read_records(self.path, required=("id", "question", "trajectories"))
 
     def keep_first(self, n: int) -> None:
         """Cut the file after its first `n` complete records (and any torn line)."""
@@ -147,7 +147,13 @@ def read_config(out: str | Path) -> dict:
     path = Path(out) / CONFIG
     if not path.exists():
         raise UserError(f"{Path(out)} holds no {CONFIG}; is it a rollout folder?")
-    return json.loads(path.read_text())
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise UserError(f"{path} is damaged ({type(err).__name__}); run `ias rollout` into a new folder") from None
+    if not isinstance(config, dict):
+        raise UserError(f"{path} is not a rollout folder's config; run `ias rollout` into a new folder")
+    return config
 
 
 def target_resolution(rows: Sequence[TargetRow]) -> float:
@@ -169,5 +175,12 @@ def load_targets(out: str | Path, include_final: bool = True) -> list[TargetRow]
     `include_final=False` leaves out the t = T rows (targets by correctness, not by
     continuation); SPEC §2 keeps them, so by default they are in.
     """
-    rows = list(iter_targets(require_rollouts(out).records()))
+    store = require_rollouts(out)
+    records = store.records()
+    if not records:
+        raise UserError(f"{store.path} holds no rollouts; run `ias rollout --out {store.out}`")
+    try:
+        rows = list(iter_targets(records))
+    except (KeyError, TypeError, IndexError, AttributeError):
+        raise UserError(f"{store.path} holds a record of another shape; run `ias rollout` into a new folder") from None
     return rows if include_final else [row for row in rows if not row.final]
