@@ -166,6 +166,20 @@ def test_a_client_that_leaves_frees_its_work_and_a_timeout_is_504(policy):
             time.sleep(0.05)
         assert metric(server.url, "ias_cancelled_requests_total") == 1
         assert time.monotonic() - left < 0.75 * full  # the rest of its units were never sampled
+        # The same for a stream: its first prompt's choices arrive, then the client leaves.
+        body = json.dumps({**BIG, "stream": True}).encode()
+        conn = socket.create_connection((host, int(port)))
+        conn.sendall(request.split(b"Content-Length")[0] + b"Content-Length: " + str(len(body)).encode()
+                     + b"\r\n\r\n" + body)
+        received = b""
+        while b"data: {" not in received:
+            received += conn.recv(65536)
+        left = time.monotonic()
+        conn.close()
+        while metric(server.url, "ias_queue_depth") > 0 and time.monotonic() - left < 60:
+            time.sleep(0.05)
+        assert metric(server.url, "ias_cancelled_requests_total") == 2
+        assert time.monotonic() - left < 0.75 * full
     with serving(policy, request_timeout_s=0.3) as server:
         status, answer, _ = call(server.url, BIG)
         assert status == 504 and "--request-timeout" in answer["error"]["message"]
@@ -214,3 +228,32 @@ def test_without_the_serve_extra_the_error_names_it():
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert done.stderr.strip() == "ias: error: ias serve needs the 'serve' extra: pip install -e '.[serve]' (in the ias clone)"
+
+
+def test_chat_and_streams_through_the_openai_client(policy):
+    params = dataclasses.replace(policy.defaults, max_tokens=40)
+    expected = [s.text for group in policy.sample(["Compute 5-2.\n\n", "Compute 7+1.\n\n"], 2, params, [9, 9])
+                for s in group]
+    with serving(policy) as server:
+        client = openai.OpenAI(api_key="unused", base_url=server.url, max_retries=0)
+        # Chat: a policy without a chat template (the zoo) reads the messages in its raw shape.
+        chat = client.chat.completions.create(model="arith-weak", messages=[{"role": "user", "content": "Compute 5-2."}],
+                                              n=2, seed=9, max_tokens=40)
+        assert [c.message.content for c in chat.choices] == expected[:2] and chat.object == "chat.completion"
+        # Streams: each prompt's choices arrive as they are sampled; the same texts as a whole answer.
+        texts = {}
+        for chunk in client.completions.create(model="arith-weak", prompt=["Compute 5-2.\n\n", "Compute 7+1.\n\n"],
+                                               n=2, seed=9, max_tokens=40, stream=True):
+            texts.update({c.index: c.text for c in chunk.choices})
+        assert [texts[k] for k in range(4)] == expected
+        pieces, spent = {}, None
+        for chunk in client.chat.completions.create(model="arith-weak", messages=[{"role": "user", "content": "Compute 7+1."}],
+                                                    n=2, seed=9, max_tokens=40, stream=True,
+                                                    stream_options={"include_usage": True}):
+            pieces.update({c.index: c.delta.content for c in chunk.choices})
+            spent = chunk.usage or spent
+        assert [pieces[0], pieces[1]] == expected[2:] and spent.completion_tokens > 0
+        with pytest.raises(openai.BadRequestError, match="logprobs"):
+            client.chat.completions.create(model="arith-weak", messages=[{"role": "user", "content": "q"}], logprobs=True)
+        status, answer, _ = call(server.url, {"messages": []}, path="/chat/completions")
+        assert status == 400 and answer["error"]["param"] == "messages"

@@ -107,6 +107,16 @@ def _apply_chat_template(tokenizer, messages: list[dict[str, str]]) -> str:
     return tokenizer.apply_chat_template([merged, *rest], add_generation_prompt=True, tokenize=False)
 
 
+def chat_request_prompt(policy, messages: Sequence[dict[str, str]]) -> str:
+    """The text a policy continues for a client's chat (`ias serve`'s /v1/chat/completions):
+    its tokenizer's chat template with the assistant's turn opened; a policy without one (the
+    zoo) gets the raw shape its tasks use, the messages' texts each followed by a blank line."""
+    tokenizer = getattr(policy, "tokenizer", None)
+    if getattr(tokenizer, "chat_template", None):
+        return _apply_chat_template(tokenizer, list(messages))
+    return "".join(message["content"] + STEP_DELIMITER for message in messages)
+
+
 def uses_chat(options: PromptOptions, tokenizer, policy_name: str = "the policy") -> bool:
     """Whether prompts go through the chat template: as asked, else when there is one."""
     has_template = bool(getattr(tokenizer, "chat_template", None))

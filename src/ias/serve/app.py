@@ -13,21 +13,22 @@ import asyncio
 import json
 import secrets
 import sys
+import traceback
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from ias.errors import UserError
-from ias.policy.base import Policy, SamplingParams
+from ias.policy.base import Policy
 from ias.serve.limits import ServeLimits
 from ias.serve.metrics import Metrics
-from ias.serve.requests import BadRequest, sampling_request
+from ias.serve.requests import BadRequest, SamplingJob, chat_job, completion_job
+from ias.serve.responses import new_id, sse, stream_chunk, usage, usage_chunk, whole_response
 from ias.serve.scheduler import Job, QueueFull, Scheduler
 from ias.types import Sample
 
@@ -45,6 +46,13 @@ class ServeState:
     completions: int = 0  # completion requests received, failed ones included
     in_flight: int = 0
     draining: bool = False  # after SIGTERM: in-flight requests finish, new ones get 503
+
+    def count(self, results: list[list[Sample]]) -> None:
+        """An answered request's samples and tokens, for /metrics."""
+        spent = usage(results)
+        self.metrics.samples += sum(len(group) for group in results)
+        self.metrics.generated_tokens += spent["completion_tokens"]
+        self.metrics.prompt_tokens += spent["prompt_tokens"]
 
 
 class ClientGone(Exception):
@@ -74,28 +82,29 @@ def create_app(state: ServeState) -> Starlette:
         if state.fail_first > 0:
             state.fail_first -= 1
             raise BadRequest("injected failure (--fail-first)", status=503, headers={"Retry-After": "1"})
-        limits = state.limits
-        prompts, n, params, seed = sampling_request(body, state.model_name, state.policy.defaults, limits.max_n,
-                                                    limits.max_samples, limits.max_prompt_chars)
-        try:
-            job = state.scheduler.submit(prompts, n, params, seed)
-        except QueueFull as err:
-            raise BadRequest(f"the server is busy: {err}; retry later", status=429, headers={"Retry-After": "1"}) from None
-        results = await wait_for_job(request, job, state)
-        answer = completion_response(state.model_name, results, params)
-        state.metrics.samples += len(answer["choices"])
-        state.metrics.generated_tokens += answer["usage"]["completion_tokens"]
-        state.metrics.prompt_tokens += answer["usage"]["prompt_tokens"]
-        return JSONResponse(answer)
+        return await answer(request, completion_job(body, state.model_name, state.policy.defaults, state.limits),
+                            chat=False)
+
+    async def chat_completions(request: Request) -> Response:
+        body = await read_json(request, state.limits)
+        return await answer(request, chat_job(body, state.policy, state.model_name, state.limits), chat=True)
+
+    async def answer(request: Request, job: SamplingJob, chat: bool) -> Response:
+        if job.stream:
+            return stream_answer(request, job, chat, state)
+        results = await wait_for_job(request, submit(state, job), state)
+        state.count(results)
+        return JSONResponse(whole_response(chat, state.model_name, results, job.params))
 
     routes = [Route("/health", handled(health, state, open_route=True)), Route("/metrics", handled(metrics, state)),
               Route("/v1/models", handled(models, state)),
-              Route("/v1/completions", handled(completions, state), methods=["POST"])]
+              Route("/v1/completions", handled(completions, state), methods=["POST"]),
+              Route("/v1/chat/completions", handled(chat_completions, state), methods=["POST"])]
 
     async def not_found(request: Request, exc: Exception) -> Response:
         status = getattr(exc, "status_code", 404)
         return error_response(BadRequest(f"no route {request.method} {request.url.path} "
-                                         "(ias serve has /v1/completions, /v1/models, /health, /metrics)",
+                                         "(ias serve has /v1/completions, /v1/chat/completions, /v1/models, /health, /metrics)",
                                          status=status))
 
     return Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
@@ -120,12 +129,10 @@ def handled(route, state: ServeState, open_route: bool = False):
         except ClientGone:
             response = Response(status_code=499)  # nobody reads it; logged as nginx does
         except UserError as err:  # e.g. a prompt longer than the model's context
-            response = error_response(BadRequest(str(err)))
+            response = error_response(_failure(err))
         except Exception as err:  # noqa: BLE001  (the server stays up; the client sees why, the log how)
-            import traceback
-
             traceback.print_exc()
-            response = error_response(BadRequest(f"{type(err).__name__}: {err}", status=500))
+            response = error_response(_failure(err))
         finally:
             state.in_flight -= 1
         elapsed = time.monotonic() - started
@@ -209,24 +216,57 @@ async def _disconnected(request: Request) -> None:
         pass
 
 
-def completion_response(model_name: str, results: list[list[Sample]], params: SamplingParams) -> dict:
-    """The OpenAI `text_completion` object; choice i*n + j is sample j of prompt i."""
-    choices = []
-    for group in results:
-        for sample in group:
-            logprobs = None
-            if params.logprobs:
-                logprobs = {"tokens": None, "token_logprobs": sample.logprobs, "top_logprobs": None, "text_offset": None}
-            choices.append({
-                "index": len(choices), "text": sample.text, "logprobs": logprobs,
-                "finish_reason": "length" if sample.finish_reason == "length" else "stop",
-                "stop_reason": sample.stop,
-            })
-    prompt_tokens = sum(group[0].prompt_tokens for group in results if group)
-    completion_tokens = sum(s.generated_tokens for group in results for s in group)
-    return {
-        "id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
-        "model": model_name, "choices": choices,
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                  "total_tokens": prompt_tokens + completion_tokens},
-    }
+def submit(state: ServeState, job: SamplingJob, on_unit=None) -> Job:
+    try:
+        return state.scheduler.submit(job.prompts, job.n, job.params, job.seed, on_unit)
+    except QueueFull as err:
+        raise BadRequest(f"the server is busy: {err}; retry later", status=429, headers={"Retry-After": "1"}) from None
+
+
+def stream_answer(request: Request, job: SamplingJob, chat: bool, state: ServeState) -> Response:
+    """Server-sent events: each prompt's choices as soon as they are sampled, then `[DONE]`.
+    A client that leaves mid-stream (or a stream past the request timeout) drops the rest of the work."""
+    loop = asyncio.get_running_loop()
+    wake = asyncio.Event()
+    queued = submit(state, job, on_unit=lambda i, samples: loop.call_soon_threadsafe(wake.set))
+    queued.future.add_done_callback(lambda _: loop.call_soon_threadsafe(wake.set))
+    ident = new_id(chat)
+
+    async def events():
+        deadline = loop.time() + state.limits.request_timeout_s
+        sent: set[int] = set()
+        try:
+            while len(sent) < len(job.prompts):
+                wake.clear()
+                for i, samples in enumerate(queued.results):
+                    if samples is not None and i not in sent:
+                        sent.add(i)
+                        yield stream_chunk(chat, state.model_name, ident, i * job.n, samples, job.params)
+                if len(sent) == len(job.prompts):
+                    break
+                if queued.future.done() and not queued.future.cancelled() and queued.future.exception():
+                    yield sse(_failure(queued.future.exception()).body())
+                    return
+                try:
+                    await asyncio.wait_for(wake.wait(), max(0.0, deadline - loop.time()))
+                except asyncio.TimeoutError:
+                    limit = state.limits.request_timeout_s
+                    yield sse(BadRequest(f"no answer within {limit:g} s (--request-timeout)", status=504).body())
+                    return
+            state.count(queued.results)
+            if job.include_usage:
+                yield usage_chunk(chat, state.model_name, ident, queued.results)
+            yield sse("[DONE]")
+        finally:
+            if len(sent) < len(job.prompts):  # the client left, the time ran out, or sampling failed
+                queued.cancel()
+                state.metrics.cancelled += 1
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
+def _failure(error: BaseException) -> BadRequest:
+    """What a failed sampling call tells its client: the user's mistake (400) or ours (500)."""
+    if isinstance(error, UserError):
+        return BadRequest(str(error))
+    return BadRequest(f"{type(error).__name__}: {error}", status=500)

@@ -15,6 +15,7 @@ import threading
 from collections import deque
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
+from typing import Callable
 
 from ias.policy.base import Policy, SamplingParams
 from ias.types import Sample
@@ -32,6 +33,7 @@ class Job:
     n: int
     params: SamplingParams
     seed: int
+    on_unit: Callable[[int, list[Sample]], None] | None = None  # each prompt's samples as they come (streaming)
     future: Future = field(default_factory=Future)
     results: list[list[Sample] | None] = field(init=False)
     scheduled: int = 0  # prompts handed to a step so far
@@ -67,8 +69,9 @@ class Scheduler:
         """Requests submitted and not yet answered (waiting or running)."""
         return self._pending
 
-    def submit(self, prompts: list[str], n: int, params: SamplingParams, seed: int) -> Job:
-        job = Job(prompts, n, params, seed)
+    def submit(self, prompts: list[str], n: int, params: SamplingParams, seed: int,
+               on_unit: Callable[[int, list[Sample]], None] | None = None) -> Job:
+        job = Job(prompts, n, params, seed, on_unit)
         with self._cond:
             if self._closed:
                 raise QueueFull("the server is shutting down")
@@ -79,17 +82,25 @@ class Scheduler:
             self._cond.notify()
         return job
 
-    def close(self) -> None:
+    def close(self, timeout: float = 300.0) -> None:
+        """Stop after the step in progress (waiting for it: torch must not be mid-call when
+        the process exits); requests still waiting are cancelled."""
         with self._cond:
             self._closed = True
+            for job in self._waiting:
+                job.cancel()
+                self._end(job)
+            self._waiting.clear()
             self._cond.notify()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
 
     def _loop(self) -> None:
         while True:
             with self._cond:
                 while not self._waiting and not self._closed:
                     self._cond.wait()
-                if self._closed and not self._waiting:
+                if self._closed:
                     return
                 units = self._take()
             self._run(units)
@@ -131,6 +142,8 @@ class Scheduler:
         for (job, i), samples in zip(group, out):
             job.results[i] = samples
             job.finished += 1
+            if job.on_unit is not None and not job.cancelled:
+                job.on_unit(i, samples)
             if job.finished == len(job.prompts):
                 self._settle(job, lambda f, job=job: f.set_result(job.results))
 
