@@ -1,12 +1,14 @@
-"""The demo's IAS figures as one JSON line: token share of `bon@N_max` and accuracy gap per method.
+"""The demo's IAS figures as one JSON line: token share of `bon@N_max`, accuracy gap and frontier ratios per method.
 
     python benchmarks/adaptive_scaling.py --out runs/bench-ias               # the demo's sizes: 200 problems, N_max 64
     python benchmarks/adaptive_scaling.py --problems 500 --n-max 64 --out runs/bench-ias-500
 
-Stages resume when rerun into the same `--out`. Targets (issue 4): calibrated IAS Best-of-N
-(`ias-bon-tuned`: its estimate and coverage chosen on the calib problems) at <= 50% of
-`bon@N_max`'s tokens within 1.5 points of its accuracy; `ias-bon-uncalibrated` >= 3 points
-below calibrated `ias-bon`.
+Stages resume when rerun into the same `--out`. `frontier` per non-fixed method: `saving`,
+the tokens of the cheapest fixed N (any selection rule) at least as accurate divided by its
+own, and `gain`, its accuracy minus the fixed-N curve's at equal tokens. Targets (issue 13):
+`ias-adaptive` at <= 25% of `bon@N_max`'s tokens >= the best fixed N + 2 points;
+`ias-adaptive@8` >= `bon@8` + 4 points on no more tokens; `ias-adaptive@B` within 4 points
+of `oracle-alloc@B` (B = 4, 8, 16); its confidence ECE <= 0.05.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import json
 from pathlib import Path
 
 from ias.demo import run_demo
+from ias.report import frontier_verdict
 
 
 def main() -> None:
@@ -39,6 +42,13 @@ def main() -> None:
                                                - methods["ias-bon-uncalibrated"]["accuracy"], 4),
         "brier": {m: v["brier"] for m, v in summary["calibration"]["methods"].items()},
         "tuned_on_calib": {k: summary["tuning"][k] for k in ("estimate", "coverage")} if "tuning" in summary else None,
+        "best_fixed_accuracy": max(p["accuracy"] for c in summary["frontier"].values() for p in c),
+        "frontier": frontier_verdict(summary),
+        "adaptive_minus_oracle": {b: round(methods[f"ias-adaptive@{b}"]["accuracy"]
+                                           - methods[f"oracle-alloc@{b}"]["accuracy"], 4)
+                                  for b in (2, 4, 8, 16, 32)
+                                  if f"ias-adaptive@{b}" in methods and f"oracle-alloc@{b}" in methods},
+        "confidence_ece": summary.get("confidence_ece"),
     }
     print(json.dumps(figures))
 

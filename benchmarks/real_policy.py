@@ -5,7 +5,8 @@ policy it never saw, writing in the format its chat prompt shows) its estimates 
 which is the paper's scenario. Stages: rollouts of the policy on `calib` (`train` for gsm8k;
 to fit) and on `test` (to measure), a calibrator of the PRM fitted on the first, its Brier
 score before and after on the second, then `ias eval` on the `test` problems: Best-of-N
-against IAS.
+against IAS, and `ias-adaptive` (its confidence map and knobs tuned on the fitting split's
+own pool) against the fixed-N frontier and `oracle-alloc`.
 
     python benchmarks/real_policy.py --out runs/bench-real                  # small: a 2-core CPU
     python benchmarks/real_policy.py --task gsm8k --max-tokens 256 --prm-opt max_length=2048 \
@@ -28,9 +29,11 @@ import torch
 
 import ias
 from ias.cli import key_value
+from ias.report import frontier_verdict
 from ias.tasks.base import get_task
 
-STRATEGIES = ["bon", "ias-bon", "ias-bon-uncalibrated", "oracle-ias"]
+STRATEGIES = ["bon", "sc", "weighted", "ias-bon", "ias-bon-uncalibrated", "oracle-ias", "ias-adaptive",
+              "ias-adaptive-uncalibrated", "oracle-alloc"]
 
 
 def _task_option(text: str) -> tuple[str, object]:
@@ -101,6 +104,7 @@ def main() -> None:
         strategies=STRATEGIES, n_max=args.n_max, coverage=args.coverage, out=out / f"eval-{method}",
         limit=args.test_problems, seed=args.seed, task_options=options, progress=False,
         backend_options=engine, max_tokens=args.max_tokens, prm_options=prm_options,
+        tune_split=fit_split, tune_limit=args.calib_problems,
     )
     seconds["eval"] = time.time() - started
 
@@ -120,6 +124,8 @@ def main() -> None:
                            "after": calibration["calibrated"]["overestimation"]},
         "accuracy": {m: methods[m]["accuracy"] for m in methods},
         "token_share_of_bon": {m: round(v["tokens"] / reference["tokens"], 3) for m, v in methods.items()},
+        "frontier_verdict": frontier_verdict(summary), "confidence_ece": summary.get("confidence_ece"),
+        "best_fixed_accuracy": max(p["accuracy"] for c in summary["frontier"].values() for p in c),
         "seconds": {k: round(v, 1) for k, v in seconds.items()},
     }
     print(json.dumps(figures))

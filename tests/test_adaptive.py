@@ -9,7 +9,8 @@ from ias.api import _policy, sampling_params
 from ias.evaluation import check_strategies, fixed_sizes, replay
 from ias.errors import UserError
 from ias.scaling import adaptive
-from ias.scaling.adaptive import Budget
+from ias.scaling.adaptive import Budget, ConfidenceMap
+from ias.scaling.budget import PRIOR_SAMPLES, AdaptiveSettings
 from ias.scaling.bon import BestOfN
 from ias.scaling.budget import n_ias
 from ias.tasks.base import get_task
@@ -78,7 +79,10 @@ def test_deepconf_counts_a_stopped_trace_up_to_its_exit_and_leaves_it_out_of_the
 def test_replay_names_the_fixed_curve_and_rejects_unknown_strategies():
     records = [pool([sample("1", True, score=0.9)] * 8, lower=0.9)]
     results = replay(records, [0.99], ["bon", "ias-bon", "ias-bon-uncalibrated", "sc"], Budget(n_max=8))
-    assert set(results) == {"bon@1", "bon@2", "bon@4", "bon@8", "sc@8", "ias-bon", "ias-bon-uncalibrated"}
+    assert {n for n in results if ":" not in n} == {"bon@1", "bon@2", "bon@4", "bon@8", "sc@8", "ias-bon",
+                                                    "ias-bon-uncalibrated"}
+    assert {f"frontier:{how}@8" for how in ("best", "majority", "weighted")} <= set(results)
+    assert all(len(runs) == adaptive.ORDERINGS for runs in results["bon@2"])  # every method, every ordering
     assert fixed_sizes(64) == [1, 2, 4, 8, 16, 32, 64] and fixed_sizes(48)[-1] == 48
     with pytest.raises(UserError, match="unknown strategy 'best-of'"):
         check_strategies(["bon", "best-of"])
@@ -192,3 +196,117 @@ def test_tuning_on_the_evaluated_questions_under_another_split_name_is_refused(t
     with pytest.raises(UserError, match="tuning problems include 2 evaluated questions .*tune on another split"):
         ias.evaluate(task=f"jsonl:{file}", split="test", tune_split="calib", limit=2, n_max=2, out=tmp_path / "e",
                      strategies=["bon", "ias-bon-tuned"], progress=False)
+
+
+def test_orderings_are_seeded_permutations_and_every_method_is_averaged_over_them():
+    record = pool([sample(str(j), j == 0, score=j / 10) for j in range(8)])
+    first, again, other = (adaptive.reorder(record, 3, k) for k in (0, 0, 1))
+    assert [s["answer"] for s in first["samples"]] == [s["answer"] for s in again["samples"]]
+    assert [s["answer"] for s in first["samples"]] != [s["answer"] for s in other["samples"]]
+    assert sorted(s["answer"] for s in first["samples"]) == [str(j) for j in range(8)]
+    assert record["samples"][0]["answer"] == "0"  # the pool itself is left alone
+    # One right sample in 8: the first one of an ordering is right in about 1/8 of them.
+    runs = replay([record], [0.5], ["bon"], Budget(n_max=8), orderings=64)["bon@1"][0]
+    share = adaptive.expected(runs).correct
+    assert share == sum(o.correct for o in runs) / 64 and 0 < share < 0.3
+    assert adaptive.expected(runs).samples == 1 and adaptive.expected(replay([record], [0.5], ["bon"], Budget(
+        n_max=8))["bon@8"][0]).correct == 0.0  # the best-scored of all 8 (score 0.7) is wrong
+
+
+def test_best_by_prefix_is_select_on_every_prefix():
+    from ias.scaling.select import best_by_prefix, select
+
+    answers = ["1", None, "2", "3", None, "2", "4"]
+    scores = [0.2, 0.9, 0.5, 0.5, 0.95, 0.7, float("-inf")]
+    chosen = best_by_prefix(answers, scores)
+    assert chosen == [select(answers[: k + 1], scores[: k + 1], "best") for k in range(len(answers))]
+    assert chosen == [0, 0, 2, 2, 2, 5, 5]  # answered before unanswered, first on ties
+
+
+def test_ias_adaptive_stops_on_a_confident_answer_and_reports_its_confidence():
+    sure = pool([sample("1", True, score=0.97)] * 64, lower=0.5)
+    unsure = pool([sample("2", False, score=0.3)] * 63 + [sample("1", True, score=0.97)], lower=0.5)
+    settings = AdaptiveSettings(target=0.9, price=0.0, wave=2)
+    out = adaptive.ias_adaptive(sure, Budget(), settings, ConfidenceMap())
+    assert out.samples == 1 and out.correct and out.confidence == pytest.approx(0.97)  # n_ias(0.5, 0.5) == 1
+    out = adaptive.ias_adaptive(unsure, Budget(), settings, ConfidenceMap())
+    assert out.samples == 64 and out.correct and out.tokens == 640 and out.prm_tokens == 64 * 20 + 7
+    # A price: 10 tokens cost 0.3; the success estimate (k 0.5 + 0.3 n) / (k + n), k = PRIOR_SAMPLES, times
+    # 0.7 (one minus the confidence) falls below that after a few samples.
+    priced = adaptive.ias_adaptive(unsure, Budget(), AdaptiveSettings(0.9, 0.03, 1), ConfidenceMap())
+    k = PRIOR_SAMPLES
+    stop = next(n for n in range(1, 64) if (k * 0.5 + 0.3 * n) / (k + n) * 0.7 < 0.3)
+    assert 1 < stop < 64 and priced.samples == stop and not priced.correct
+    assert priced.confidence == pytest.approx(0.3)
+    # A map fitted on choices where a 0.3 is right half the time says so.
+    fitted = ConfidenceMap.fit([adaptive.prefix_view(pool([sample("1", k % 2 == 0, score=0.3)] * 4))
+                                for k in range(4)])
+    assert adaptive.ias_adaptive(unsure, Budget(), AdaptiveSettings(0.9, 0.03, 1), fitted).confidence == 0.5
+
+
+def test_tuned_settings_keep_their_budget_on_the_tuning_pool_and_oracle_alloc_spends_b():
+    from ias.evaluation import tune_adaptive
+
+    easy = pool([sample("1", True, score=0.95, tokens=50)] * 16, lower=0.9)
+    hard = pool([sample("2", False, score=0.1, tokens=50)] * 12 + [sample("1", True, score=0.9, tokens=50)] * 4,
+                lower=0.3)
+    hopeless = pool([sample("2", False, score=0.05, tokens=50)] * 16, lower=0.1)
+    records = [{**r, "id": str(k)} for k, r in enumerate([easy, hard, hopeless] * 2)]
+    tuned = tune_adaptive(records, Budget(n_max=16), tolerance=0.01)
+    grid = {(g["target"], g["price"], g["wave"]): g for g in tuned["grid"]}
+    cheapest = min(tuned["grid"], key=lambda g: g["tokens"])
+    for b, settings in tuned["by_budget"].items():  # within B samples per question, or none is: the cheapest
+        chosen = grid[tuple(settings.values())]
+        assert chosen["samples"] <= int(b) or chosen == cheapest
+    assert grid[tuple(tuned["by_budget"]["8"].values())]["samples"] <= 8
+    results = replay(records, [0.5] * 6, ["ias-adaptive", "oracle-alloc"], Budget(n_max=16), {"adaptive": tuned})
+    for b in (2, 4, 8):
+        spent = [adaptive.expected(runs).samples for runs in results[f"oracle-alloc@{b}"]]
+        assert sum(spent) <= 6 * b  # no sample where it buys nothing
+    assert sum(adaptive.expected(runs).samples for runs in results["oracle-alloc@2"]) == 12
+    # With 4 samples each on average, the oracle solves the easy and the hard questions; the
+    # hopeless ones get a single sample each.
+    four = [adaptive.expected(runs) for runs in results["oracle-alloc@4"]]
+    assert [o.samples for o in four[::3] + four[2::3]] == [1, 1, 1, 1] and four[0].correct == 1.0
+    assert four[1].samples >= 4 and four[1].correct > 0.9
+    main = [adaptive.expected(runs) for runs in results["ias-adaptive"]]
+    assert main[0].samples == 1 and main[2].samples < main[1].samples  # few for easy and hopeless, more for hard
+
+
+def test_eval_reports_the_frontier_ias_adaptive_its_confidence_and_the_oracle(tmp_path):
+    """A real (small) `ias eval` with a tuning split: the frontier of every selection rule,
+    ias-adaptive tuned on the tuning pool with its @B family, the oracle, the ECE of the
+    confidences, and report.md's verdict."""
+    import json
+
+    import ias
+    from ias.evaluation import _read_raw, fixed_sizes
+    from ias.api import _prm
+    from ias.records import read_records
+
+    strategies = ["bon", "sc", "weighted", "ias-adaptive", "ias-adaptive-uncalibrated", "oracle-alloc"]
+    summary = ias.evaluate(limit=4, n_max=4, out=tmp_path, progress=False, strategies=strategies,
+                           tune_split="calib", tune_limit=4)
+    frontier = summary["frontier"]
+    assert set(frontier) == {"best", "majority", "weighted"}
+    assert [p["n"] for p in frontier["best"]] == fixed_sizes(4)
+    assert [p["accuracy"] for p in frontier["best"]] == [summary["methods"][f"bon@{n}"]["accuracy"]
+                                                         for n in fixed_sizes(4)]
+    assert frontier["majority"][-1]["accuracy"] == summary["methods"]["sc@4"]["accuracy"]
+    assert {"ias-adaptive", "ias-adaptive@2", "ias-adaptive@4", "oracle-alloc@2", "oracle-alloc@4",
+            "ias-adaptive-uncalibrated"} <= set(summary["methods"])
+    assert summary["methods"]["oracle-alloc@2"]["samples"] <= 2 * 4
+    tuning = json.loads((tmp_path / "tune" / "tuning.json").read_text())["adaptive"]
+    assert tuning["n_problems"] == 4 and set(tuning["by_budget"]) == {"2", "4", "8", "16", "32"}
+    ece = summary["confidence_ece"]
+    assert 0 <= ece["calibrated"] <= 1 and 0 <= ece["uncalibrated"] <= 1
+    records = [json.loads(line) for line in (tmp_path / "records.jsonl").read_text().splitlines()]
+    for r in records:
+        assert 0 <= r["methods"]["ias-adaptive"]["confidence"] <= 1
+        assert 0 <= r["methods"]["bon@4"]["correct"] <= 1  # the chance over the orderings
+    assert "## Against the fixed-N frontier" in (tmp_path / "report.md").read_text()
+    assert (tmp_path / "pareto.png").stat().st_size > 0
+    # Without a calibrator the raw PRM re-read of every pool sample is the pool's own score.
+    pool = read_records(tmp_path / "pool" / "records.jsonl")
+    _read_raw(_prm("arith-prm", None), pool)
+    assert all(s["raw_score"] == pytest.approx(s["score"], abs=1e-5) for r in pool for s in r["samples"])

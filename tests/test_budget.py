@@ -8,7 +8,10 @@ import pytest
 
 from ias.errors import UserError
 from ias.scaling.budget import (
+    PRIOR_SAMPLES,
+    AdaptiveSettings,
     adaptive_consistency_stop,
+    adaptive_wave,
     chance_any_correct,
     deepconf_threshold,
     esc_window_stop,
@@ -19,6 +22,7 @@ from ias.scaling.budget import (
     leading_answer_probability,
     lowest_window_confidence,
     n_ias,
+    oracle_allocation,
     sequential_should_stop,
     windowed_confidence,
 )
@@ -302,3 +306,70 @@ def test_deepconf_threshold():
         deepconf_threshold(lows, 0.0)
     with pytest.raises(UserError):
         deepconf_threshold([-1.0, math.nan], 0.9)
+
+
+# --- ias-adaptive's wave rule and the oracle allocation -------------------------------
+
+
+def test_first_wave_is_sized_by_the_question_estimate_within_one_wave():
+    settings = AdaptiveSettings(wave=4)
+    assert adaptive_wave(0.9, 0, 0.0, 0.0, 0.0, settings, 64) == 1  # easy: one sample may do
+    assert adaptive_wave(0.3, 0, 0.0, 0.0, 0.0, settings, 64) == n_ias(0.3, 0.5) == 2
+    assert adaptive_wave(0.01, 0, 0.0, 0.0, 0.0, settings, 64) == 4  # hard: one whole wave
+    assert adaptive_wave(0.01, 0, 0.0, 0.0, 0.0, AdaptiveSettings(wave=1), 64) == 1
+
+
+def test_a_confident_answer_stops_and_a_hard_solvable_question_keeps_sampling():
+    settings = AdaptiveSettings(target=0.9, price=0.001, wave=2)
+    assert adaptive_wave(0.5, 3, 0.95, 2.0, 40.0, settings, 64) == 0  # confident enough
+    # Unsure answer, success rate estimated (4 * 0.5 + 1.5) / 7 = 0.5: gain 0.5 * 0.8 = 0.4 > 0.04 per sample.
+    assert adaptive_wave(0.5, 3, 0.2, 1.5, 40.0, settings, 64) == 2
+    assert adaptive_wave(0.5, 63, 0.2, 30.0, 40.0, settings, 64) == 1  # the last wave is cut at n_max
+    assert adaptive_wave(0.5, 64, 0.2, 30.0, 40.0, settings, 64) == 0
+
+
+def test_a_nearly_hopeless_question_stops_on_price_once_its_samples_fail():
+    settings = AdaptiveSettings(target=0.9, price=0.001, wave=1)
+    tokens = 45.0  # one more sample costs 0.045 in accuracy
+    stops = [n for n in range(1, 65) if adaptive_wave(0.2, n, 0.0, 0.0, tokens, settings, 64) == 0]
+    # gain = k 0.2 / (k + n), k = PRIOR_SAMPLES (the samples' own chances are 0): worth a sample while >= 0.045.
+    k = PRIOR_SAMPLES
+    assert stops[0] == next(n for n in range(1, 65) if k * 0.2 / (k + n) < 0.045) > 1
+    assert stops == list(range(stops[0], 65))  # once stopped, it stays stopped
+    free = AdaptiveSettings(target=0.9, price=0.0, wave=1)  # no price: only confidence or n_max stops
+    assert adaptive_wave(0.2, 40, 0.0, 0.0, tokens, free, 64) == 1
+
+
+def test_adaptive_settings_are_checked():
+    with pytest.raises(UserError, match="target"):
+        AdaptiveSettings(target=1.5)
+    with pytest.raises(UserError, match="wave"):
+        AdaptiveSettings(wave=0)
+    with pytest.raises(UserError, match="price"):
+        AdaptiveSettings(price=float("nan"))
+
+
+def _brute_force_allocation(curves, budget):
+    best = None
+    for counts in itertools.product(*(range(1, len(c) + 1) for c in curves)):
+        if sum(counts) <= budget:
+            value = sum(c[n - 1] for c, n in zip(curves, counts))
+            best = value if best is None else max(best, value)
+    return best
+
+
+def test_oracle_allocation_jumps_over_a_flat_start_and_matches_brute_force_on_hull_curves():
+    late = [0.0, 0.0, 0.0, 0.9]  # nothing until the 4th sample: the greedy must see past the flat start
+    early = [0.5, 0.6, 0.65, 0.66]
+    counts = oracle_allocation([late, early], 6)
+    assert counts == [4, 2] and sum(counts) == 6
+    assert oracle_allocation([early, early], 2) == [1, 1]  # one sample each at least
+    rng = np.random.default_rng(0)
+    for _ in range(20):  # concave curves: greedy is optimal
+        curves = [np.cumsum(np.sort(rng.uniform(0, 0.3, 4))[::-1]).tolist() for _ in range(3)]
+        budget = int(rng.integers(3, 13))
+        counts = oracle_allocation(curves, budget)
+        assert sum(counts) <= budget
+        assert sum(c[n - 1] for c, n in zip(curves, counts)) == pytest.approx(_brute_force_allocation(curves, budget))
+    with pytest.raises(UserError, match="budget"):
+        oracle_allocation([early, early], 1)

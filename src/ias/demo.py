@@ -3,9 +3,11 @@
 1. Monte-Carlo rollouts of the weak policy on `calib` problems (and a few `test` ones to
    score calibration on), 2. every calibration method fitted and compared, 3. `ias eval` of
    every strategy on `test` problems at N_max, budgeting IAS from the `quantile-head`
-   calibrator; `ias-bon-tuned` chooses its estimate and coverage on the `calib` problems'
-   own pool. The beam searches keep up to sqrt(N_max) beams of sqrt(N_max) samples (the
-   paper's 8 x 8 at N_max = 64). Each stage resumes when rerun into the same `--out`.
+   calibrator; `ias-bon-tuned` chooses its estimate and coverage, and `ias-adaptive` its
+   confidence map and knobs, on the `calib` problems' own pool. One line says how
+   `ias-adaptive` stands against the fixed-N frontier. The beam searches keep up to
+   sqrt(N_max) beams of sqrt(N_max) samples (the paper's 8 x 8 at N_max = 64). Each stage
+   resumes when rerun into the same `--out`.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 
 from ias.api import calib_eval, evaluate, rollout
 from ias.records import write_json
-from ias.report import eval_table, print_calibration, tuning_line
+from ias.report import eval_table, print_calibration, tuning_line, verdict_line
 
 FULL = {"calib_problems": 150, "calib_test_problems": 60, "problems": 200, "n_max": 64}
 QUICK = {"calib_problems": 40, "calib_test_problems": 20, "problems": 60, "n_max": 16}
@@ -48,5 +50,6 @@ def run_demo(out: Path = Path("ias-demo"), quick: bool = False, seed: int = 0, p
     print(eval_table(summary))
     if summary.get("tuning"):
         print(tuning_line(summary["tuning"]))
+    print(verdict_line(summary))
     print(f"report: {out / 'eval' / 'report.md'}  summary: {out / 'summary.json'}  ({summary['demo_wall_s']} s)")
     return summary

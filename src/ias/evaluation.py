@@ -18,23 +18,32 @@ the same way. Problems written before ias timed them count 0 s, and `summary.jso
 from __future__ import annotations
 
 import dataclasses
+from collections import defaultdict
 from pathlib import Path
 from typing import Sequence
 
+
+from ias.calibration.metrics import ece
 from ias.errors import UserError
 from ias.metrics import bootstrap_ci
 from ias.records import RecordWriter, read_records, write_json
 from ias.scaling import adaptive
-from ias.scaling.adaptive import Budget, Outcome
+from ias.scaling.adaptive import ORDERINGS, Budget, ConfidenceMap, Outcome, expected
 from ias.scaling.beam import BeamSearch
-from ias.scaling.budget import UNREAD
+from ias.scaling.budget import UNREAD, AdaptiveSettings, oracle_allocation
 from ias.scaling.bon import BestOfN
+from ias.scaling.select import SELECTIONS, aggregate
+from ias.types import split_steps
 
 STRATEGIES = ("bon", "ias-bon", "ias-bon-median", "ias-bon-tuned", "ias-bon-uncalibrated", "ias-seq", "fleet",
+              "ias-adaptive", "ias-adaptive-uncalibrated", "oracle-alloc",
               "beam", "ias-beam", "sc", "weighted", "adaptive-consistency", "esc", "deepconf", "oracle-ias")
 SEARCHES = ("beam", "ias-beam")  # run for real (a step-level search cannot be replayed on whole samples)
 TUNED = "ias-bon-tuned"  # IAS Best-of-N with the estimate and coverage chosen on a tuning split
 TUNE_COVERAGES = (0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
+ADAPTIVE = ("ias-adaptive", "ias-adaptive-uncalibrated")  # tuned on a tuning split's pool when there is one
+#: Methods whose confidence is a sample's calibrated score put through the confidence map.
+_OWN_CONFIDENCE = ("ias-adaptive", "oracle-alloc")
 
 
 def check_strategies(names: Sequence[str]) -> list[str]:
@@ -83,7 +92,7 @@ def run_eval(
         return summary, [r for r in read_records(folder / "records.jsonl") if r["id"] in wanted]
 
     tuning = None
-    if TUNED in strategies:
+    if tune_problems and tune_config and (TUNED in strategies or any(a in strategies for a in ADAPTIVE)):
         # By question text, not id: a jsonl file read under two split names gives the same
         # questions different ids, and an arith seed:N split may redraw test questions.
         evaluated = {_question_key(p.question) for p in problems}
@@ -91,16 +100,24 @@ def run_eval(
         if overlap:
             raise UserError(f"the tuning problems include {len(overlap)} evaluated questions (e.g. {overlap[0]}); "
                             "tune on another split")
-        tuning = {"split": tune_config["split"],
-                  **tune_budget(pool(out / "tune" / "pool", tune_problems, tune_config)[1], budget, tolerance)}
+        tune_records = pool(out / "tune" / "pool", tune_problems, tune_config)[1]
+        tuning = {"split": tune_config["split"], **tune_budget(tune_records, budget, tolerance),
+                  "adaptive": tune_adaptive(tune_records, budget, tolerance, seed)}
         write_json(out / "tune" / "tuning.json", tuning)
     pool_summary, records = pool(out / "pool", problems, config)
     # The raw PRM's reading of each question, for IAS without calibration.
     raw = [x.scores[0] if x.scores else UNREAD for x in plain_prm.score([(r["question"], []) for r in records])]
-    outcomes = replay(records, raw, strategies, budget, tuning)
+    if "ias-adaptive-uncalibrated" in strategies:
+        _read_raw(plain_prm, records)
+    by_ordering = replay(records, raw, strategies, budget, tuning, seed)
+    # Names with a colon are the frontier's and the sweeps' points, summarised on their own.
+    outcomes = {name: [expected(runs) for runs in results] for name, results in by_ordering.items() if ":" not in name}
     pool_tokens = pool_summary["usage"]["generated_tokens"] or 1
     pool_wall = pool_summary["wall_s"]
     notes = _untimed_note(out / "pool", pool_summary)
+    if any(a in strategies for a in ADAPTIVE) and not (tuning and "adaptive" in tuning):
+        notes.append("no tuning split: ias-adaptive ran with its default settings and its confidence is the chosen "
+                     "sample's calibrated score (no map); pass --tune-split for ias-adaptive@B and a fitted map")
     methods = {name: _method_summary(results, share_of=(pool_wall, pool_tokens)) for name, results in outcomes.items()}
     for name in (s for s in SEARCHES if s in strategies):
         search = BeamSearch(n_init=budget.n_max, k_max=budget.k_max, m_max=budget.m_max, freq=budget.beam_freq,
@@ -110,9 +127,13 @@ def run_eval(
                                  batch_problems=batch_problems, progress=progress, executor=executor)
         by_id = {r["id"]: r for r in read_records(out / name / "records.jsonl")}
         outcomes[name] = [_search_outcome(by_id[r["id"]]) for r in records]
+        by_ordering[name] = [[o] for o in outcomes[name]]
         methods[name] = _method_summary(outcomes[name], wall_s=summary_of["wall_s"])
         notes += _untimed_note(out / name, summary_of)
-    summary = {"methods": methods, "n_problems": len(records), "n_max": budget.n_max,
+    summary = {"methods": methods, "n_problems": len(records), "n_max": budget.n_max, "orderings": ORDERINGS,
+               "frontier": frontier(by_ordering, budget.n_max),
+               **({"sweeps": _sweeps(by_ordering)} if any(k.startswith("sweep:") for k in by_ordering) else {}),
+               **({"confidence_ece": confidence_ece(by_ordering)} if "ias-adaptive" in by_ordering else {}),
                "budget": dataclasses.asdict(budget), "pool": {"wall_s": pool_wall, "usage": pool_summary["usage"]},
                "config": config, **({"tuning": tuning} if tuning else {}), **({"notes": notes} if notes else {})}
     _write_records(out / "records.jsonl", records, raw, outcomes)
@@ -125,20 +146,48 @@ def run_eval(
 
 
 def replay(
-    records: list[dict], raw_t0: list[float], strategies: Sequence[str], budget: Budget, tuning: dict | None = None
-) -> dict[str, list[Outcome]]:
-    """Every asked-for method's outcome on every problem, replayed on the pool."""
+    records: list[dict], raw_t0: list[float], strategies: Sequence[str], budget: Budget, tuning: dict | None = None,
+    seed: int = 0, orderings: int = ORDERINGS,
+) -> dict[str, list[list[Outcome]]]:
+    """Every asked-for method's outcome on every problem under each of `orderings` seeded
+    random orderings of its pool (`[problem][ordering]`). Names with a colon are the
+    frontier's points (`frontier:best@8`) and the sweeps of a method's main knob."""
+    shuffled = [[adaptive.reorder(r, seed, k) for r in records] for k in range(orderings)]
+    tuned = (tuning or {}).get("adaptive")
+    confidence = _confidence_map(tuned)
+    results: dict[str, list[list[Outcome]]] = defaultdict(lambda: [[] for _ in records])
+    for rows in shuffled:
+        for name, outs in _replay_once(rows, raw_t0, strategies, budget, tuning).items():
+            for runs, o in zip(results[name], outs):
+                runs.append(o if name in _OWN_CONFIDENCE else dataclasses.replace(
+                    o, confidence=None if o.confidence is None else float(confidence([o.confidence])[0])))
+    if any(a in strategies for a in (*ADAPTIVE, "oracle-alloc")):
+        views = [[adaptive.prefix_view(r) for r in rows] for rows in shuffled]
+        for name, outs in _adaptive_methods(shuffled, views, raw_t0, strategies, budget, tuned, confidence).items():
+            results[name] = outs
+    return dict(results)
+
+
+def _replay_once(records: list[dict], raw_t0: list[float], strategies: Sequence[str], budget: Budget,
+                 tuning: dict | None) -> dict[str, list[Outcome]]:
+    """The methods that need no tuning of their own, on one ordering of every pool."""
     results: dict[str, list[Outcome]] = {}
+    for n in fixed_sizes(budget.n_max):
+        for how, method in (("best", adaptive.best_of), ("majority", adaptive.majority_of),
+                            ("weighted", adaptive.weighted_of)):
+            results[f"frontier:{how}@{n}"] = [method(r, n) for r in records]
     if "bon" in strategies:
         for n in fixed_sizes(budget.n_max):
-            results[f"bon@{n}"] = [adaptive.best_of(r, n) for r in records]
+            results[f"bon@{n}"] = results[f"frontier:best@{n}"]
     if "sc" in strategies:
-        results[f"sc@{budget.n_max}"] = [adaptive.majority_of(r, budget.n_max) for r in records]
+        results[f"sc@{budget.n_max}"] = results[f"frontier:majority@{budget.n_max}"]
     if "weighted" in strategies:
-        results[f"weighted@{budget.n_max}"] = [adaptive.weighted_of(r, budget.n_max) for r in records]
+        results[f"weighted@{budget.n_max}"] = results[f"frontier:weighted@{budget.n_max}"]
     ias = [adaptive.ias_bon(r, budget) for r in records]
     if "ias-bon" in strategies:
         results["ias-bon"] = ias
+        for coverage in TUNE_COVERAGES:
+            results[f"sweep:ias-bon:{coverage}"] = _ias_with(records, budget, "lower", coverage)
     if "ias-bon-median" in strategies:  # budget from the calibrated median, not the lowest quantile
         results["ias-bon-median"] = _ias_with(records, budget, "median", budget.coverage)
     if "ias-bon-uncalibrated" in strategies:
@@ -151,6 +200,114 @@ def replay(
         if name in strategies and name != "ias-bon":
             results[name] = [method(r, budget) for r in records]
     return results
+
+
+def _adaptive_methods(shuffled: list[list[dict]], views: list[list], raw_t0: list[float], strategies: Sequence[str],
+                      budget: Budget, tuned: dict | None, confidence: ConfidenceMap) -> dict[str, list[list[Outcome]]]:
+    """`ias-adaptive` (its tuned settings, each `@B` one, its price swept), its uncalibrated
+    twin and `oracle-alloc@B`, on every ordering (`shuffled[k][i]`, `views[k][i]`)."""
+    results: dict[str, list[list[Outcome]]] = {}
+
+    def each(method) -> list[list[Outcome]]:
+        runs = [[method(k, i) for k in range(len(shuffled))] for i in range(len(shuffled[0]))]
+        return runs
+
+    main = AdaptiveSettings(**tuned["settings"]) if tuned else AdaptiveSettings()
+    if "ias-adaptive" in strategies:
+        def run(settings):
+            return lambda k, i: adaptive.ias_adaptive(shuffled[k][i], budget, settings, confidence, views[k][i])
+        results["ias-adaptive"] = each(run(main))
+        for b, settings in (tuned or {}).get("by_budget", {}).items():
+            results[f"ias-adaptive@{b}"] = each(run(AdaptiveSettings(**settings)))
+        for price in adaptive.PRICES:
+            results[f"sweep:ias-adaptive:{price}"] = each(run(dataclasses.replace(main, price=price)))
+    if "ias-adaptive-uncalibrated" in strategies:
+        raw_views = [[adaptive.prefix_view(r, "raw_score") for r in rows] for rows in shuffled]
+        results["ias-adaptive-uncalibrated"] = each(lambda k, i: adaptive.ias_adaptive(
+            shuffled[k][i], budget, main, ConfidenceMap(), raw_views[k][i], question=raw_t0[i]))
+    if "oracle-alloc" in strategies:
+        curves = adaptive.selected_curves(views)
+        for b in adaptive.MEAN_BUDGETS:
+            if b <= budget.n_max:
+                sizes = oracle_allocation(curves, b * len(curves))
+                per = [adaptive.oracle_alloc(rows, row_views, sizes) for rows, row_views in zip(shuffled, views)]
+                results[f"oracle-alloc@{b}"] = [[per[k][i] for k in range(len(per))] for i in range(len(curves))]
+    return results
+
+
+def _confidence_map(tuned: dict | None) -> ConfidenceMap:
+    """The tuning pool's map from a chosen sample's calibrated score to its chance of being
+    right (identity without a tuning split)."""
+    if not tuned:
+        return ConfidenceMap()
+    from ias.calibration.posthoc import IsotonicRegression
+
+    return ConfidenceMap(IsotonicRegression.from_dict(tuned["confidence_map"]))
+
+
+def tune_adaptive(records: list[dict], budget: Budget, tolerance: float, seed: int = 0) -> dict:
+    """`ias-adaptive`'s confidence map and settings, from a tuning pool (other problems than
+    the evaluated ones), every setting expected over the same number of orderings."""
+    shuffled = [[adaptive.reorder(r, seed, k) for r in records] for k in range(ORDERINGS)]
+    views = [[adaptive.prefix_view(r) for r in rows] for rows in shuffled]
+    confidence = ConfidenceMap.fit([v for row in views for v in row])
+    grid = adaptive.adaptive_grid(views, shuffled, budget, confidence)
+    one_sample = sum(sum(s["generated_tokens"] for s in r["samples"]) / len(r["samples"]) for r in records)
+    return {**adaptive.choose_settings(grid, tolerance, one_sample), "confidence_map": confidence.to_dict(),
+            "n_problems": len(records), "grid": grid}
+
+
+def frontier(by_ordering: dict[str, list[list[Outcome]]], n_max: int) -> dict[str, list[dict]]:
+    """Fixed-N accuracy and tokens of every selection rule at N = 1, 2, 4, ... N_max,
+    expected over the orderings."""
+    curves = {}
+    for how in SELECTIONS:
+        points = []
+        for n in fixed_sizes(n_max):
+            runs = by_ordering[f"frontier:{how}@{n}"]
+            points.append({"n": n, **_point(runs)})
+        curves[how] = points
+    return curves
+
+
+def _point(runs: list[list[Outcome]]) -> dict:
+    """Expected accuracy and total tokens of a method's outcomes (`[problem][ordering]`)."""
+    problems = [expected(r) for r in runs]
+    return {"accuracy": round(sum(o.correct for o in problems) / len(problems), 4),
+            "tokens": round(sum(o.tokens for o in problems), 1)}
+
+
+def _sweeps(by_ordering: dict[str, list[list[Outcome]]]) -> dict[str, list[dict]]:
+    """Each adaptive method's main knob swept on the evaluated problems (drawn as a line;
+    never used to choose a setting): `sweep:<method>:<value>`."""
+    sweeps: dict[str, list[dict]] = defaultdict(list)
+    for name, runs in by_ordering.items():
+        if name.startswith("sweep:"):
+            _, method, value = name.split(":")
+            sweeps[method].append({"value": float(value), **_point(runs)})
+    return dict(sweeps)
+
+
+def confidence_ece(by_ordering: dict[str, list[list[Outcome]]]) -> dict:
+    """ECE of `ias-adaptive`'s stated confidence against its correctness over every
+    (evaluated problem, ordering), and of the raw PRM score of the uncalibrated twin's answers."""
+    def of(name: str) -> float | None:
+        runs = [o for r in by_ordering.get(name, []) for o in r]
+        if not runs:
+            return None
+        return round(ece([o.confidence for o in runs], [float(o.correct) for o in runs]), 4)
+
+    return {"calibrated": of("ias-adaptive"), "uncalibrated": of("ias-adaptive-uncalibrated")}
+
+
+def _read_raw(plain_prm, records: list[dict]) -> None:
+    """Every pool sample's raw PRM score (`raw_score`, last step), for the uncalibrated twin."""
+    pairs = [(r["question"], split_steps(s["text"])) for r in records for s in r["samples"]]
+    readings = iter(plain_prm.score(pairs))
+    for r in records:
+        for s in r["samples"]:
+            score = aggregate(next(readings).scores, "last")
+            s["raw_score"] = None if score == float("-inf") else score
 
 
 def _ias_with(records: list[dict], budget: Budget, estimate: str, coverage: float) -> list[Outcome]:

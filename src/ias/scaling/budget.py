@@ -12,6 +12,8 @@ from __future__ import annotations
 import heapq
 import math
 from collections import Counter
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
@@ -205,7 +207,13 @@ def leading_answer_probability(answers: Sequence[str | None], samples: int = 200
     if not counts:
         return 0.0
     ordered = [c for _, c in counts.most_common()]  # the leading answer first; ties keep first-seen order
-    alpha = [c + 1 for c in ordered] + [1]
+    return _leading_share(tuple(c + 1 for c in ordered) + (1,), samples, seed)
+
+
+@lru_cache(maxsize=1 << 14)
+def _leading_share(alpha: tuple[int, ...], samples: int, seed: int) -> float:
+    """P(the first category is the largest) under Dirichlet(alpha); remembered, since a replay
+    over many orderings meets the same vote counts again and again."""
     if len(alpha) == 2:
         return _beta_half_tail(alpha[0], alpha[1])
     draws = np.random.default_rng(seed).dirichlet(alpha, size=samples)
@@ -218,8 +226,15 @@ def adaptive_consistency_stop(
     """Adaptive-Consistency (Aggarwal et al. 2023): stop once the leading answer is likely enough the mode.
 
     Stops when `leading_answer_probability` reaches `threshold` (0.95 in the paper's setting).
+    That chance is at most the exact chance that the leader beats its closest rival alone (a
+    Beta tail), so while that falls short no Monte Carlo is drawn: a replay over many
+    orderings asks this tens of thousands of times.
     """
     threshold = _check_share("threshold", threshold, closed_top=True)
+    samples = _check_int("samples", samples, 1)
+    rivals = [c for _, c in Counter(a for a in answers if a is not None).most_common(2)]
+    if len(rivals) == 2 and _beta_half_tail(rivals[0] + 1, rivals[1] + 1) < threshold:
+        return False
     return leading_answer_probability(answers, samples, seed) >= threshold
 
 
@@ -328,3 +343,98 @@ def first_exit(logprobs: Sequence[float], threshold: float, window: int = 16) ->
         if values[j] < threshold:
             return j
     return None
+
+
+# --- ias-adaptive: sequential, selector-aware, calibrated -------------------------------
+
+
+@dataclass(frozen=True)
+class AdaptiveSettings:
+    """The knobs of `ias-adaptive`: stop once the chosen answer's calibrated chance of being
+    right reaches `target`, or once one more sample's expected gain in accuracy is below
+    `price` per generated token; later waves draw `wave` samples each."""
+
+    target: float = 0.9
+    price: float = 0.0005
+    wave: int = 1
+
+    def __post_init__(self) -> None:
+        _check_share("target", self.target, closed_top=True)
+        _check_int("wave", self.wave, 1)
+        if not (math.isfinite(self.price) and self.price >= 0):
+            raise UserError(f"price must be a finite number >= 0, got {self.price!r}")
+
+
+#: How many finished samples the question's own estimate is worth when the samples' calibrated
+#: scores and it are pooled into one estimate of the question's success rate.
+PRIOR_SAMPLES = 2
+
+
+def first_wave(question: float, wave: int, n_max: int) -> int:
+    """The first wave's size from the question alone: enough samples for an even chance, by
+    the question's calibrated estimate, that one is right (1 for an easy question), at most
+    one wave."""
+    return min(n_ias(question, 0.5, 1, n_max), wave)
+
+
+def success_estimate(question: float, score_sum: float, finished: int) -> float:
+    """The question's success rate from its calibrated estimate (worth `PRIOR_SAMPLES`
+    samples) pooled with the calibrated scores of its finished samples (each clipped to [0, 1])."""
+    return (PRIOR_SAMPLES * min(max(_probability(question), 0.0), 1.0) + score_sum) / (PRIOR_SAMPLES + finished)
+
+
+def adaptive_wave(question: float, finished: int, confidence: float, score_sum: float, mean_tokens: float,
+                  settings: AdaptiveSettings, n_max: int) -> int:
+    """How many samples `ias-adaptive` draws next (0: stop), from what a live run knows.
+
+    `question`: the calibrated estimate of the question alone; `finished`: samples drawn;
+    `confidence`: the calibrated chance that the answer chosen from them is right;
+    `score_sum`: the sum of their calibrated scores; `mean_tokens`: their mean length.
+    One more sample is worth the chance that it is right while the chosen answer is wrong
+    (a right sample from this PRM almost always scores high enough to be chosen); it is
+    bought while that beats its price, `price * mean_tokens`. Easy questions stop on
+    confidence, hopeless ones on price (their estimate falls with every failed sample),
+    and hard but solvable ones keep sampling.
+    """
+    if finished == 0:
+        return first_wave(question, settings.wave, n_max)
+    left = n_max - finished
+    if left <= 0 or confidence >= settings.target:
+        return 0
+    gain = success_estimate(question, score_sum, finished) * (1.0 - confidence)
+    if gain < settings.price * mean_tokens:
+        return 0
+    return min(settings.wave, left)
+
+
+def oracle_allocation(curves: Sequence[Sequence[float]], budget: int) -> list[int]:
+    """Samples per question maximising the sum of their expected accuracies `curves[i][n - 1]`
+    (each question's true curve) under a total of `budget` samples, one sample at least each.
+
+    The curves need not be concave (a PRM that picks a wrong answer among many makes them
+    fall), so the greedy step is to each question's best average gain per sample over any
+    number of further samples (its concave hull); a step larger than the budget left is cut.
+    """
+    if not curves:
+        return []
+    budget = _check_int("budget", budget, len(curves))
+    counts = [1] * len(curves)
+
+    def step(i: int) -> tuple[float, int] | None:
+        curve, n = curves[i], counts[i]
+        if n >= len(curve):
+            return None
+        gain, size = max(((curve[m - 1] - curve[n - 1]) / (m - n), m - n) for m in range(n + 1, len(curve) + 1))
+        return (gain, size) if gain > 0 else None
+
+    heap = [(-s[0], i, s[1]) for i in range(len(curves)) if (s := step(i))]
+    heapq.heapify(heap)
+    spent = len(curves)
+    while heap and spent < budget:
+        _, i, size = heapq.heappop(heap)
+        size = min(size, budget - spent)
+        counts[i] += size
+        spent += size
+        if s := step(i):
+            heapq.heappush(heap, (-s[0], i, s[1]))
+    return counts

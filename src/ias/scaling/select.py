@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from functools import lru_cache
 from typing import Callable, Sequence
 
 from ias.errors import UserError
@@ -27,6 +28,7 @@ def aggregate(step_scores: Sequence[float] | None, how: str) -> float:
     return float(AGGREGATIONS[how](step_scores))
 
 
+@lru_cache(maxsize=1 << 16)
 def answer_key(answer: str | None) -> str | None:
     """The form under which two answers count as the same vote (`1.0`, `1` and `\\frac{2}{2}` agree)."""
     if answer is None:
@@ -48,7 +50,7 @@ def select(answers: Sequence[str | None], scores: Sequence[float], how: str) -> 
     if not answers:
         return None
     if how == "best":
-        return max(range(len(scores)), key=lambda i: (answers[i] is not None, scores[i], -i))
+        return best_by_prefix(answers, scores)[-1]
     weight: dict[str, float] = defaultdict(float)
     first: dict[str, int] = {}
     for i, answer in enumerate(answers):
@@ -66,3 +68,17 @@ def select(answers: Sequence[str | None], scores: Sequence[float], how: str) -> 
     # Within the winning answer, report its best-scored sample.
     members = [i for i, a in enumerate(answers) if answer_key(a) == winner]
     return max(members, key=lambda i: (scores[i], -i))
+
+
+def best_by_prefix(answers: Sequence[str | None], scores: Sequence[float]) -> list[int]:
+    """The "best" choice among the first k + 1 samples, for every k, in one pass: highest
+    score, first on ties, a sample with an answer before one without. A sequential method
+    reads its choice after every wave from this without re-selecting."""
+    chosen: list[int] = []
+    top = None
+    for i, (answer, score) in enumerate(zip(answers, scores)):
+        key = (answer is not None, score)
+        if top is None or key > top:
+            top, best = key, i
+        chosen.append(best)
+    return chosen
