@@ -206,7 +206,7 @@ def test_prompt_template_is_plain_text():
 def test_hf_without_datasets_names_the_extra(monkeypatch):
     # Make `import datasets` fail as it does where the extra is not installed.
     monkeypatch.setitem(sys.modules, "datasets", None)
-    with pytest.raises(MissingExtraError, match=r"ias\[hf\]"):
+    with pytest.raises(MissingExtraError, match=r"pip install -e '\.\[hf\]'"):
         get_task("hf:openai/gsm8k", config="main")
 
 

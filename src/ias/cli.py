@@ -87,12 +87,18 @@ def _dataset_args(p: argparse.ArgumentParser, out_default: str) -> None:
     p.add_argument("--out", default=out_default, help="output folder; an existing one is resumed")
 
 
-def _model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--policy", default="arith-weak", help="zoo name or local HF model folder")
-    p.add_argument("--prm", default="arith-prm", help="zoo name or local PRM folder; 'none' for no PRM")
+def _prm_args(p: argparse.ArgumentParser, allow_none: bool = False) -> None:
+    """The PRM and how to read it: one declaration for every command that scores."""
+    p.add_argument("--prm", default="arith-prm",
+                   help="zoo name or local PRM folder" + ("; 'none' for no PRM" if allow_none else ""))
     p.add_argument("--prm-format", help="PRM reading format when the folder has no ias_prm.json")
     p.add_argument("--prm-opt", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                    help="PRM loading option, repeatable: device=cuda, dtype=bfloat16, batch_size=16, max_length=4096")
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--policy", default="arith-weak", help="zoo name or local HF model folder")
+    _prm_args(p, allow_none=True)
     p.add_argument("--temperature", type=float, help="sampling temperature (default: the policy's own)")
     p.add_argument("--top-p", type=float, help="nucleus sampling threshold (default: the policy's own)")
     p.add_argument("--max-tokens", type=_positive_int, help="most tokens per sample")
@@ -216,10 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cal = sub.add_parser("calibrate", help="fit a calibrator of a PRM for the policy of a rollout folder")
     cal.add_argument("--rollouts", required=True, help="folder written by `ias rollout`")
-    cal.add_argument("--prm", default="arith-prm", help="zoo name or local PRM folder")
-    cal.add_argument("--prm-format", help="PRM reading format when the folder has no ias_prm.json")
-    cal.add_argument("--prm-opt", type=key_value, action="append", default=[], metavar="KEY=VALUE",
-                   help="PRM loading option, repeatable: device=cuda, dtype=bfloat16, batch_size=16, max_length=4096")
+    _prm_args(cal)
     cal.add_argument("--method", default="quantile-head",
                      help="quantile-lora (the paper's: LoRA + quantile reader), "
                           "quantile-head (frozen PRM + small head, seconds), temperature, isotonic or histogram")
@@ -235,10 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("calib-eval", help="calibration metrics of a PRM (and calibrators) on rollouts")
     ev.add_argument("--rollouts", required=True, help="folder written by `ias rollout` (not the one fitted on)")
-    ev.add_argument("--prm", default="arith-prm", help="zoo name or local PRM folder")
-    ev.add_argument("--prm-format", help="PRM reading format when the folder has no ias_prm.json")
-    ev.add_argument("--prm-opt", type=key_value, action="append", default=[], metavar="KEY=VALUE",
-                   help="PRM loading option, repeatable: device=cuda, dtype=bfloat16, batch_size=16, max_length=4096")
+    _prm_args(ev)
     ev.add_argument("--calibrator", help="calibrator folder from `ias calibrate`")
     ev.add_argument("--compare", metavar="FIT_ROLLOUTS", help="fit every method on this rollout folder and compare")
     ev.add_argument("--seed", type=int, default=0)
@@ -249,10 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     evl = sub.add_parser("eval", help="every strategy (fixed, adaptive, peers) on one shared sample pool")
     _dataset_args(evl, "runs/eval")
     evl.add_argument("--policy", default="arith-weak", help="zoo name or local HF model folder")
-    evl.add_argument("--prm", default="arith-prm", help="zoo name or local PRM folder")
-    evl.add_argument("--prm-format", help="PRM reading format when the folder has no ias_prm.json")
-    evl.add_argument("--prm-opt", type=key_value, action="append", default=[], metavar="KEY=VALUE",
-                   help="PRM loading option, repeatable: device=cuda, dtype=bfloat16, batch_size=16, max_length=4096")
+    _prm_args(evl)
     evl.add_argument("--calibrator", help="calibrator folder from `ias calibrate` (IAS budgets from its lowest quantile)")
     evl.add_argument("--strategies", help="comma-separated subset of: " + ", ".join(EVAL_STRATEGIES) + " (default: all)")
     evl.add_argument("--n-max", type=_positive_int, default=64, help="samples per problem in the pool (N_max)")
