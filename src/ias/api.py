@@ -79,7 +79,6 @@ def solve(
     if selection != "majority" and prm is None:
         raise UserError(f"selection '{selection}' needs a PRM; pass --prm or use --selection majority")
     the_task, problems = _problems(task, split, limit, task_options)
-    claim_run(Path(out), "solve")
     the_policy = _policy(policy, backend, _hashable(backend_options))
     the_prm = _prm(prm, prm_format, _hashable(prm_options)) if prm else None
     if calibrator is not None:
@@ -91,6 +90,7 @@ def solve(
     config = {"task": task, "task_options": task_options or {}, "split": split, "policy": policy,
               "prm": prm, "calibrator": str(calibrator) if calibrator else None, "limit": limit,
               **(_prm_config(prm_format, prm_options, calibrator) if prm else {}), **_backend_config(backend)}
+    claim_run(Path(out), "solve")  # after every check: a refused run leaves no folder behind
     return run_dataset(
         chosen, problems, the_task, the_policy, the_prm, params, seed, Path(out), config,
         batch_problems=batch_problems, progress=progress,
@@ -140,13 +140,13 @@ def rollout(
         raise UserError(f"--limit must be >= 1, got {limit}")
     check_counts(n_traj=n_traj, n_mc=n_mc, limit=limit, batch_problems=batch_problems)
     the_task = get_task(task, **(task_options or {}))
-    claim_run(Path(out), "rollout")
     recipe = Recipe(task, policy, dict(task_options or {}), backend=backend, backend_options=dict(backend_options or {}))
     remote = _open_executor(executor, recipe, workers, ray_address, ray_num_cpus, ray_num_gpus)
     with remote or nullcontext():
         # with Ray, the actors hold the policy
         the_policy = policy if remote else _policy(policy, backend, _hashable(backend_options))
         params = sampling_params(remote or the_policy, temperature, top_p, max_tokens)
+        claim_run(Path(out), "rollout")
         return run_rollout(
             the_task, split, the_policy, n_traj, n_mc, max_prefix, Path(out), seed, limit=limit,
             batch_problems=batch_problems, progress=progress, params=params,
@@ -180,8 +180,9 @@ def calibrate(
     from ias.calibration.store import require_rollouts
 
     require_rollouts(rollouts)
+    the_prm = _prm(prm, prm_format, _hashable(prm_options))
     claim_run(Path(out), "calibrate")
-    return fit(rollouts, _prm(prm, prm_format, _hashable(prm_options)), method, out, levels, conformal, held_out, seed, lora)
+    return fit(rollouts, the_prm, method, out, levels, conformal, held_out, seed, lora)
 
 
 def calib_eval(
@@ -200,8 +201,9 @@ def calib_eval(
     from ias.calibration.store import require_rollouts
 
     require_rollouts(rollouts)
+    the_prm = _prm(prm, prm_format, _hashable(prm_options))
     claim_run(Path(out), "calib-eval")
-    return evaluate(rollouts, _prm(prm, prm_format, _hashable(prm_options)), out, calibrator, compare, seed)
+    return evaluate(rollouts, the_prm, out, calibrator, compare, seed)
 
 
 def evaluate(
@@ -266,7 +268,6 @@ def evaluate(
     names = check_strategies(strategies or [s for s in STRATEGIES if s != TUNED or tune_split])
     the_task, problems = _problems(task, split, limit, task_options)
     tune_problems = _problems(task, tune_split, tune_limit, task_options)[1] if tune_split else None
-    claim_run(Path(out), "eval")
     plain = _prm(prm, prm_format, _hashable(prm_options))
     config = {"task": task, "task_options": task_options or {}, "split": split, "policy": policy, "prm": prm,
               "calibrator": str(calibrator) if calibrator else None, "limit": limit,
@@ -285,6 +286,7 @@ def evaluate(
             the_policy = _policy(policy, backend, _hashable(backend_options))
             scored = calibrated_prm(plain, calibrator) if calibrator else plain
         params = sampling_params(remote or the_policy, temperature, top_p, max_tokens)
+        claim_run(Path(out), "eval")
         return run_eval(problems, the_task, the_policy, scored, plain, params, seed, Path(out), config, names,
                         Budget(coverage=coverage, n_max=n_max, k_max=k_max, m_max=m_max, beam_freq=beam_freq,
                                beam_rounds=beam_rounds),
