@@ -372,9 +372,9 @@ def _method_summary(results: list[Outcome], wall_s: float | None = None,
     return {
         "accuracy": round(sum(correct) / len(correct), 4),
         "ci95": bootstrap_ci(correct),
-        "tokens": tokens,
-        "samples": sum(o.samples for o in results),
-        "prm_tokens": sum(o.prm_tokens for o in results),
+        "tokens": round(tokens, 1),  # means over the orderings: not whole numbers
+        "samples": round(sum(o.samples for o in results), 2),
+        "prm_tokens": round(sum(o.prm_tokens for o in results), 1),
         "wall_s": round(wall_s, 2),
     }
 
