@@ -25,19 +25,36 @@ def one_line_error(result, *fragments: str) -> None:
         assert fragment in errors[0], errors[0]
 
 
-def test_a_timed_out_verdict_is_flagged_in_the_records_and_counted(tmp_path):
+def heavy_task(tmp_path: Path) -> list[str]:
+    """Task options for a question the zoo policy answers whose reference takes math-verify
+    past its time bound: every grading of it times out."""
     data = tmp_path / "heavy.jsonl"
     data.write_text(json.dumps({"question": "Compute 7+2*3.", "answer": "(10^{9})! - 9^{9^{9}}"}) + "\n")
     template = tmp_path / "prompt.txt"
     template.write_text("{question}\n\n")  # the zoo policy's own prompt format
+    return ["--task", f"jsonl:{data}", "--prompt-template", str(template)]
+
+
+def test_a_timed_out_verdict_is_flagged_in_the_records_and_counted(tmp_path):
     out = tmp_path / "run"
-    result = ias("solve", "--task", f"jsonl:{data}", "--prompt-template", str(template), "--n", "2",
-                 "--prm", "none", "--selection", "majority", "--out", str(out))
+    result = ias("solve", *heavy_task(tmp_path), "--n", "2", "--prm", "none", "--selection", "majority",
+                 "--out", str(out))
     assert result.returncode == 0, result.stderr[-2000:]
     (record,) = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
     assert [s.get("grade_timeout") for s in record["samples"]] == [True, True]
     assert not any(s["correct"] for s in record["samples"])
     assert record["grade_timeouts"] == 2
+    assert json.loads((out / "summary.json").read_text())["grade_timeouts"] == 2
+
+
+def test_timed_out_verdicts_in_rollouts_are_flagged_and_counted(tmp_path):
+    out = tmp_path / "rollouts"
+    result = ias("rollout", *heavy_task(tmp_path), "--split", "test", "--n-traj", "1", "--n-mc", "1",
+                 "--max-prefix", "0", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-2000:]
+    (record,) = [json.loads(line) for line in (out / "rollouts.jsonl").read_text().splitlines()]
+    assert [t.get("grade_timeout") for t in record["trajectories"]] == [True]
+    assert record["grade_timeouts"] == 2  # the trajectory and its one continuation
     assert json.loads((out / "summary.json").read_text())["grade_timeouts"] == 2
 
 

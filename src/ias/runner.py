@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Collection, Protocol, Sequence
 
 from tqdm import tqdm
 
@@ -109,7 +109,7 @@ class StrategyWork:
         return records
 
 
-def mark_grade_timeouts(record: dict, reference: str, timed_out: set[tuple[str, str]]) -> None:
+def mark_grade_timeouts(record: dict, reference: str, timed_out: Collection[tuple[str, str]]) -> None:
     """Flag `grade_timeout: true` on every graded answer in `record` (a dict holding `answer`
     and `correct`, at any depth: samples, choices, the record itself) whose grading against
     `reference` timed out, and count the samples (those with a `text`) among them in

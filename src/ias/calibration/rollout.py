@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -28,6 +29,7 @@ from ias.executors import Executor, LocalExecutor, Parts
 from ias.policy.base import Policy, SamplingParams
 from ias.records import claim_folder, write_json
 from ias.tasks.base import Task, get_task
+from ias.tasks.grading import recording_timeouts
 from ias.types import Problem, Usage
 
 
@@ -136,8 +138,30 @@ class RolloutWork:
     seed: int
 
     def __call__(self, parts: Parts, problems: Sequence[Problem]) -> list[dict]:
-        return rollout_chunk(parts.task, parts.policy, problems, self.n_traj, self.n_mc, self.max_prefix,
-                             self.params, self.seed)
+        with recording_timeouts() as timed_out:
+            records = rollout_chunk(parts.task, parts.policy, problems, self.n_traj, self.n_mc, self.max_prefix,
+                                    self.params, self.seed)
+        if timed_out:
+            count_grade_timeouts(parts.task, records, timed_out)
+        return records
+
+
+def count_grade_timeouts(task: Task, records: list[dict], timed_out: Counter[tuple[str, str]]) -> None:
+    """Say where grading timed out (counted as wrong): `grade_timeout: true` on a trajectory whose
+    own answer timed out, and `grade_timeouts` on a record, every timed-out grading against its
+    reference (trajectories and continuations; a chunk's problems sharing a reference answer
+    have them counted on the first)."""
+    counted: set[str] = set()
+    for record in records:
+        reference = record["answer"]
+        for trajectory in record["trajectories"]:
+            if (task.extract(trajectory["text"]), reference) in timed_out:
+                trajectory["grade_timeout"] = True
+        if reference not in counted:
+            counted.add(reference)
+            count = sum(n for (_, ref), n in timed_out.items() if ref == reference)
+            if count:
+                record["grade_timeouts"] = count
 
 
 def rollout_chunk(
@@ -215,6 +239,7 @@ def summarize(records: list[dict], config: dict, wall_s: float) -> dict:
         "mean_p_t0": _mean(t0),
         "mean_p_prefix": _mean([tg["p"] for tg in mc]),
         "mean_steps": _mean([float(len(tr["steps"])) for tr in trajs]),
+        "grade_timeouts": sum(r.get("grade_timeouts", 0) for r in records),
         "usage": {
             "trajectories": traj_usage,
             "continuations": mc_usage,

@@ -46,6 +46,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -116,15 +117,15 @@ def grade_answer(pred: str | None, ref: str, *, timeout: float = DEFAULT_TIMEOUT
     except _TimedOut:
         with _RECORDERS_LOCK:
             for pairs in _RECORDERS:
-                pairs.add((pred, ref))
+                pairs[(pred, ref)] += 1
         return Verdict(False, timed_out=True)
 
 
 @contextmanager
-def recording_timeouts() -> Iterator[set[tuple[str, str]]]:
-    """Collects the (pred, ref) pairs whose grading timed out while the block runs (in any
-    thread of this process), so a caller can mark the records that hold them."""
-    pairs: set[tuple[str, str]] = set()
+def recording_timeouts() -> Iterator[Counter[tuple[str, str]]]:
+    """Counts the gradings that timed out while the block runs (in any thread of this
+    process) by (pred, ref) pair, so a caller can mark the records that hold them."""
+    pairs: Counter[tuple[str, str]] = Counter()
     with _RECORDERS_LOCK:
         _RECORDERS.append(pairs)
     try:
@@ -134,7 +135,7 @@ def recording_timeouts() -> Iterator[set[tuple[str, str]]]:
             _RECORDERS.remove(pairs)
 
 
-_RECORDERS: list[set[tuple[str, str]]] = []
+_RECORDERS: list[Counter[tuple[str, str]]] = []
 _RECORDERS_LOCK = threading.Lock()
 
 
