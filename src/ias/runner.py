@@ -10,9 +10,10 @@ folder holding a different run is refused.
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Collection, Protocol, Sequence
+from typing import Protocol, Sequence
 
 from tqdm import tqdm
 

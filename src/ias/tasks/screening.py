@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Callable
+from collections.abc import Callable
 
 from ias.tasks.answers import mentions_scale_word, normalize_answer, parse_number
 
