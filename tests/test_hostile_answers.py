@@ -160,7 +160,9 @@ def test_adversarial_corpus_no_wrong_answer_accepted_and_every_call_bounded():
     wrong, right = _corpus()
     assert len(wrong) > 700
     timeout = 1.0
-    bound = 3 * timeout + 1.0 + 0.5  # the caller's wall-time wait plus scheduling slack
+    # The grader waits 3 x timeout + 1 s of wall time for its helper; allow a fresh helper's
+    # start (after one is killed) and scheduling on a busy machine on top.
+    bound = 3 * timeout + 1.0 + 2.0
     answers_match("q+1", "1+q")  # the helper is started outside the timed part
 
     def timed(pair: tuple[str, str]) -> tuple[bool, float]:
