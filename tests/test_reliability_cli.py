@@ -254,3 +254,18 @@ def test_a_foreign_row_in_a_run_folder_is_one_line(tmp_path):
     with open(out / "records.jsonl", "a") as f:
         f.write(json.dumps({"id": "x"}) + "\n")
     one_line_error(ias("solve", *ONE_SOLVE, "--out", str(out)), "records.jsonl:2 is not a valid record")
+
+
+def test_the_same_fit_done_again_is_the_same_calibrator_for_a_resumed_run(calibrator, rollouts, tmp_path):
+    """`ias demo` refits its calibrators on every rerun: its runs must resume (a calibrator's
+    fitting time is no part of it)."""
+    import shutil
+
+    cal = tmp_path / "cal"
+    shutil.copytree(calibrator, cal)
+    run = ["solve", "--limit", "1", "--n", "1", "--calibrator", str(cal), "--out", str(tmp_path / "run")]
+    assert ias(*run).returncode == 0
+    refit = ias("calibrate", "--rollouts", str(rollouts), "--out", str(cal))
+    assert refit.returncode == 0, refit.stderr[-2000:]
+    result = ias(*run)
+    assert result.returncode == 0, result.stderr[-2000:]

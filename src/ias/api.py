@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from contextlib import nullcontext
 from functools import lru_cache
 from pathlib import Path
@@ -345,12 +346,14 @@ def _prm_config(prm_format: str | None, prm_options: dict | None, calibrator: st
 
 
 def _calibrator_sha(folder: str | Path) -> str:
-    """A short hash of the calibrator's `calibration.json`: a calibrator refitted in the same
-    folder is another calibrator."""
-    from ias.calibration.calibrate import CALIBRATION_FILE, read_calibration
+    """A short hash of the calibrator's `calibration.json`, its fitting time aside: a
+    calibrator refitted to other numbers in the same folder is another calibrator, the same
+    fit done again (as `ias demo` does on a rerun) is the same one."""
+    from ias.calibration.calibrate import read_calibration
 
-    read_calibration(folder)  # a folder without one is a one-line user error
-    return hashlib.sha256((Path(folder) / CALIBRATION_FILE).read_bytes()).hexdigest()[:12]
+    info = read_calibration(folder)  # a folder without one is a one-line user error
+    stable = {k: v for k, v in info.items() if k != "fit_seconds"}
+    return hashlib.sha256(json.dumps(stable, sort_keys=True).encode()).hexdigest()[:12]
 
 
 @lru_cache(maxsize=2)
