@@ -469,8 +469,9 @@ def _pool() -> _HelperPool:
 
 
 def _after_fork_in_child() -> None:
-    global _POOL, _POOL_LOCK
+    global _POOL, _POOL_LOCK, _RECORDERS_LOCK
     _POOL_LOCK = threading.Lock()
+    _RECORDERS_LOCK = threading.Lock()  # another thread may have held it at the fork
     pool, _POOL = _POOL, None
     if pool is not None:
         pool.drop_in_fork_child()
