@@ -150,8 +150,9 @@ def read_timing(path: Path) -> dict[str, float]:
 
 def summarize(records: list[dict], config: dict, wall_s: float, timing: dict[str, float]) -> dict:
     """Accuracy with a 95% bootstrap interval, accuracy of every selection rule, usage totals,
-    the samples whose grading timed out (counted wrong), and the wall time of these problems (summed over the runs that solved them; problems
-    solved before ias timed them count 0 s and are counted in `untimed_problems`)."""
+    the samples whose grading timed out (counted wrong, `grade_timeouts`), and the wall time
+    of these problems (summed over the runs that solved them; problems solved before ias
+    timed them count 0 s and are counted in `untimed_problems`)."""
     n = len(records)
     correct = [float(r["correct"]) for r in records]
     usage_keys = ("prompt_tokens", "generated_tokens", "prm_tokens", "samples")
