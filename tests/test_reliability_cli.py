@@ -269,3 +269,11 @@ def test_the_same_fit_done_again_is_the_same_calibrator_for_a_resumed_run(calibr
     assert refit.returncode == 0, refit.stderr[-2000:]
     result = ias(*run)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_data_check_counts_timed_out_verdicts(tmp_path):
+    data = tmp_path / "heavy.jsonl"
+    data.write_text(json.dumps({"question": "q", "answer": "(10^{9})! - 9^{9^{9}}", "solution": r"\boxed{13}"}) + "\n")
+    result = ias("data", "check", "--task", f"jsonl:{data}", "--task-opt", "solution_field=solution")
+    report = json.loads(result.stdout)
+    assert report["agree"] == 0 and report["grade_timeouts"] == 1
