@@ -10,7 +10,7 @@ from ias.evaluation import check_strategies, fixed_sizes, replay
 from ias.errors import UserError
 from ias.scaling import adaptive
 from ias.scaling.adaptive import Budget, ConfidenceMap
-from ias.scaling.budget import PRIOR_SAMPLES, AdaptiveSettings
+from ias.scaling.budget import AdaptiveSettings
 from ias.scaling.bon import BestOfN
 from ias.scaling.budget import n_ias
 from ias.tasks.base import get_task
@@ -231,17 +231,15 @@ def test_ias_adaptive_stops_on_a_confident_answer_and_reports_its_confidence():
     assert out.samples == 1 and out.correct and out.confidence == pytest.approx(0.97)  # n_ias(0.5, 0.5) == 1
     out = adaptive.ias_adaptive(unsure, Budget(), settings, ConfidenceMap())
     assert out.samples == 64 and out.correct and out.tokens == 640 and out.prm_tokens == 64 * 20 + 7
-    # A price: 10 tokens cost 0.3; the success estimate (k 0.5 + 0.3 n) / (k + n), k = PRIOR_SAMPLES, times
-    # 0.7 (one minus the confidence) falls below that after a few samples.
-    priced = adaptive.ias_adaptive(unsure, Budget(), AdaptiveSettings(0.9, 0.03, 1), ConfidenceMap())
-    k = PRIOR_SAMPLES
-    stop = next(n for n in range(1, 64) if (k * 0.5 + 0.3 * n) / (k + n) * 0.7 < 0.3)
-    assert 1 < stop < 64 and priced.samples == stop and not priced.correct
+    # A price: 10 tokens cost 0.3; the success estimate (4 * 0.5 + 0.3 n) / (4 + n) (the question's estimate
+    # worth 4 samples) times 0.7 (one minus the confidence) falls below that after 3 samples (0.29).
+    priced = adaptive.ias_adaptive(unsure, Budget(), AdaptiveSettings(0.9, 0.03, 1, prior=4), ConfidenceMap())
+    assert priced.samples == 3 and not priced.correct
     assert priced.confidence == pytest.approx(0.3)
     # A map fitted on choices where a 0.3 is right half the time says so.
     fitted = ConfidenceMap.fit([adaptive.prefix_view(pool([sample("1", k % 2 == 0, score=0.3)] * 4))
                                 for k in range(4)])
-    assert adaptive.ias_adaptive(unsure, Budget(), AdaptiveSettings(0.9, 0.03, 1), fitted).confidence == 0.5
+    assert adaptive.ias_adaptive(unsure, Budget(), AdaptiveSettings(0.9, 0.03, 1, 4), fitted).confidence == 0.5
 
 
 def test_tuned_settings_keep_their_budget_on_the_tuning_pool_and_oracle_alloc_spends_b():
@@ -253,7 +251,7 @@ def test_tuned_settings_keep_their_budget_on_the_tuning_pool_and_oracle_alloc_sp
     hopeless = pool([sample("2", False, score=0.05, tokens=50)] * 16, lower=0.1)
     records = [{**r, "id": str(k)} for k, r in enumerate([easy, hard, hopeless] * 2)]
     tuned = tune_adaptive(records, Budget(n_max=16), tolerance=0.01)
-    grid = {(g["target"], g["price"], g["wave"]): g for g in tuned["grid"]}
+    grid = {(g["target"], g["price"], g["wave"], g["prior"]): g for g in tuned["grid"]}
     cheapest = min(tuned["grid"], key=lambda g: g["tokens"])
     for b, settings in tuned["by_budget"].items():  # within B samples per question, or none is: the cheapest
         chosen = grid[tuple(settings.values())]

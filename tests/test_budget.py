@@ -8,7 +8,6 @@ import pytest
 
 from ias.errors import UserError
 from ias.scaling.budget import (
-    PRIOR_SAMPLES,
     AdaptiveSettings,
     adaptive_consistency_stop,
     adaptive_wave,
@@ -322,20 +321,20 @@ def test_first_wave_is_sized_by_the_question_estimate_within_one_wave():
 def test_a_confident_answer_stops_and_a_hard_solvable_question_keeps_sampling():
     settings = AdaptiveSettings(target=0.9, price=0.001, wave=2)
     assert adaptive_wave(0.5, 3, 0.95, 2.0, 40.0, settings, 64) == 0  # confident enough
-    # Unsure answer, success rate estimated (4 * 0.5 + 1.5) / 7 = 0.5: gain 0.5 * 0.8 = 0.4 > 0.04 per sample.
+    # Unsure answer, success rate estimated (2 * 0.5 + 1.5) / 5 = 0.5: gain 0.5 * 0.8 = 0.4 > 0.04 per sample.
     assert adaptive_wave(0.5, 3, 0.2, 1.5, 40.0, settings, 64) == 2
     assert adaptive_wave(0.5, 63, 0.2, 30.0, 40.0, settings, 64) == 1  # the last wave is cut at n_max
     assert adaptive_wave(0.5, 64, 0.2, 30.0, 40.0, settings, 64) == 0
 
 
 def test_a_nearly_hopeless_question_stops_on_price_once_its_samples_fail():
-    settings = AdaptiveSettings(target=0.9, price=0.001, wave=1)
+    settings = AdaptiveSettings(target=0.9, price=0.001, wave=1, prior=4)
     tokens = 45.0  # one more sample costs 0.045 in accuracy
     stops = [n for n in range(1, 65) if adaptive_wave(0.2, n, 0.0, 0.0, tokens, settings, 64) == 0]
-    # gain = k 0.2 / (k + n), k = PRIOR_SAMPLES (the samples' own chances are 0): worth a sample while >= 0.045.
-    k = PRIOR_SAMPLES
-    assert stops[0] == next(n for n in range(1, 65) if k * 0.2 / (k + n) < 0.045) > 1
-    assert stops == list(range(stops[0], 65))  # once stopped, it stays stopped
+    # gain = 4 * 0.2 / (4 + n) (the samples' own chances are 0): still worth a sample while >= 0.045, up to n = 13.
+    assert stops == list(range(14, 65))  # and once stopped, it stays stopped
+    trusting = AdaptiveSettings(target=0.9, price=0.001, wave=1, prior=8)  # the question's estimate weighs more
+    assert [n for n in range(1, 65) if adaptive_wave(0.2, n, 0.0, 0.0, tokens, trusting, 64) == 0][0] == 28
     free = AdaptiveSettings(target=0.9, price=0.0, wave=1)  # no price: only confidence or n_max stops
     assert adaptive_wave(0.2, 40, 0.0, 0.0, tokens, free, 64) == 1
 
@@ -347,6 +346,8 @@ def test_adaptive_settings_are_checked():
         AdaptiveSettings(wave=0)
     with pytest.raises(UserError, match="price"):
         AdaptiveSettings(price=float("nan"))
+    with pytest.raises(UserError, match="prior"):
+        AdaptiveSettings(prior=-1.0)
 
 
 def _brute_force_allocation(curves, budget):

@@ -11,8 +11,9 @@ samples, PRM tokens (IAS also pays for reading the question).
 
 from __future__ import annotations
 
+import itertools
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
@@ -321,6 +322,7 @@ def ias_adaptive(record: dict, budget: Budget, settings: AdaptiveSettings, confi
 TARGETS = (0.8, 0.9, 0.95)
 PRICES = (0.0001, 0.00015, 0.0002, 0.0003, 0.0004, 0.0005, 0.0006, 0.0008, 0.001, 0.0012, 0.0015, 0.002, 0.003, 0.005)
 WAVES = (1, 2, 4)
+PRIORS = (1.0, 2.0, 4.0, 8.0)
 #: Mean samples per question that `ias-adaptive@B` and `oracle-alloc@B` spend.
 MEAN_BUDGETS = (2, 4, 8, 16, 32)
 
@@ -332,20 +334,18 @@ def adaptive_grid(views: Sequence[Sequence[PrefixView]], records: Sequence[Seque
     confs = [[read_view(v, confidence) for v in row] for row in views]
     questions = [median(r) for r in records[0]]
     grid = []
-    for target in TARGETS:
-        for price in PRICES:
-            for wave in WAVES:
-                settings = AdaptiveSettings(target, price, wave)
-                right = samples = tokens = 0.0
-                for row, conf_row in zip(views, confs):
-                    for v, conf, q in zip(row, conf_row, questions):
-                        n = adaptive_size(v, conf, q, settings, budget.n_max)
-                        right += float(v.chosen_correct[n - 1])
-                        samples += n
-                        tokens += float(v.token_sum[n - 1])
-                k = len(views) * len(questions)
-                grid.append({"target": target, "price": price, "wave": wave, "accuracy": round(right / k, 4),
-                             "samples": round(samples / k, 3), "tokens": round(tokens / len(views), 1)})
+    for target, price, wave, prior in itertools.product(TARGETS, PRICES, WAVES, PRIORS):
+        settings = AdaptiveSettings(target, price, wave, prior)
+        right = samples = tokens = 0.0
+        for row, conf_row in zip(views, confs):
+            for v, conf, q in zip(row, conf_row, questions):
+                n = adaptive_size(v, conf, q, settings, budget.n_max)
+                right += float(v.chosen_correct[n - 1])
+                samples += n
+                tokens += float(v.token_sum[n - 1])
+        k = len(views) * len(questions)
+        grid.append({**asdict(settings), "accuracy": round(right / k, 4), "samples": round(samples / k, 3),
+                     "tokens": round(tokens / len(views), 1)})
     return grid
 
 
@@ -361,7 +361,7 @@ def choose_settings(grid: Sequence[dict], tolerance: float, one_sample_tokens: f
         within = [g for g in grid if g["tokens"] <= b * one_sample_tokens]
         by_budget[b] = (max(within, key=lambda g: (g["accuracy"], -g["tokens"])) if within
                         else min(grid, key=lambda g: g["tokens"]))
-    keys = ("target", "price", "wave")
+    keys = [f.name for f in fields(AdaptiveSettings)]
     return {"settings": {k: main[k] for k in keys},
             "by_budget": {str(b): {k: g[k] for k in keys} for b, g in by_budget.items()}}
 

@@ -352,22 +352,22 @@ def first_exit(logprobs: Sequence[float], threshold: float, window: int = 16) ->
 class AdaptiveSettings:
     """The knobs of `ias-adaptive`: stop once the chosen answer's calibrated chance of being
     right reaches `target`, or once one more sample's expected gain in accuracy is below
-    `price` per generated token; later waves draw `wave` samples each."""
+    `price` per generated token; later waves draw `wave` samples each; `prior`: how many
+    finished samples the question's own estimate is worth when it and theirs are pooled
+    into one estimate of the question's success rate."""
 
     target: float = 0.9
     price: float = 0.0005
     wave: int = 1
+    prior: float = 2.0
 
     def __post_init__(self) -> None:
         _check_share("target", self.target, closed_top=True)
         _check_int("wave", self.wave, 1)
-        if not (math.isfinite(self.price) and self.price >= 0):
-            raise UserError(f"price must be a finite number >= 0, got {self.price!r}")
-
-
-#: How many finished samples the question's own estimate is worth when the samples' calibrated
-#: scores and it are pooled into one estimate of the question's success rate.
-PRIOR_SAMPLES = 2
+        for name in ("price", "prior"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise UserError(f"{name} must be a finite number >= 0, got {value!r}")
 
 
 def first_wave(question: float, wave: int, n_max: int) -> int:
@@ -377,19 +377,20 @@ def first_wave(question: float, wave: int, n_max: int) -> int:
     return min(n_ias(question, 0.5, 1, n_max), wave)
 
 
-def success_estimate(question: float, score_sum: float, finished: int) -> float:
-    """The question's success rate from its calibrated estimate (worth `PRIOR_SAMPLES`
-    samples) pooled with the calibrated scores of its finished samples (each clipped to [0, 1])."""
-    return (PRIOR_SAMPLES * min(max(_probability(question), 0.0), 1.0) + score_sum) / (PRIOR_SAMPLES + finished)
+def success_estimate(question: float, chance_sum: float, finished: int, prior: float) -> float:
+    """The question's success rate: its calibrated estimate, worth `prior` samples, pooled
+    with the finished samples' own calibrated chances of being right (their sum)."""
+    return (prior * min(max(_probability(question), 0.0), 1.0) + chance_sum) / (prior + finished)
 
 
-def adaptive_wave(question: float, finished: int, confidence: float, score_sum: float, mean_tokens: float,
+def adaptive_wave(question: float, finished: int, confidence: float, chance_sum: float, mean_tokens: float,
                   settings: AdaptiveSettings, n_max: int) -> int:
     """How many samples `ias-adaptive` draws next (0: stop), from what a live run knows.
 
     `question`: the calibrated estimate of the question alone; `finished`: samples drawn;
     `confidence`: the calibrated chance that the answer chosen from them is right;
-    `score_sum`: the sum of their calibrated scores; `mean_tokens`: their mean length.
+    `chance_sum`: the sum of their own calibrated chances of being right; `mean_tokens`:
+    their mean length.
     One more sample is worth the chance that it is right while the chosen answer is wrong
     (a right sample from this PRM almost always scores high enough to be chosen); it is
     bought while that beats its price, `price * mean_tokens`. Easy questions stop on
@@ -401,7 +402,7 @@ def adaptive_wave(question: float, finished: int, confidence: float, score_sum: 
     left = n_max - finished
     if left <= 0 or confidence >= settings.target:
         return 0
-    gain = success_estimate(question, score_sum, finished) * (1.0 - confidence)
+    gain = success_estimate(question, chance_sum, finished, settings.prior) * (1.0 - confidence)
     if gain < settings.price * mean_tokens:
         return 0
     return min(settings.wave, left)
