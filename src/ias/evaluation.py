@@ -42,8 +42,6 @@ SEARCHES = ("beam", "ias-beam")  # run for real (a step-level search cannot be r
 TUNED = "ias-bon-tuned"  # IAS Best-of-N with the estimate and coverage chosen on a tuning split
 TUNE_COVERAGES = (0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
 ADAPTIVE = ("ias-adaptive", "ias-adaptive-uncalibrated")  # tuned on a tuning split's pool when there is one
-#: Methods whose confidence is a sample's calibrated score put through the confidence map.
-_OWN_CONFIDENCE = ("ias-adaptive", "oracle-alloc")
 
 
 def check_strategies(names: Sequence[str]) -> list[str]:
@@ -159,8 +157,7 @@ def replay(
     for rows in shuffled:
         for name, outs in _replay_once(rows, raw_t0, strategies, budget, tuning).items():
             for runs, o in zip(results[name], outs):
-                runs.append(o if name in _OWN_CONFIDENCE else dataclasses.replace(
-                    o, confidence=None if o.confidence is None else float(confidence([o.confidence])[0])))
+                runs.append(_mapped(o, confidence))
     if any(a in strategies for a in (*ADAPTIVE, "oracle-alloc")):
         views = [[adaptive.prefix_view(r) for r in rows] for rows in shuffled]
         for name, outs in _adaptive_methods(shuffled, views, raw_t0, strategies, budget, tuned, confidence).items():
@@ -209,8 +206,7 @@ def _adaptive_methods(shuffled: list[list[dict]], views: list[list], raw_t0: lis
     results: dict[str, list[list[Outcome]]] = {}
 
     def each(method) -> list[list[Outcome]]:
-        runs = [[method(k, i) for k in range(len(shuffled))] for i in range(len(shuffled[0]))]
-        return runs
+        return [[method(k, i) for k in range(len(shuffled))] for i in range(len(shuffled[0]))]
 
     main = AdaptiveSettings(**tuned["settings"]) if tuned else AdaptiveSettings()
     if "ias-adaptive" in strategies:
@@ -231,8 +227,17 @@ def _adaptive_methods(shuffled: list[list[dict]], views: list[list], raw_t0: lis
             if b <= budget.n_max:
                 sizes = oracle_allocation(curves, b * len(curves))
                 per = [adaptive.oracle_alloc(rows, row_views, sizes) for rows, row_views in zip(shuffled, views)]
-                results[f"oracle-alloc@{b}"] = [[per[k][i] for k in range(len(per))] for i in range(len(curves))]
+                results[f"oracle-alloc@{b}"] = [[_mapped(per[k][i], confidence) for k in range(len(per))]
+                                                for i in range(len(curves))]
     return results
+
+
+def _mapped(outcome: Outcome, confidence: ConfidenceMap) -> Outcome:
+    """The outcome with its chosen sample's calibrated score put through the confidence map
+    (`ias-adaptive` maps its own as it decides)."""
+    if outcome.confidence is None:
+        return outcome
+    return dataclasses.replace(outcome, confidence=float(confidence([outcome.confidence])[0]))
 
 
 def _confidence_map(tuned: dict | None) -> ConfidenceMap:
