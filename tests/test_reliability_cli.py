@@ -155,6 +155,13 @@ def test_damaged_model_weights_are_one_line(tmp_path, role, how):
     one_line_error(result, str(folder / "model.safetensors"), "damaged")
 
 
+def test_a_damaged_model_config_names_the_folder_not_the_network(tmp_path):
+    folder = damaged_copy(ZOO / "arith-weak", tmp_path / "policy", "config.json", "half")
+    result = ias("solve", "--limit", "1", "--n", "1", "--policy", str(folder), "--out", str(tmp_path / "o"))
+    one_line_error(result, f"cannot load the model folder '{folder}'", "copy the folder again")
+    assert "network" not in result.stderr
+
+
 @pytest.mark.parametrize("option", ["digits=99999999999999999999999", "digits=" + "9" * 5000, "seed=" + "9" * 5000,
                                     "max_ops=2.5", "digits=0"])
 def test_arith_options_past_their_bounds_are_one_line(tmp_path, option):
