@@ -279,6 +279,7 @@ class Readings(NamedTuple):
 
 
 def read_view(view: PrefixView, confidence: ConfidenceMap) -> Readings:
+    """The view's `Readings` through `confidence` (what `adaptive_wave` is given)."""
     return Readings(confidence(view.chosen_score), np.cumsum(confidence(view.scores)))
 
 
