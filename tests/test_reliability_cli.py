@@ -155,6 +155,13 @@ def test_damaged_model_weights_are_one_line(tmp_path, role, how):
     one_line_error(result, str(folder / "model.safetensors"), "damaged")
 
 
+def test_a_prm_read_in_another_prms_format_is_refused(tmp_path):
+    """Math-Shepherd's tag is no token of the zoo PRM: every input would be an unread skip."""
+    result = ias("solve", "--limit", "1", "--n", "1", "--prm-format", "math-shepherd", "--out", str(tmp_path / "o"))
+    one_line_error(result, "PRM 'arith-prm' has no token for ' ки'", "--prm-format")
+    assert not (tmp_path / "o").exists()
+
+
 def test_a_damaged_model_config_names_the_folder_not_the_network(tmp_path):
     folder = damaged_copy(ZOO / "arith-weak", tmp_path / "policy", "config.json", "half")
     result = ias("solve", "--limit", "1", "--n", "1", "--policy", str(folder), "--out", str(tmp_path / "o"))

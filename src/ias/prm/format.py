@@ -88,6 +88,19 @@ def tag_token_id(fmt: PRMFormat, tokenizer) -> int:
     return ids[-1]
 
 
+def check_format_tokens(fmt: PRMFormat, tokenizer, prm_name: str) -> None:
+    """The format's marks (its step tag, and `+`/`-` when read from the LM head) are real tokens
+    of this PRM's vocabulary: with another PRM's format every input would be an unreadable
+    skip, or read at an unknown token, never scored."""
+    marks = [fmt.step_tag] + ([fmt.plus, fmt.minus] if fmt.reading == "tokens" else [])
+    unknown = getattr(tokenizer, "unk_token_id", None)
+    for mark in marks:
+        ids = tokenizer.encode(mark, add_special_tokens=False)
+        if not ids or (unknown is not None and unknown in ids) or mark not in tokenizer.decode(ids):
+            raise UserError(f"PRM '{prm_name}' has no token for {mark!r}, which its reading format needs; "
+                            "is --prm-format the PRM's own?")
+
+
 def prm_input(fmt: PRMFormat, tokenizer, question: str, steps: list[str]) -> tuple[list[int], list[int]]:
     """Token ids of the PRM input and the positions of its tags (one per step, or one for t=0)."""
     text = prm_text(fmt, question, steps, tokenizer)

@@ -19,7 +19,7 @@ import ias.prm.likelihood  # noqa: F401  (registers the zoo PRM's architecture w
 from ias.errors import UserError
 from ias.models import hub_errors, resolve_model
 from ias.prm.base import StepScores, register_prm
-from ias.prm.format import load_format, prm_input
+from ias.prm.format import check_format_tokens, load_format, prm_input
 
 
 _SAID_PAST_TRAINING: set[tuple[str, int]] = set()  # (PRM, max_length) already told on stderr
@@ -47,6 +47,7 @@ class HFPRM:
         self.format = load_format(path, prm_format)  # a hub id has no local ias_prm.json: --prm-format
         with hub_errors(model):
             self.tokenizer = AutoTokenizer.from_pretrained(path)
+            check_format_tokens(self.format, self.tokenizer, model)  # before loading weights: fail fast
             config = AutoConfig.from_pretrained(path)
             self.model = _load_model(path, config, self.format.reading, getattr(torch, dtype))
         self.model.to(device).eval()
