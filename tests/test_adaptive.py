@@ -282,7 +282,8 @@ def test_eval_reports_the_frontier_ias_adaptive_its_confidence_and_the_oracle(tm
     from ias.api import _prm
     from ias.records import read_records
 
-    strategies = ["bon", "sc", "weighted", "ias-adaptive", "ias-adaptive-uncalibrated", "oracle-alloc"]
+    strategies = ["bon", "sc", "weighted", "ias-seq", "adaptive-consistency", "ias-adaptive",
+                  "ias-adaptive-uncalibrated", "oracle-alloc"]
     summary = ias.evaluate(limit=4, n_max=4, out=tmp_path, progress=False, strategies=strategies,
                            tune_split="calib", tune_limit=4)
     frontier = summary["frontier"]
@@ -294,6 +295,11 @@ def test_eval_reports_the_frontier_ias_adaptive_its_confidence_and_the_oracle(tm
     assert {"ias-adaptive", "ias-adaptive@2", "ias-adaptive@4", "oracle-alloc@2", "oracle-alloc@4",
             "ias-adaptive-uncalibrated"} <= set(summary["methods"])
     assert summary["methods"]["oracle-alloc@2"]["samples"] <= 2 * 4
+    sweeps = summary["sweeps"]  # each adaptive method's main knob, a line on pareto.png
+    assert {name: sweep["knob"] for name, sweep in sweeps.items()} == {
+        "ias-adaptive": "price", "ias-seq": "coverage", "adaptive-consistency": "ac_threshold"}
+    assert [p["value"] for p in sweeps["ias-seq"]["points"]] == [0.5, 0.7, 0.8, 0.9, 0.95, 0.99]
+    assert not any(":" in name for name in summary["methods"])
     tuning = json.loads((tmp_path / "tune" / "tuning.json").read_text())["adaptive"]
     assert tuning["n_problems"] == 4 and set(tuning["by_budget"]) == {"2", "4", "8", "16", "32"}
     ece = summary["confidence_ece"]

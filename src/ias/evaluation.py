@@ -41,6 +41,11 @@ STRATEGIES = ("bon", "ias-bon", "ias-bon-median", "ias-bon-tuned", "ias-bon-unca
 SEARCHES = ("beam", "ias-beam")  # run for real (a step-level search cannot be replayed on whole samples)
 TUNED = "ias-bon-tuned"  # IAS Best-of-N with the estimate and coverage chosen on a tuning split
 TUNE_COVERAGES = (0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
+#: Each adaptive method's main knob, swept on the evaluated problems for pareto.png's lines
+#: (never used to choose a setting): method -> (Budget field, values).
+SWEEPS = {"ias-bon": ("coverage", TUNE_COVERAGES), "ias-seq": ("coverage", TUNE_COVERAGES),
+          "fleet": ("coverage", TUNE_COVERAGES), "adaptive-consistency": ("ac_threshold", (0.8, 0.9, 0.95, 0.99)),
+          "esc": ("esc_window", (2, 3, 5, 8))}
 ADAPTIVE = ("ias-adaptive", "ias-adaptive-uncalibrated")  # tuned on a tuning split's pool when there is one
 
 
@@ -183,8 +188,6 @@ def _replay_once(records: list[dict], raw_t0: list[float], strategies: Sequence[
     ias = [adaptive.ias_bon(r, budget) for r in records]
     if "ias-bon" in strategies:
         results["ias-bon"] = ias
-        for coverage in TUNE_COVERAGES:
-            results[f"sweep:ias-bon:{coverage}"] = _ias_with(records, budget, "lower", coverage)
     if "ias-bon-median" in strategies:  # budget from the calibrated median, not the lowest quantile
         results["ias-bon-median"] = _ias_with(records, budget, "median", budget.coverage)
     if "ias-bon-uncalibrated" in strategies:
@@ -196,7 +199,20 @@ def _replay_once(records: list[dict], raw_t0: list[float], strategies: Sequence[
     for name, method in adaptive.PER_PROBLEM.items():
         if name in strategies and name != "ias-bon":
             results[name] = [method(r, budget) for r in records]
+    for name, (knob, values) in SWEEPS.items():
+        if name in strategies:
+            for value in values:
+                swept = dataclasses.replace(budget, **{knob: value})
+                results[f"sweep:{name}:{knob}={value}"] = _sweep_point(name, records, swept)
     return results
+
+
+def _sweep_point(name: str, records: list[dict], budget: Budget) -> list[Outcome]:
+    """`name` replayed with one value of its swept knob (already in `budget`)."""
+    if name == "fleet":  # the total ias-bon spends at this coverage, shared out
+        total = sum(adaptive.ias_bon(r, budget).samples for r in records)
+        return adaptive.fleet(records, budget, total=total)
+    return [adaptive.PER_PROBLEM[name](r, budget) for r in records]
 
 
 def _adaptive_methods(shuffled: list[list[dict]], views: list[list], raw_t0: list[float], strategies: Sequence[str],
@@ -216,7 +232,7 @@ def _adaptive_methods(shuffled: list[list[dict]], views: list[list], raw_t0: lis
         for b, settings in (tuned or {}).get("by_budget", {}).items():
             results[f"ias-adaptive@{b}"] = each(run(AdaptiveSettings(**settings)))
         for price in adaptive.PRICES:
-            results[f"sweep:ias-adaptive:{price}"] = each(run(dataclasses.replace(main, price=price)))
+            results[f"sweep:ias-adaptive:price={price}"] = each(run(dataclasses.replace(main, price=price)))
     if "ias-adaptive-uncalibrated" in strategies:
         raw_views = [[adaptive.prefix_view(r, "raw_score") for r in rows] for rows in shuffled]
         results["ias-adaptive-uncalibrated"] = each(lambda k, i: adaptive.ias_adaptive(
@@ -284,13 +300,15 @@ def _point(runs: list[list[Outcome]]) -> dict:
 
 def _sweeps(by_ordering: dict[str, list[list[Outcome]]]) -> dict[str, list[dict]]:
     """Each adaptive method's main knob swept on the evaluated problems (drawn as a line;
-    never used to choose a setting): `sweep:<method>:<value>`."""
-    sweeps: dict[str, list[dict]] = defaultdict(list)
+    never used to choose a setting): `sweep:<method>:<knob>=<value>`."""
+    sweeps: dict[str, dict] = {}
     for name, runs in by_ordering.items():
         if name.startswith("sweep:"):
-            _, method, value = name.split(":")
-            sweeps[method].append({"value": float(value), **_point(runs)})
-    return dict(sweeps)
+            _, method, setting = name.split(":")
+            knob, value = setting.split("=")
+            sweeps.setdefault(method, {"knob": knob, "points": []})["points"].append(
+                {"value": float(value), **_point(runs)})
+    return sweeps
 
 
 def confidence_ece(by_ordering: dict[str, list[list[Outcome]]]) -> dict:

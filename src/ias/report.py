@@ -154,8 +154,7 @@ def eval_plots(out, summary: dict, records: list[dict], outcomes: dict, budget) 
     families = sorted({n.split("@")[0] for n in methods if "@" in n and not _fixed(n)})
     lines = [(f"{f}@B", sorted((m["tokens"], m["accuracy"]) for n, m in methods.items() if n.startswith(f + "@")))
              for f in families]
-    lines += [(f"{name} ({'price' if name == 'ias-adaptive' else 'coverage'} swept)",
-               sorted((p["tokens"], p["accuracy"]) for p in sweep))
+    lines += [(f"{name} ({sweep['knob']} swept)", sorted((p["tokens"], p["accuracy"]) for p in sweep["points"]))
               for name, sweep in summary.get("sweeps", {}).items()]
     for k, (label, xy) in enumerate(lines):
         ax.plot([x for x, _ in xy], [y for _, y in xy], marker=".", color=colours((2 * k + 1) % 20), alpha=0.8,
