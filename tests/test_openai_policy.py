@@ -9,11 +9,9 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
-from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -23,6 +21,7 @@ from ias.errors import MissingExtraError, UserError
 from ias.policy.base import SamplingParams, load_policy
 from ias.policy.openai import split_total
 from ias.serve import make_server
+from loopback import running
 
 PROMPTS = ["Compute 12+7*3.\n\n", "Compute 5-2.\n\n"]
 FAST = {"backoff_s": 0.01}  # retries without long sleeps
@@ -68,18 +67,6 @@ def send_json(handler: BaseHTTPRequestHandler, status: int, data: dict, headers:
         handler.send_header(key, value)
     handler.end_headers()
     handler.wfile.write(raw)
-
-
-@contextmanager
-def running(httpd):
-    """Serve in a thread for the duration of a block."""
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield httpd
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
 
 
 def fake_server(answer):

@@ -16,13 +16,13 @@ import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 
 import openai
 import pytest
 
 from ias.policy.base import load_policy
 from ias.serve import make_server
+from loopback import running
 from ias.serve.limits import ServeLimits
 
 BIG = {"prompt": [f"Compute {k}+{k}*3-1.\n\n" for k in range(3, 7)], "n": 256, "seed": 5}  # 4 steps of 256 samples
@@ -33,16 +33,8 @@ def policy():
     return load_policy("arith-weak")
 
 
-@contextmanager
 def serving(policy, **limits):
-    server = make_server(policy, "arith-weak", port=0, limits=ServeLimits(access_log=False, **limits))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
+    return running(make_server(policy, "arith-weak", port=0, limits=ServeLimits(access_log=False, **limits)))
 
 
 def call(url: str, body: dict | None = None, key: str | None = None, path: str = "/completions",
