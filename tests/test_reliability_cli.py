@@ -47,6 +47,15 @@ def test_a_timed_out_verdict_is_flagged_in_the_records_and_counted(tmp_path):
     assert json.loads((out / "summary.json").read_text())["grade_timeouts"] == 2
 
 
+def test_eval_counts_its_pools_timed_out_verdicts(tmp_path):
+    out = tmp_path / "eval"
+    result = ias("eval", *heavy_task(tmp_path), "--n-max", "2", "--strategies", "bon,sc", "--prm", "arith-prm",
+                 "--out", str(out))
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["grade_timeouts"] == summary["pool"]["grade_timeouts"] == 2
+
+
 def test_timed_out_verdicts_in_rollouts_are_flagged_and_counted(tmp_path):
     out = tmp_path / "rollouts"
     result = ias("rollout", *heavy_task(tmp_path), "--split", "test", "--n-traj", "1", "--n-mc", "1",

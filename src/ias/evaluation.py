@@ -132,12 +132,18 @@ def run_eval(
         outcomes[name] = [_search_outcome(by_id[r["id"]]) for r in records]
         by_ordering[name] = [[o] for o in outcomes[name]]
         methods[name] = _method_summary(outcomes[name], wall_s=summary_of["wall_s"])
+        methods[name]["grade_timeouts"] = summary_of.get("grade_timeouts", 0)
         notes += _untimed_note(out / name, summary_of)
     summary = {"methods": methods, "n_problems": len(records), "n_max": budget.n_max, "orderings": ORDERINGS,
                "frontier": frontier(by_ordering, budget.n_max),
                **({"sweeps": _sweeps(by_ordering)} if any(k.startswith("sweep:") for k in by_ordering) else {}),
                **({"confidence_ece": confidence_ece(by_ordering)} if "ias-adaptive" in by_ordering else {}),
-               "budget": dataclasses.asdict(budget), "pool": {"wall_s": pool_wall, "usage": pool_summary["usage"]},
+               "budget": dataclasses.asdict(budget),
+               # Samples whose grading timed out (counted wrong): the pool's and each live search's.
+               "grade_timeouts": pool_summary.get("grade_timeouts", 0)
+               + sum(methods[name].get("grade_timeouts", 0) for name in SEARCHES if name in methods),
+               "pool": {"wall_s": pool_wall, "usage": pool_summary["usage"],
+                        "grade_timeouts": pool_summary.get("grade_timeouts", 0)},
                "config": config, **({"tuning": tuning} if tuning else {}), **({"notes": notes} if notes else {})}
     _write_records(out / "records.jsonl", records, raw, outcomes)
     write_json(out / "summary.json", summary)
