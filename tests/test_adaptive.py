@@ -283,7 +283,7 @@ def test_eval_reports_the_frontier_ias_adaptive_its_confidence_and_the_oracle(tm
     from ias.records import read_records
 
     strategies = ["bon", "sc", "weighted", "ias-seq", "adaptive-consistency", "ias-adaptive",
-                  "ias-adaptive-uncalibrated", "oracle-alloc"]
+                  "ias-adaptive-uncalibrated", "oracle-alloc", "ias-beam"]
     summary = ias.evaluate(limit=4, n_max=4, out=tmp_path, progress=False, strategies=strategies,
                            tune_split="calib", tune_limit=4)
     frontier = summary["frontier"]
@@ -307,6 +307,7 @@ def test_eval_reports_the_frontier_ias_adaptive_its_confidence_and_the_oracle(tm
     records = [json.loads(line) for line in (tmp_path / "records.jsonl").read_text().splitlines()]
     for r in records:
         assert 0 <= r["methods"]["ias-adaptive"]["confidence"] <= 1
+        assert 0 <= r["methods"]["ias-beam"]["confidence"] <= 1  # every method's answer carries one
         assert 0 <= r["methods"]["bon@4"]["correct"] <= 1  # the chance over the orderings
     assert "## Against the fixed-N frontier" in (tmp_path / "report.md").read_text()
     assert (tmp_path / "pareto.png").stat().st_size > 0

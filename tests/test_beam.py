@@ -13,6 +13,7 @@ from ias.scaling.beam import BeamSearch
 from ias.scaling.budget import ias_of_k, ias_of_m, n_ias
 from ias.scaling.select import answer_key
 from ias.tasks.base import get_task
+from ias.types import split_steps
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +38,9 @@ def test_fixed_beam_keeps_k_beams_of_m_samples_and_answers_with_its_best_finishe
         assert len(finished) == sum(r["candidates"] - len(r.get("open_stats", [])) for r in rounds)
         best = max(finished, key=lambda c: (c["answer"] is not None, c["stat"]))
         assert record["answer"] == best["answer"] and record["correct"] == best["correct"]
+        # Its confidence: the PRM's reading of the chosen solution at its last step.
+        [reading] = prm.score([(problem.question, split_steps(best["text"]))])
+        assert record["confidence"] == pytest.approx(reading.scores[-1], abs=1e-5)
         for c in finished:  # graded as the task grades the written solution
             assert c["correct"] == task.grade(problem, c["text"])
             assert answer_key(c["answer"]) == answer_key(task.extract(c["text"]))

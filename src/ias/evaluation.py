@@ -122,6 +122,7 @@ def run_eval(
         notes.append("no tuning split: ias-adaptive ran with its default settings and its confidence is the chosen "
                      "sample's calibrated score (no map); pass --tune-split for ias-adaptive@B and a fitted map")
     methods = {name: _method_summary(results, share_of=(pool_wall, pool_tokens)) for name, results in outcomes.items()}
+    search_confidence = _confidence_map((tuning or {}).get("adaptive"))  # the same map as the replayed methods'
     for name in (s for s in SEARCHES if s in strategies):
         search = BeamSearch(n_init=budget.n_max, k_max=budget.k_max, m_max=budget.m_max, freq=budget.beam_freq,
                             max_rounds=budget.beam_rounds, adaptive=name == "ias-beam", coverage=budget.coverage,
@@ -129,7 +130,7 @@ def run_eval(
         summary_of = run_dataset(search, problems, task, policy, prm, params, seed, out / name, config,
                                  batch_problems=batch_problems, progress=progress, executor=executor)
         by_id = {r["id"]: r for r in read_records(out / name / "records.jsonl")}
-        outcomes[name] = [_search_outcome(by_id[r["id"]]) for r in records]
+        outcomes[name] = [_mapped(_search_outcome(by_id[r["id"]]), search_confidence) for r in records]
         by_ordering[name] = [[o] for o in outcomes[name]]
         methods[name] = _method_summary(outcomes[name], wall_s=summary_of["wall_s"])
         methods[name]["grade_timeouts"] = summary_of.get("grade_timeouts", 0)
@@ -386,7 +387,7 @@ def _search_outcome(record: dict) -> Outcome:
     """A live search's result and what it spent (samples: step continuations drawn)."""
     usage = record["usage"]
     return Outcome(record["answer"], bool(record["correct"]), usage["samples"], usage["generated_tokens"],
-                   usage["prm_tokens"])
+                   usage["prm_tokens"], record.get("confidence"))  # records from before confidences: None
 
 
 def _method_summary(results: list[Outcome], wall_s: float | None = None,

@@ -42,6 +42,7 @@ class _Candidate:
     answer: str | None = None
     correct: bool = False
     stat: float = 0.0
+    score: float | None = None  # the PRM's (calibrated median's) reading at its last step: its chance of being right
 
 
 @dataclass
@@ -150,6 +151,8 @@ class BeamSearch:
         for (k, candidate), reading in zip(flat, readings):
             active[k].usage.prm_tokens += reading.tokens
             candidate.stat = self._statistic(reading)
+            last = reading.scores[-1] if reading.scores and not reading.skipped else None
+            candidate.score = None if last is None or math.isnan(last) else float(last)
 
     def _keep(self, search: _Search, found: list[_Candidate], round_: int) -> None:
         """Finished candidates leave; the best K unfinished become the beams, M samples each."""
@@ -188,6 +191,7 @@ class BeamSearch:
             "meta": search.problem.meta,
             "answer": chosen.answer if chosen else None,
             "correct": bool(chosen and chosen.correct),
+            "confidence": None if chosen is None or chosen.score is None else round(chosen.score, 6),
             "usage": search.usage.to_dict(),
             "lower_t0": search.lower_t0,
             "rounds": search.rounds,
