@@ -109,6 +109,8 @@ def test_samples_through_the_server_equal_the_hf_backends(client, hf, server):
     assert bare.sample(PROMPTS, 2, params, [1, 2]) == want
     other = client.sample(PROMPTS[:1], 2, params, [3])
     assert [s.text for s in other[0]] != [s.text for s in want[0]]
+    # Later samples alone: the server's stream starts at choice 0, the client keeps the last ones.
+    assert client.sample(PROMPTS, 1, params, [1, 2], first=[1, 0]) == [want[0][1:], want[1][:1]]
 
 
 def test_defaults_and_context_come_from_the_tokenizers_folder(client, hf):

@@ -26,6 +26,19 @@ def test_a_sample_depends_only_on_its_seed_and_index(policy):
     assert [s.text for s in other[0]] != [s.text for s in alone[0]]
 
 
+def test_later_samples_without_the_earlier_ones(policy):
+    """`first` starts each prompt at a sample index: samples 2..4 of a seed are the same
+    whether drawn after 0..1 or on their own, whatever each prompt's start."""
+    params = SamplingParams(temperature=1.0, max_tokens=80)
+    whole = policy.sample(PROMPTS, 5, params, [1, 2, 3])
+    later = policy.sample(PROMPTS, 3, params, [1, 2, 3], first=[2, 0, 1])
+    assert later == [whole[0][2:5], whole[1][0:3], whole[2][1:4]]
+    with pytest.raises(ValueError, match="first-sample indices"):
+        policy.sample(PROMPTS[:1], 1, params, [1], first=[-1])
+    with pytest.raises(ValueError, match="one first-sample index per prompt"):
+        policy.sample(PROMPTS[:2], 1, params, [1, 2], first=[0])
+
+
 def test_counts_logprobs_and_finish_reasons(policy):
     params = SamplingParams(temperature=1.0, max_tokens=120, logprobs=True)
     for group, prompt in zip(policy.sample(PROMPTS, 2, params, [7, 8, 9]), PROMPTS):

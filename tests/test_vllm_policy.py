@@ -94,6 +94,8 @@ def test_n_samples_reproducible_from_seed_and_index(engine):
     assert [s.text for s in alone] == texts[1][:3]
     other_seed = engine.sample([prompts[1]], 6, params, [99])[0]
     assert [s.text for s in other_seed] != texts[1]
+    later = engine.sample(prompts[:2], 2, params, [11, 12], first=[4, 1])  # samples 4-5 and 1-2 alone
+    assert [[s.text for s in row] for row in later] == [texts[0][4:6], texts[1][1:3]]
 
 
 @pytest.mark.vllm

@@ -47,10 +47,25 @@ class Policy(Protocol):
     defaults: SamplingParams  # the model's own sampling settings (e.g. its generation_config)
 
     def sample(
-        self, prompts: Sequence[str], n: int, params: SamplingParams, seeds: Sequence[int]
+        self, prompts: Sequence[str], n: int, params: SamplingParams, seeds: Sequence[int],
+        first: Sequence[int] | None = None,
     ) -> list[list[Sample]]:
-        """`n` samples for each prompt; sample j of prompt i depends only on (seeds[i], j)."""
+        """`n` samples for each prompt; sample j of prompt i depends only on (seeds[i], j).
+        `first[i]` (default 0) starts prompt i at its sample `first[i]`: the call returns its
+        samples first[i] .. first[i] + n - 1, the same as a call from 0 would, so a question's
+        later samples are drawn without drawing its earlier ones again."""
         ...
+
+
+def sample_offsets(first: Sequence[int] | None, prompts: Sequence[str]) -> list[int]:
+    """Each prompt's first sample index (0 unless given): one whole number >= 0 per prompt."""
+    if first is None:
+        return [0] * len(prompts)
+    if len(first) != len(prompts):
+        raise ValueError("one first-sample index per prompt is required")
+    if any(isinstance(f, bool) or not isinstance(f, (int, np.integer)) or f < 0 for f in first):
+        raise ValueError("first-sample indices must be whole numbers >= 0")
+    return [int(f) for f in first]
 
 
 def check_prompts(encoded: Sequence[Sequence[int]], seeds: Sequence[int], max_model_len: int) -> None:

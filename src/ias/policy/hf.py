@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from ias.models import hub_errors, resolve_model
-from ias.policy.base import SamplingParams, check_prompts, mix64, register_policy, uniforms
+from ias.policy.base import SamplingParams, check_prompts, mix64, register_policy, sample_offsets, uniforms
 from ias.prompting import encode_prompts
 from ias.types import Sample
 
@@ -88,12 +88,14 @@ class HFPolicy:
         return encode_prompts(self.tokenizer, prompts)  # too long is our error below
 
     def sample(
-        self, prompts: Sequence[str], n: int, params: SamplingParams, seeds: Sequence[int]
+        self, prompts: Sequence[str], n: int, params: SamplingParams, seeds: Sequence[int],
+        first: Sequence[int] | None = None,
     ) -> list[list[Sample]]:
         encoded = self.encode(prompts)
         check_prompts(encoded, seeds, self.max_model_len)
+        offsets = sample_offsets(first, prompts)
         rows = [
-            _Row(i, j, mix64(int(seeds[i]), j), [], logprobs=[] if params.logprobs else None)
+            _Row(i, j, mix64(int(seeds[i]), offsets[i] + j), [], logprobs=[] if params.logprobs else None)
             for i in range(len(prompts))
             for j in range(n)
         ]

@@ -39,7 +39,7 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Any, Sequence
 
 from ias.errors import UserError
-from ias.policy.base import SamplingParams, register_policy
+from ias.policy.base import SamplingParams, register_policy, sample_offsets
 from ias.types import Sample
 
 _MAX_RETRY_AFTER_S = 60.0
@@ -108,18 +108,22 @@ class OpenAIPolicy:
         return int(length) if isinstance(length, int) else None
 
     def sample(
-        self, prompts: Sequence[str], n: int, params: SamplingParams, seeds: Sequence[int]
+        self, prompts: Sequence[str], n: int, params: SamplingParams, seeds: Sequence[int],
+        first: Sequence[int] | None = None,
     ) -> list[list[Sample]]:
+        """A server starts a seed's stream at its first choice: prompt i with `first[i]` > 0 asks
+        for first[i] + n choices and keeps the last n (the server computes the others too)."""
         if len(seeds) != len(prompts):
             raise ValueError("one seed per prompt is required")
         if n < 1:
             raise ValueError("n must be >= 1")
+        offsets = sample_offsets(first, prompts)
         prompt_ids = [self._encode(p) for p in prompts] if self.tokenizer is not None else None
-        bodies = [self._body(p, n, params, int(s), None if prompt_ids is None else len(prompt_ids[i]), i)
+        bodies = [self._body(p, offsets[i] + n, params, int(s), None if prompt_ids is None else len(prompt_ids[i]), i)
                   for i, (p, s) in enumerate(zip(prompts, seeds))]
         responses = self._post_all(bodies)
         return [
-            self._samples(response, n, params, None if prompt_ids is None else len(prompt_ids[i]))
+            self._samples(response, offsets[i] + n, params, None if prompt_ids is None else len(prompt_ids[i]))[offsets[i]:]
             for i, response in enumerate(responses)
         ]
 

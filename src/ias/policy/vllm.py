@@ -35,7 +35,7 @@ from typing import Any, Sequence
 
 from ias.errors import MissingExtraError, UserError
 from ias.models import hub_errors, resolve_model
-from ias.policy.base import SamplingParams, check_prompts, derive_seed, register_policy
+from ias.policy.base import SamplingParams, check_prompts, derive_seed, register_policy, sample_offsets
 from ias.prompting import encode_prompts
 from ias.types import Sample
 
@@ -141,10 +141,12 @@ class VLLMPolicy:
         return encode_prompts(self.tokenizer, prompts)
 
     def sample(
-        self, prompts: Sequence[str], n: int, params: SamplingParams, seeds: Sequence[int]
+        self, prompts: Sequence[str], n: int, params: SamplingParams, seeds: Sequence[int],
+        first: Sequence[int] | None = None,
     ) -> list[list[Sample]]:
         encoded = self.encode(prompts)
         check_prompts(encoded, seeds, self.max_model_len)
+        offsets = sample_offsets(first, prompts)
         requests, settings = [], []
         for i, ids in enumerate(encoded):
             for j in range(n):
@@ -155,7 +157,7 @@ class VLLMPolicy:
                     top_p=params.top_p,
                     max_tokens=min(params.max_tokens, self.max_model_len - len(ids)),
                     stop=list(params.stop) or None,
-                    seed=derive_seed(int(seeds[i]), j),
+                    seed=derive_seed(int(seeds[i]), offsets[i] + j),
                     logprobs=0 if params.logprobs else None,
                 ))
         outputs = self.llm.generate(requests, settings, use_tqdm=self.progress) if requests else []
