@@ -4,6 +4,7 @@ that behave like servers lacking a feature or too slow to answer."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -111,6 +112,8 @@ def test_samples_through_the_server_equal_the_hf_backends(client, hf, server):
     assert [s.text for s in other[0]] != [s.text for s in want[0]]
     # Later samples alone: the server's stream starts at choice 0, the client keeps the last ones.
     assert client.sample(PROMPTS, 1, params, [1, 2], first=[1, 0]) == [want[0][1:], want[1][:1]]
+    with pytest.raises(UserError, match="hf backend only"):  # a server cannot stop a sample on its confidence
+        client.sample(PROMPTS, 1, dataclasses.replace(params, exit_below=-1.0), [1, 2])
 
 
 def test_defaults_and_context_come_from_the_tokenizers_folder(client, hf):

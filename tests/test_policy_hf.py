@@ -1,11 +1,14 @@
 """The transformers policy on the shipped weak model: seeds, stops, limits, logprobs."""
 
+import dataclasses
 import math
 
+import numpy as np
 import pytest
 
 from ias.errors import UserError
 from ias.policy.base import SamplingParams, derive_seed, load_policy
+from ias.scaling.budget import first_exit, lowest_window_confidence
 
 PROMPTS = ["Compute 12+7*3.\n\n", "Compute 5-2.\n\n", "Compute 48+27-9*2.\n\n"]
 
@@ -136,3 +139,39 @@ def test_a_prompt_encoding_to_no_tokens_is_a_user_error(tmp_path):
     assert policy.encode([""]) == [[]]
     with pytest.raises(UserError, match="^prompt 1 encodes to no tokens"):
         policy.sample(["Compute 5-2.\n\n", ""], 1, SamplingParams(max_tokens=5), [0, 1])
+
+
+def test_the_early_exit_stops_a_sample_where_the_replay_cuts_it(policy):
+    """DeepConf live: a sample stops after the first full window whose mean log-probability is
+    below the threshold, exactly where `first_exit` cuts the same sample drawn in full; the
+    tokens past it are never generated."""
+    params = SamplingParams(temperature=1.0, max_tokens=80, logprobs=True)
+    full = policy.sample(PROMPTS, 6, params, [1, 2, 3])
+    window = 4
+    threshold = float(np.median([lowest_window_confidence(s.logprobs, window) for row in full for s in row]))
+    live = policy.sample(PROMPTS, 6, dataclasses.replace(params, exit_below=threshold, exit_window=window), [1, 2, 3])
+    exited = 0
+    for whole, cut_short in zip((s for row in full for s in row), (s for row in live for s in row)):
+        cut = first_exit(whole.logprobs, threshold, window)
+        ended_anyway = cut == len(whole.logprobs) - 1 and whole.finish_reason in ("eos", "stop")
+        # The batch's make-up changes log-probabilities in their last bits (rows leave it at
+        # other steps), never a drawn token here: texts and counts are equal, logprobs close.
+        if cut is None or ended_anyway:
+            assert (cut_short.text, cut_short.generated_tokens, cut_short.finish_reason) == \
+                (whole.text, whole.generated_tokens, whole.finish_reason)
+            assert cut_short.logprobs == pytest.approx(whole.logprobs, abs=1e-5)
+            continue
+        exited += 1
+        assert cut_short.finish_reason == "exit" and cut_short.generated_tokens == cut + 1
+        assert cut_short.logprobs == pytest.approx(whole.logprobs[: cut + 1], abs=1e-5)
+        assert whole.text.startswith(cut_short.text)
+    assert 0 < exited < 18
+    plain = policy.sample(PROMPTS[:1], 2, dataclasses.replace(params, logprobs=False, exit_below=threshold,
+                                                              exit_window=window), [1])
+    assert all(s.logprobs is None for s in plain[0])  # read to decide the exit, returned only when asked
+
+
+def test_early_exit_settings_are_checked_and_recorded_only_when_on():
+    with pytest.raises(UserError, match="exit_below must be a finite"):
+        SamplingParams(exit_below=float("nan"))
+    assert "exit_below" not in SamplingParams().to_dict()  # run folders made before it resume

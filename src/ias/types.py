@@ -49,7 +49,8 @@ class Sample:
     """One generated continuation of one prompt.
 
     `finish_reason` is "stop" (a stop string was hit, it is not included in `text`),
-    "eos" (the model ended the text) or "length" (max_tokens reached).
+    "eos" (the model ended the text), "length" (max_tokens reached) or "exit" (its windowed
+    confidence fell below `SamplingParams.exit_below`: stopped early, hf backend).
     `logprobs` holds the log-probability of each generated token under the sampling
     distribution's model (before temperature), when asked for.
     """

@@ -19,6 +19,9 @@ class SamplingParams:
 
     `stop` strings end a sample (they are not included in its text); `max_tokens` bounds
     the generated tokens; `logprobs` asks for each generated token's log-probability.
+    `exit_below` (DeepConf's early exit, hf backend): a sample stops after the first token
+    whose mean log-probability over the last `exit_window` tokens (a full window) is below
+    it, with finish reason "exit"; the tokens it would have written are never computed.
     """
 
     temperature: float = 1.0
@@ -26,9 +29,16 @@ class SamplingParams:
     max_tokens: int = 256
     stop: tuple[str, ...] = ()
     logprobs: bool = False
+    exit_below: float | None = None
+    exit_window: int = 16
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "stop": list(self.stop)}
+        """The settings as a run folder records them (without the exit when it is off, as
+        folders made before it record them)."""
+        out = {**asdict(self), "stop": list(self.stop)}
+        if self.exit_below is None:
+            del out["exit_below"], out["exit_window"]
+        return out
 
     def __post_init__(self) -> None:
         # NaN slips through comparisons (`nan < 0` is False) and would sample nothing.
@@ -38,6 +48,10 @@ class SamplingParams:
             raise UserError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.max_tokens < 1:
             raise UserError(f"max_tokens must be >= 1, got {self.max_tokens}")
+        if self.exit_below is not None and not math.isfinite(self.exit_below):
+            raise UserError(f"exit_below must be a finite log-probability, got {self.exit_below}")
+        if self.exit_window < 1:
+            raise UserError(f"exit_window must be >= 1, got {self.exit_window}")
 
 
 class Policy(Protocol):

@@ -18,6 +18,7 @@ import torch
 from tqdm import tqdm
 
 from ias.models import hub_errors, resolve_model
+from ias.confidence import exits_now
 from ias.policy.base import SamplingParams, check_prompts, mix64, register_policy, sample_offsets, uniforms
 from ias.prompting import encode_prompts
 from ias.types import Sample
@@ -95,7 +96,7 @@ class HFPolicy:
         check_prompts(encoded, seeds, self.max_model_len)
         offsets = sample_offsets(first, prompts)
         rows = [
-            _Row(i, j, mix64(int(seeds[i]), offsets[i] + j), [], logprobs=[] if params.logprobs else None)
+            _Row(i, j, mix64(int(seeds[i]), offsets[i] + j), [], logprobs=[] if _needs_logprobs(params) else None)
             for i in range(len(prompts))
             for j in range(n)
         ]
@@ -122,7 +123,7 @@ class HFPolicy:
             prompt_tokens=prompt_tokens,
             generated_tokens=len(row.ids),
             finish_reason=row.finish or "length",
-            logprobs=row.logprobs,
+            logprobs=row.logprobs if params.logprobs else None,
             stop=stop_hit,
         )
 
@@ -160,6 +161,8 @@ class HFPolicy:
                     continue
                 if longest_stop and self._stopped(row, token, params.stop, longest_stop):
                     row.finish = "stop"
+                elif params.exit_below is not None and exits_now(row.logprobs, params.exit_below, params.exit_window):
+                    row.finish = "exit"  # DeepConf: its confidence fell; what it would write is never computed
                 elif len(row.ids) >= limits[a]:
                     row.finish = "length"
                 else:
@@ -216,6 +219,11 @@ class HFPolicy:
             if order is not None:
                 tokens = order.gather(1, tokens[:, None])[:, 0]
         return tokens, logp.gather(1, tokens[:, None])[:, 0]
+
+
+def _needs_logprobs(params: SamplingParams) -> bool:
+    """Log-probabilities are kept when asked for, and when the early exit reads them."""
+    return params.logprobs or params.exit_below is not None
 
 
 #: Tokens ranked before a full sort is needed: a nucleus is nearly always far smaller.

@@ -118,6 +118,8 @@ class OpenAIPolicy:
         if n < 1:
             raise ValueError("n must be >= 1")
         offsets = sample_offsets(first, prompts)
+        if params.exit_below is not None:
+            raise UserError("the early exit (exit_below) stops samples in the hf backend only: a server cannot be told to stop a sample on its confidence")
         prompt_ids = [self._encode(p) for p in prompts] if self.tokenizer is not None else None
         bodies = [self._body(p, offsets[i] + n, params, int(s), None if prompt_ids is None else len(prompt_ids[i]), i)
                   for i, (p, s) in enumerate(zip(prompts, seeds))]

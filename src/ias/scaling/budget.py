@@ -18,6 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ias.confidence import judged, window_mean
 from ias.errors import UserError
 
 
@@ -284,22 +285,12 @@ def windowed_confidence(token_logprobs: Sequence[Sequence[float]] | Sequence[flo
 
     Position j averages tokens max(0, j - window + 1) .. j, so early positions average
     fewer tokens. A sliding mean catches a trace that loses its footing locally, which a
-    whole-trace mean would wash out.
+    whole-trace mean would wash out. The means are `ias.confidence.window_mean`'s, the
+    arithmetic a policy stopping a sample live uses, so replay and live agree exactly.
     """
     window = _check_int("window", window, 1)
-    conf = _token_confidences(token_logprobs)
-    if conf.size == 0:
-        return []
-    prefix = np.concatenate(([0.0], np.cumsum(conf)))
-    ends = np.arange(1, conf.size + 1)
-    starts = np.maximum(0, ends - window)
-    return ((prefix[ends] - prefix[starts]) / (ends - starts)).tolist()
-
-
-def _judged(length: int, window: int) -> range:
-    """The positions a trace is judged at: every full window, or for a trace shorter than one
-    window its end (its whole mean). The threshold and the exit judge the same positions."""
-    return range(window - 1, length) if length >= window else range(length - 1, length)
+    conf = _token_confidences(token_logprobs).tolist()
+    return [window_mean(conf, end, window) for end in range(len(conf))]
 
 
 def lowest_window_confidence(token_logprobs: Sequence[Sequence[float]] | Sequence[float], window: int = 16) -> float:
@@ -307,7 +298,7 @@ def lowest_window_confidence(token_logprobs: Sequence[Sequence[float]] | Sequenc
     values = windowed_confidence(token_logprobs, window)
     if not values:
         raise UserError("token_logprobs is empty; an empty trace has no confidence")
-    return min(values[j] for j in _judged(len(values), window))
+    return min(values[j] for j in judged(len(values), window))
 
 
 def deepconf_threshold(warmup_lowest: Sequence[float], keep_share: float = 0.9) -> float:
@@ -339,7 +330,7 @@ def first_exit(logprobs: Sequence[float], threshold: float, window: int = 16) ->
         raise UserError("threshold is NaN")
     window = _check_int("window", window, 1)
     values = windowed_confidence(logprobs, window)
-    for j in _judged(len(values), window) if values else ():
+    for j in judged(len(values), window) if values else ():
         if values[j] < threshold:
             return j
     return None

@@ -1,0 +1,34 @@
+"""Windowed token confidence: the one arithmetic DeepConf's early exit uses, live and replayed.
+
+A policy stopping a sample while it is written (`SamplingParams.exit_below`) and a replay
+deciding where a finished sample would have stopped must agree, so both call `window_mean`
+here: the mean of a window of per-token confidences, summed with `math.fsum` (correctly
+rounded: the same log-probabilities give the same verdict bit for bit, however they were
+summed). The log-probabilities themselves can differ in their last bits with the batch's
+make-up, so a window within rounding of the threshold may be judged either way. This
+module sits below policies and scaling alike and imports neither.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+
+def window_mean(confidences: Sequence[float], end: int, window: int) -> float:
+    """Mean confidence of the tokens max(0, end - window + 1) .. end."""
+    start = max(0, end - window + 1)
+    return math.fsum(confidences[start : end + 1]) / (end + 1 - start)
+
+
+def judged(length: int, window: int) -> range:
+    """The positions a trace is judged at: every full window, or for a trace shorter than one
+    window its end (its whole mean). The threshold and the exit judge the same positions."""
+    return range(window - 1, length) if length >= window else range(length - 1, length)
+
+
+def exits_now(confidences: Sequence[float], threshold: float, window: int) -> bool:
+    """Live: whether a trace being written stops after its latest token (a full window whose
+    mean is below the threshold). At its end a shorter trace is judged by `judged` instead."""
+    end = len(confidences) - 1
+    return end >= window - 1 and window_mean(confidences, end, window) < threshold
