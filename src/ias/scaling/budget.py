@@ -289,8 +289,13 @@ def windowed_confidence(token_logprobs: Sequence[Sequence[float]] | Sequence[flo
     arithmetic a policy stopping a sample live uses, so replay and live agree exactly.
     """
     window = _check_int("window", window, 1)
-    conf = _token_confidences(token_logprobs).tolist()
-    return [window_mean(conf, end, window) for end in range(len(conf))]
+    return list(_window_means(tuple(_token_confidences(token_logprobs).tolist()), window))
+
+
+@lru_cache(maxsize=1 << 15)
+def _window_means(conf: tuple[float, ...], window: int) -> tuple[float, ...]:
+    """Cached: a replay reads each pool sample's windows once per ordering of the pool."""
+    return tuple(window_mean(conf, end, window) for end in range(len(conf)))
 
 
 def lowest_window_confidence(token_logprobs: Sequence[Sequence[float]] | Sequence[float], window: int = 16) -> float:
