@@ -171,6 +171,9 @@ def test_a_timeout_is_retried_then_a_clear_error():
         policy = load_policy("m", backend="openai", base_url=url_of(httpd), timeout_s=0.2, max_retries=1, **FAST)
         with pytest.raises(UserError, match=r"gave no answer within 0.2 s .*2 tries"):
             policy.sample(["q"], 1, SamplingParams(), [0])
+        deadline = time.monotonic() + 10  # the server's thread may read the second body after the client gave up
+        while len(httpd.bodies) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert len(httpd.bodies) == 2
 
 
