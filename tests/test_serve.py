@@ -119,8 +119,8 @@ def test_limits_refuse_by_size_before_reading(policy):
         assert status == 404 and "no route" in answer["error"]["message"]
 
 
-def test_a_large_request_does_not_starve_a_small_one_and_a_full_queue_answers_429(policy):
-    with serving(policy, max_queue=2) as server:
+def test_a_large_request_does_not_starve_a_small_one(policy):
+    with serving(policy) as server:
         done = {}
 
         def timed(name: str, body: dict) -> None:
@@ -131,13 +131,24 @@ def test_a_large_request_does_not_starve_a_small_one_and_a_full_queue_answers_42
         time.sleep(0.5)  # the big request is being sampled
         small = threading.Thread(target=timed, args=("small", {"prompt": "Compute 2+2.\n\n", "seed": 1}))
         small.start()
-        time.sleep(0.2)
-        status, _, headers = call(server.url, {"prompt": "Compute 1+1.\n\n"})  # third: the queue holds 2
-        assert status == 429 and headers["retry-after"] == "1"
         small.join()
         big.join()
         assert done["small"][0] == done["big"][0] == 200
         assert done["small"][1] < done["big"][1]
+
+
+def test_a_full_queue_answers_429_at_once(policy):
+    with serving(policy, max_queue=1) as server:
+        big = threading.Thread(target=call, args=(server.url, BIG))
+        big.start()
+        deadline = time.monotonic() + 30
+        while metric(server.url, "ias_queue_depth") < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        started = time.monotonic()
+        status, answer, headers = call(server.url, {"prompt": "Compute 1+1.\n\n"})  # the queue holds one
+        assert status == 429 and headers["retry-after"] == "1" and "--max-queue 1" in answer["error"]["message"]
+        assert time.monotonic() - started < 5  # refused at once, not after the big one
+        big.join()
 
 
 def test_a_client_that_leaves_frees_its_work_and_a_timeout_is_504(policy):
