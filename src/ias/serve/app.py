@@ -169,18 +169,18 @@ def access_log(request: Request, status: int, seconds: float) -> None:
 async def read_json(request: Request, limits: ServeLimits) -> Any:
     """The JSON body, read within the size cap and the read timeout."""
     length = request.headers.get("content-length")
+    too_large = BadRequest(f"the body is over {limits.max_request_bytes} bytes (--max-request-bytes)", status=413,
+                           headers={"Connection": "close"})
     if length is not None and (not length.isdigit() or int(length) > limits.max_request_bytes):
-        raise BadRequest(f"the body is over {limits.max_request_bytes} bytes (--max-request-bytes)", status=413,
-                         headers={"Connection": "close"})
+        raise too_large
     chunks: list[bytes] = []
 
     async def collect() -> None:
         size = 0
         async for chunk in request.stream():
             size += len(chunk)
-            if size > limits.max_request_bytes:
-                raise BadRequest(f"the body is over {limits.max_request_bytes} bytes (--max-request-bytes)",
-                                 status=413, headers={"Connection": "close"})
+            if size > limits.max_request_bytes:  # a chunked body without a Content-Length
+                raise too_large
             chunks.append(chunk)
 
     try:
