@@ -32,3 +32,15 @@ def exits_now(confidences: Sequence[float], threshold: float, window: int) -> bo
     mean is below the threshold). At its end a shorter trace is judged by `judged` instead."""
     end = len(confidences) - 1
     return end >= window - 1 and window_mean(confidences, end, window) < threshold
+
+
+def live_exit(logprobs: Sequence[float], finish_reason: str, threshold: float, window: int) -> int | None:
+    """Where a sample drawn in full would have stopped had it been drawn with the live exit
+    (`exits_now` after each token): the first full window below the threshold, unless that
+    is the sample's last token and it ended there anyway (end of text or a stop string,
+    which a live run checks first). Its last token's index, or None: it runs to its end."""
+    for end in range(window - 1, len(logprobs)):
+        if window_mean(logprobs, end, window) < threshold:
+            ended = end == len(logprobs) - 1 and finish_reason in ("eos", "stop")
+            return None if ended else end
+    return None

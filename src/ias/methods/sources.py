@@ -1,0 +1,202 @@
+"""Where an engine's samples come from: the live policy and PRM, or a shared pool.
+
+`LiveSource` draws with the policy (sample j of a question seeded by (run seed, question
+id, j), whatever the wave) and reads with the PRM, one call per kind of request. `PoolSource`
+serves a pool in which every question already has N samples (`ias eval`), in one seeded
+ordering of each question's samples (ordering 0: as drawn), cutting a sample where the live
+early exit would have stopped it and sampling live past the pool's end. The same method
+on the same seeds therefore gives the same answers and spends the same tokens on both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections import defaultdict
+from typing import Sequence
+
+import numpy as np
+
+from ias.confidence import live_exit
+from ias.errors import UserError
+from ias.methods.base import Draw, Extend, Question, QuestionReading, ReadSteps, Scored
+from ias.policy.base import Policy, SamplingParams, derive_seed
+from ias.prm.base import PRM, StepScores
+from ias.prompting import render_prompt
+from ias.scaling.select import aggregate
+from ias.tasks.base import Task
+from ias.types import STEP_DELIMITER, Sample, split_steps
+
+
+class LiveSource:
+    """Requests answered by the real policy and PRM. `grade`: grade every sample against
+    the problem's reference (a run over a dataset; `ias ask` has no reference)."""
+
+    def __init__(self, task: Task, policy: Policy, prm: PRM | None, params: SamplingParams, seed: int,
+                 grade: bool = True):
+        self.task, self.policy, self.prm, self.params, self.seed, self.grade = task, policy, prm, params, seed, grade
+
+    def read_questions(self, questions: Sequence[Question]) -> list[QuestionReading]:
+        readings = self._prm().score([(q.problem.question, []) for q in questions])
+        return [question_reading(r) for r in readings]
+
+    def draw(self, asks: Sequence[tuple[Question, int, Draw]]) -> list[list[Scored]]:
+        drawn: list[list[Sample]] = [[] for _ in asks]
+        groups: dict[tuple, list[int]] = defaultdict(list)
+        for i, (_, _, ask) in enumerate(asks):
+            groups[(ask.count, ask.logprobs, ask.exit_below, ask.exit_window)].append(i)
+        for (count, logprobs, exit_below, window), idx in groups.items():
+            params = dataclasses.replace(self.params, logprobs=self.params.logprobs or logprobs,
+                                         exit_below=exit_below, exit_window=window)
+            got = self.policy.sample([self._prompt(asks[i][0]) for i in idx], count, params,
+                                     [derive_seed(self.seed, asks[i][0].id) for i in idx], first=[asks[i][1] for i in idx])
+            for i, samples in zip(idx, got):
+                drawn[i] = samples
+        to_read = [(i, j) for i, (_, _, ask) in enumerate(asks) if ask.read for j in range(len(drawn[i]))]
+        readings = self._prm().score([(asks[i][0].problem.question, split_steps(drawn[i][j].text))
+                                      for i, j in to_read]) if to_read else []
+        by_sample = dict(zip(to_read, readings))
+        return [[self._scored(q, first + j, s, by_sample.get((i, j)), ask.logprobs)
+                 for j, s in enumerate(drawn[i])] for i, (q, first, ask) in enumerate(asks)]
+
+    def extend(self, asks: Sequence[tuple[Question, Extend]]) -> list[list[list[Sample]]]:
+        jobs = [(i, b) for i, (_, ask) in enumerate(asks) for b in range(len(ask.prefixes))]
+        out: list[list[list[Sample]]] = [[[] for _ in ask.prefixes] for _, ask in asks]
+        by_shape: dict[tuple[int, bool], list[tuple[int, int]]] = defaultdict(list)
+        for i, b in jobs:
+            by_shape[(asks[i][1].counts[b], asks[i][1].to_end)].append((i, b))
+        for (count, to_end), idx in by_shape.items():
+            stop = self.params.stop if to_end else tuple(dict.fromkeys([*self.params.stop, STEP_DELIMITER]))
+            params = dataclasses.replace(self.params, stop=stop)
+            prompts = [self._prompt(asks[i][0], asks[i][1].prefixes[b]) for i, b in idx]
+            seeds = [derive_seed(self.seed, asks[i][0].id, *asks[i][1].key, b) for i, b in idx]
+            for (i, b), samples in zip(idx, self.policy.sample(prompts, count, params, seeds)):
+                out[i][b] = samples
+        return out
+
+    def read_steps(self, asks: Sequence[tuple[Question, ReadSteps]]) -> list[list[StepScores]]:
+        flat = [(q.problem.question, list(steps)) for q, ask in asks for steps in ask.solutions]
+        readings = iter(self._prm().score(flat))
+        return [[next(readings) for _ in ask.solutions] for _, ask in asks]
+
+    def _prompt(self, question: Question, steps: Sequence[str] = ()) -> str:
+        return render_prompt(self.task, question.problem, self.policy, list(steps))
+
+    def _prm(self) -> PRM:
+        if self.prm is None:
+            raise UserError("this strategy reads a PRM; pass --prm (or use a strategy that only votes)")
+        return self.prm
+
+    def _scored(self, question: Question, index: int, sample: Sample, reading: StepScores | None,
+                logprobs: bool) -> Scored:
+        answer = question.extract(sample.text)
+        correct = self.task.grade(question.problem, sample.text) if self.grade else None
+        score, lower, raw = last_step(reading)
+        return Scored(index, sample.text, answer, score, lower, raw, sample.generated_tokens,
+                      reading.tokens if reading else 0, sample.finish_reason,
+                      tuple(sample.logprobs) if logprobs and sample.logprobs is not None else None, correct,
+                      sample.prompt_tokens, tuple(reading.scores) if reading and reading.scores else None)
+
+
+def last_step(reading: StepScores | None) -> tuple[float | None, float | None, float | None]:
+    """A solution's score, lowest quantile and raw score at its last step (None: unread)."""
+    if reading is None:
+        return None, None, None
+    score = aggregate(reading.scores, "last")
+    if score == float("-inf"):
+        return None, None, None
+    lower = reading.quantiles[-1][0] if reading.quantiles else None
+    raw = reading.raw_scores[-1] if reading.raw_scores else score
+    return score, lower, None if raw is None or math.isnan(raw) else raw
+
+
+def question_reading(reading: StepScores) -> QuestionReading:
+    """The PRM's reading of a question alone as a method sees it."""
+    usable = bool(reading.scores) and not reading.skipped
+    score = reading.scores[0] if usable else None
+    score = None if score is None or math.isnan(score) else score
+    lower = reading.quantiles[0][0] if usable and reading.quantiles else None
+    raw = reading.raw_scores[0] if usable and reading.raw_scores else score
+    return QuestionReading(score, lower, raw, reading.tokens)
+
+
+class PoolSource:
+    """Requests answered from pool records (`ias eval`'s: every sample graded and read, the
+    question read), in ordering `ordering` of each question's samples (0: as drawn; k > 0: a
+    seeded random permutation, an equally likely run). Past the pool's end, `live` (if any)
+    samples. Step-level requests go to `live`: a search cannot be replayed on whole samples."""
+
+    def __init__(self, records: Sequence[dict], seed: int = 0, ordering: int = 0, live: LiveSource | None = None):
+        self.records = {r["id"]: r for r in records}
+        self.seed, self.ordering, self.live = seed, ordering, live
+        self._scored: dict[str, list[Scored]] = {}
+
+    def read_questions(self, questions: Sequence[Question]) -> list[QuestionReading]:
+        out = []
+        for q in questions:
+            r = self.records[q.id]["question_reading"]
+            out.append(QuestionReading(r["score"], r["quantiles"][0] if r.get("quantiles") else None,
+                                       r.get("raw_score", r["score"]), r["prm_tokens"]))
+        return out
+
+    def draw(self, asks: Sequence[tuple[Question, int, Draw]]) -> list[list[Scored]]:
+        out = []
+        for q, first, ask in asks:
+            pool = self._pool(q.id)
+            end = min(first + ask.count, len(pool))
+            got = [self._served(pool[j], j, ask) for j in range(first, end)]
+            if first + ask.count > end:
+                if self.live is None:
+                    raise UserError(f"the pool holds {len(pool)} samples of {q.id}; the method asked for "
+                                    f"{first + ask.count}")
+                more = dataclasses.replace(ask, count=first + ask.count - end)
+                got += self.live.draw([(q, end, more)])[0]
+            out.append(got)
+        return out
+
+    def extend(self, asks: Sequence[tuple[Question, Extend]]) -> list[list[list[Sample]]]:
+        return self._live().extend(asks)
+
+    def read_steps(self, asks: Sequence[tuple[Question, ReadSteps]]) -> list[list[StepScores]]:
+        return self._live().read_steps(asks)
+
+    def _live(self) -> LiveSource:
+        if self.live is None:
+            raise UserError("a step-level search runs live, not on a pool of whole samples")
+        return self.live
+
+    def _pool(self, qid: str) -> list[Scored]:
+        """The question's samples in this ordering, read once."""
+        if qid not in self._scored:
+            samples = self.records[qid]["samples"]
+            order = (range(len(samples)) if self.ordering == 0 else
+                     np.random.default_rng(derive_seed(self.seed, qid, "ordering", self.ordering))
+                     .permutation(len(samples)))
+            self._scored[qid] = [pool_sample(samples[i], j) for j, i in enumerate(order)]
+        return self._scored[qid]
+
+    @staticmethod
+    def _served(sample: Scored, index: int, ask: Draw) -> Scored:
+        """A pool sample as this request gets it: unread if it asks no PRM, cut where the
+        live exit would have stopped it (then its text is unknown: it holds no answer)."""
+        if not ask.read:
+            sample = dataclasses.replace(sample, score=None, lower=None, raw_score=None, prm_tokens=0,
+                                         step_scores=None)
+        if ask.exit_below is not None:
+            if sample.logprobs is None:
+                raise UserError("the pool has no token log-probabilities for the early exit")
+            end = live_exit(sample.logprobs, sample.finish_reason, ask.exit_below, ask.exit_window)
+            if end is not None:
+                sample = dataclasses.replace(sample, text="", answer=None, correct=False, generated_tokens=end + 1,
+                                             finish_reason="exit", logprobs=sample.logprobs[: end + 1])
+        return sample if ask.logprobs else dataclasses.replace(sample, logprobs=None)
+
+
+def pool_sample(row: dict, index: int) -> Scored:
+    """A pool record's sample as a method sees it (the pool's JSON field names)."""
+    quantiles = row.get("quantiles")
+    logprobs = row.get("logprobs")
+    return Scored(index, row["text"], row["answer"], row["score"], quantiles[0] if quantiles else None,
+                  row.get("raw_score", row["score"]), row["generated_tokens"], row["prm_tokens"],
+                  row["finish_reason"], tuple(logprobs) if logprobs is not None else None, bool(row["correct"]),
+                  row.get("prompt_tokens", 0), tuple(row["step_scores"]) if row.get("step_scores") else None)
