@@ -5,7 +5,7 @@
 Per arith problem: `--warmup` samples set the threshold (the 10% lowest of their lowest
 windowed confidence, as `ias eval`'s deepconf); the next `--later` samples (indices after the
 warm-up, `first=`) are drawn twice: in full, where the replay reads where each would stop
-(`first_exit`, tokens up to there), and live with `exit_below`, where the hf backend stops
+(`live_exit`, tokens up to there: what `ias eval` counts), and live with `exit_below`, where the hf backend stops
 them while writing. Figures: tokens the replay counts, tokens generated live, tokens of the
 full samples, how often live and replay cut at the same token, and the wall time of the
 live and full draws.
@@ -21,16 +21,9 @@ import time
 from ias.api import sampling_params
 from ias.policy.base import derive_seed, load_policy
 from ias.prompting import render_prompt
-from ias.scaling.budget import deepconf_threshold, first_exit, lowest_window_confidence
+from ias.confidence import live_exit
+from ias.scaling.budget import deepconf_threshold, lowest_window_confidence
 from ias.tasks.base import get_task
-
-
-def replay_cut(sample, cut: int | None) -> int | None:
-    """Where a live run stops this full sample: the replay's cut, unless that is its last
-    token and the sample ended there anyway (end of text or a stop string)."""
-    if cut is None or (cut == sample.generated_tokens - 1 and sample.finish_reason in ("eos", "stop")):
-        return None
-    return cut
 
 
 def live_cut(sample) -> int | None:
@@ -61,7 +54,7 @@ def main() -> None:
     replay_tokens, replay_cuts = 0, []
     for row, threshold in zip(full, thresholds):
         for s in row:
-            cut = first_exit(s.logprobs, threshold, args.window)
+            cut = live_exit(s.logprobs, s.finish_reason, threshold, args.window)
             replay_tokens += s.generated_tokens if cut is None else cut + 1
             replay_cuts.append(cut)
 
@@ -72,7 +65,7 @@ def main() -> None:
         live += policy.sample([prompt], args.later, exit_params, [seed], first=[args.warmup])[0]
     live_s = time.monotonic() - started
     whole = [s for row in full for s in row]
-    same = sum(live_cut(s) == replay_cut(w, cut) for s, w, cut in zip(live, whole, replay_cuts))
+    same = sum(live_cut(s) == cut for s, cut in zip(live, replay_cuts))
     print(json.dumps({
         "problems": len(problems), "later_samples": len(live), "window": args.window,
         "full_tokens": sum(s.generated_tokens for s in whole),

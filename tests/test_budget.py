@@ -6,6 +6,8 @@ import math
 import numpy as np
 import pytest
 
+from ias.confidence import live_exit
+
 from ias.errors import UserError
 from ias.scaling.budget import (
     AdaptiveSettings,
@@ -14,7 +16,6 @@ from ias.scaling.budget import (
     chance_any_correct,
     deepconf_threshold,
     esc_window_stop,
-    first_exit,
     fleet_allocation,
     ias_of_k,
     ias_of_m,
@@ -249,13 +250,16 @@ def test_windowed_confidence_by_hand():
     assert lowest_window_confidence([-6.0, 0.0], window=3) == pytest.approx(-3.0)  # short: its whole mean
 
 
-def test_threshold_and_exit_judge_the_same_positions():
-    """A warm-up trace never exits at the threshold it helped set (its lowest judged value is >= it)."""
-    traces = [[-6.0, 0.0, 0.0, -0.5, 0.0], [-0.2] * 7, [-1.0, -3.0], [0.0, -2.0, -2.0, 0.0, 0.0, 0.0]]
+def test_a_warm_up_trace_never_exits_at_the_threshold_it_helped_set():
+    """Its lowest judged window is >= the threshold; a later copy of it does not exit either,
+    even with log-probabilities a few ulps apart (another batch), but one clearly below does."""
+    traces = [[-6.0, 0.0, 0.0, -0.5, 0.0], [-0.2] * 7, [0.0, -2.0, -2.0, 0.0, 0.0, 0.0]]
     lowest = [lowest_window_confidence(t, window=3) for t in traces]
     threshold = min(lowest)
-    assert all(first_exit(t, threshold, window=3) is None for t in traces)
-    assert first_exit(traces[lowest.index(threshold)], threshold + 1e-9, window=3) is not None
+    assert all(live_exit(t, "length", threshold, window=3) is None for t in traces)
+    weakest = traces[lowest.index(threshold)]
+    assert live_exit([x * (1 + 1e-12) for x in weakest], "length", threshold, 3) is None
+    assert live_exit(weakest, "length", threshold + 1e-3, window=3) is not None
 
 
 def test_windowed_confidence_top_k_rows_use_negative_mean():
@@ -274,20 +278,20 @@ def test_windowed_confidence_rejects_bad_input():
         windowed_confidence([-1.0], window=0)
 
 
-def test_first_exit():
+def test_live_exit_stops_at_the_first_full_window_below_the_threshold():
     lp = [-5.0, -0.1, -0.1, -0.1, -3.0, -3.0, -0.1]
     # window 2 means: (-5.0), -2.55, -0.1, -0.1, -1.55, -3.0, -1.55; position 0 is a partial window, not judged
-    assert first_exit(lp, threshold=-1.0, window=2) == 1
-    assert first_exit(lp, threshold=-2.6, window=2) == 5  # stopped after 6 tokens
-    assert first_exit(lp, threshold=-3.5, window=2) is None
-    assert first_exit(lp, threshold=-1.0, window=1) == 0  # window 1 judges every token
+    assert live_exit(lp, "length", threshold=-1.0, window=2) == 1
+    assert live_exit(lp, "length", threshold=-2.6, window=2) == 5  # stopped after 6 tokens
+    assert live_exit(lp, "length", threshold=-3.5, window=2) is None
+    assert live_exit(lp, "length", threshold=-1.0, window=1) == 0  # window 1 judges every token
     # window 3 means: (-5.0), (-2.55), -1.73, -0.1, -1.07, -2.03, -2.03: the bad opening token is never judged
-    assert first_exit(lp, threshold=-2.0, window=3) == 5
-    assert first_exit(lp, threshold=-2.1, window=3) is None
-    assert first_exit([-9.0, -9.0], threshold=0.0, window=3) == 1  # shorter than a window: judged at its end
-    assert first_exit([-9.0, -9.0], threshold=-9.5, window=3) is None
-    with pytest.raises(UserError):
-        first_exit(lp, threshold=float("nan"))
+    assert live_exit(lp, "length", threshold=-2.0, window=3) == 5
+    assert live_exit(lp, "length", threshold=-2.1, window=3) is None
+    assert live_exit([-9.0, -9.0], "length", threshold=0.0, window=3) is None  # no full window: never stopped
+    # the last token: a sample that ended there anyway (end of text, a stop string) was not stopped
+    assert live_exit([-0.1, -3.0], "eos", threshold=-1.0, window=2) is None
+    assert live_exit([-0.1, -3.0], "length", threshold=-1.0, window=2) == 1
 
 
 def test_deepconf_threshold():

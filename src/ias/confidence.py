@@ -21,6 +21,18 @@ def window_mean(confidences: Sequence[float], end: int, window: int) -> float:
     return math.fsum(confidences[start : end + 1]) / (end + 1 - start)
 
 
+#: How far below the threshold a window's mean must be to stop a sample. The same tokens can
+#: get log-probabilities a few ulps apart in two batches, and a later sample often repeats a
+#: warm-up sample's window exactly (the threshold is such a window's mean): without a margin
+#: the live run and its replay would judge those ties differently.
+EXIT_MARGIN = 1e-5
+
+
+def below(mean: float, threshold: float) -> bool:
+    """Whether a window's mean stops a sample (below the threshold by more than the margin)."""
+    return mean < threshold - EXIT_MARGIN
+
+
 def judged(length: int, window: int) -> range:
     """The positions a trace is judged at: every full window, or for a trace shorter than one
     window its end (its whole mean). The threshold and the exit judge the same positions."""
@@ -31,7 +43,7 @@ def exits_now(confidences: Sequence[float], threshold: float, window: int) -> bo
     """Live: whether a trace being written stops after its latest token (a full window whose
     mean is below the threshold). At its end a shorter trace is judged by `judged` instead."""
     end = len(confidences) - 1
-    return end >= window - 1 and window_mean(confidences, end, window) < threshold
+    return end >= window - 1 and below(window_mean(confidences, end, window), threshold)
 
 
 def live_exit(logprobs: Sequence[float], finish_reason: str, threshold: float, window: int) -> int | None:
@@ -40,7 +52,7 @@ def live_exit(logprobs: Sequence[float], finish_reason: str, threshold: float, w
     is the sample's last token and it ended there anyway (end of text or a stop string,
     which a live run checks first). Its last token's index, or None: it runs to its end."""
     for end in range(window - 1, len(logprobs)):
-        if window_mean(logprobs, end, window) < threshold:
+        if below(window_mean(logprobs, end, window), threshold):
             ended = end == len(logprobs) - 1 and finish_reason in ("eos", "stop")
             return None if ended else end
     return None

@@ -18,7 +18,7 @@ the same way. Problems written before ias timed them count 0 s, and `summary.jso
 from __future__ import annotations
 
 import dataclasses
-from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -27,13 +27,18 @@ from ias.calibration.metrics import ece
 from ias.errors import UserError
 from ias.metrics import bootstrap_ci
 from ias.records import RecordWriter, read_records, write_json
+from ias.methods import configure
+from ias.methods.base import Question
+from ias.methods.engine import Answer, run_method
+from ias.methods.ias_adaptive import ConfidenceMap
+from ias.methods.sources import PoolSource
 from ias.scaling import adaptive
-from ias.scaling.adaptive import ORDERINGS, Budget, ConfidenceMap, Outcome, expected
+from ias.scaling.adaptive import ORDERINGS, Outcome, expected
 from ias.scaling.beam import BeamSearch
-from ias.scaling.budget import UNREAD, AdaptiveSettings, oracle_allocation
+from ias.scaling.budget import UNREAD, oracle_allocation
 from ias.scaling.bon import BestOfN
 from ias.scaling.select import SELECTIONS, aggregate
-from ias.types import split_steps
+from ias.types import Problem, split_steps
 
 STRATEGIES = ("bon", "ias-bon", "ias-bon-median", "ias-bon-tuned", "ias-bon-uncalibrated", "ias-seq", "fleet",
               "ias-adaptive", "ias-adaptive-uncalibrated", "oracle-alloc",
@@ -42,10 +47,10 @@ SEARCHES = ("beam", "ias-beam")  # run for real (a step-level search cannot be r
 TUNED = "ias-bon-tuned"  # IAS Best-of-N with the estimate and coverage chosen on a tuning split
 TUNE_COVERAGES = (0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
 #: Each adaptive method's main knob, swept on the evaluated problems for pareto.png's lines
-#: (never used to choose a setting): method -> (Budget field, values).
+#: (never used to choose a setting): method -> (its setting, values).
 SWEEPS = {"ias-bon": ("coverage", TUNE_COVERAGES), "ias-seq": ("coverage", TUNE_COVERAGES),
-          "fleet": ("coverage", TUNE_COVERAGES), "adaptive-consistency": ("ac_threshold", (0.8, 0.9, 0.95, 0.99)),
-          "esc": ("esc_window", (2, 3, 5, 8))}
+          "fleet": ("coverage", TUNE_COVERAGES), "adaptive-consistency": ("threshold", (0.8, 0.9, 0.95, 0.99)),
+          "esc": ("window", (2, 3, 5, 8))}
 ADAPTIVE = ("ias-adaptive", "ias-adaptive-uncalibrated")  # tuned on a tuning split's pool when there is one
 
 
@@ -69,8 +74,10 @@ def run_eval(
     problems, task, policy, prm, plain_prm, params, seed: int, out: Path, config: dict,
     strategies: Sequence[str], budget: Budget, batch_problems: int = 16, progress: bool = True,
     executor=None, tune_problems=None, tune_config: dict | None = None, tolerance: float = 0.015,
+    orderings: int = ORDERINGS,
 ) -> dict:
-    """The pool (resumable), then every strategy replayed on it; returns `summary.json`.
+    """The pool (resumable), then every strategy run on it in `orderings` orderings of each
+    question's samples (1: the pool as drawn, the run `ias solve` makes); returns `summary.json`.
 
     `executor` (see `ias.executors`) produces the pool elsewhere, e.g. on Ray actors.
     `tune_problems` (other problems than the evaluated ones, e.g. the `calib` split) get a
@@ -108,11 +115,14 @@ def run_eval(
                   "adaptive": tune_adaptive(tune_records, budget, tolerance, seed)}
         write_json(out / "tune" / "tuning.json", tuning)
     pool_summary, records = pool(out / "pool", problems, config)
-    # The raw PRM's reading of each question, for IAS without calibration.
-    raw = [x.scores[0] if x.scores else UNREAD for x in plain_prm.score([(r["question"], []) for r in records])]
-    if "ias-adaptive-uncalibrated" in strategies:
+    # The raw PRM's reading of each question (and, for the uncalibrated twins, of each sample).
+    for r, x in zip(records, plain_prm.score([(r["question"], []) for r in records])):
+        r["question_reading"]["raw_score"] = x.scores[0] if x.scores and not x.skipped else None
+    raw = [UNREAD if r["question_reading"]["raw_score"] is None else r["question_reading"]["raw_score"]
+           for r in records]
+    if any(VARIANTS.get(name, ("", {}))[1].get("calibrated") is False for name in strategies):
         _read_raw(plain_prm, records)
-    by_ordering = replay(records, raw, strategies, budget, tuning, seed)
+    by_ordering = replay(records, strategies, budget, tuning, seed, orderings, task.extract)
     # Names with a colon are the frontier's and the sweeps' points, summarised on their own.
     outcomes = {name: [expected(runs) for runs in results] for name, results in by_ordering.items() if ":" not in name}
     pool_tokens = pool_summary["usage"]["generated_tokens"] or 1
@@ -135,7 +145,7 @@ def run_eval(
         methods[name] = _method_summary(outcomes[name], wall_s=summary_of["wall_s"])
         methods[name]["grade_timeouts"] = summary_of.get("grade_timeouts", 0)
         notes += _untimed_note(out / name, summary_of)
-    summary = {"methods": methods, "n_problems": len(records), "n_max": budget.n_max, "orderings": ORDERINGS,
+    summary = {"methods": methods, "n_problems": len(records), "n_max": budget.n_max, "orderings": orderings,
                "frontier": frontier(by_ordering, budget.n_max),
                **({"sweeps": _sweeps(by_ordering)} if any(k.startswith("sweep:") for k in by_ordering) else {}),
                **({"confidence_ece": confidence_ece(by_ordering)} if "ias-adaptive" in by_ordering else {}),
@@ -155,95 +165,139 @@ def run_eval(
     return summary
 
 
-def replay(
-    records: list[dict], raw_t0: list[float], strategies: Sequence[str], budget: Budget, tuning: dict | None = None,
-    seed: int = 0, orderings: int = ORDERINGS,
-) -> dict[str, list[list[Outcome]]]:
-    """Every asked-for method's outcome on every problem under each of `orderings` seeded
-    random orderings of its pool (`[problem][ordering]`). Names with a colon are the
-    frontier's points (`frontier:best@8`) and the sweeps of a method's main knob."""
-    shuffled = [[adaptive.reorder(r, seed, k) for r in records] for k in range(orderings)]
-    tuned = (tuning or {}).get("adaptive")
-    confidence = _confidence_map(tuned)
-    results: dict[str, list[list[Outcome]]] = defaultdict(lambda: [[] for _ in records])
-    for rows in shuffled:
-        for name, outs in _replay_once(rows, raw_t0, strategies, budget, tuning).items():
-            for runs, o in zip(results[name], outs):
-                runs.append(_mapped(o, confidence))
-    if any(a in strategies for a in (*ADAPTIVE, "oracle-alloc")):
-        views = [[adaptive.prefix_view(r) for r in rows] for rows in shuffled]
-        for name, outs in _adaptive_methods(shuffled, views, raw_t0, strategies, budget, tuned, confidence).items():
-            results[name] = outs
-    return dict(results)
+@dataclass(frozen=True)
+class Budget:
+    """The run's shared knobs, given to every method that has a setting of that name
+    (`ias.methods.configure`): the IAS coverage, the sample range, the beam searches' widths."""
+
+    coverage: float = 0.99
+    n_min: int = 1
+    n_max: int = 64
+    k_max: int = 8  # beam search: most beams kept
+    m_max: int = 8  # beam search: most samples per kept beam
+    beam_freq: int = 1  # beam search: steps between PRM readings
+    beam_rounds: int = 16  # beam search: rounds before the beams are continued to the end
+
+    def shared(self) -> dict:
+        """The knobs under the methods' setting names."""
+        return {"coverage": self.coverage, "n_min": self.n_min, "n_max": self.n_max, "n_init": self.n_max,
+                "k_max": self.k_max, "m_max": self.m_max, "freq": self.beam_freq, "max_rounds": self.beam_rounds}
 
 
-def _replay_once(records: list[dict], raw_t0: list[float], strategies: Sequence[str], budget: Budget,
-                 tuning: dict | None) -> dict[str, list[Outcome]]:
-    """The methods that need no tuning of their own, on one ordering of every pool."""
-    results: dict[str, list[Outcome]] = {}
+#: `ias eval`'s names that are a registered method with some settings fixed (the rest as the
+#: run's `Budget` and the method's defaults say).
+VARIANTS: dict[str, tuple[str, dict]] = {
+    "ias-bon-median": ("ias-bon", {"estimate": "median"}),
+    "ias-bon-uncalibrated": ("ias-bon", {"calibrated": False}),
+    "ias-adaptive-uncalibrated": ("ias-adaptive", {"calibrated": False}),
+}
+
+
+def _method(name: str, budget: Budget, **settings):
+    """Eval's strategy `name` (a registered method or a `VARIANTS` entry) with `settings`."""
+    base, fixed = VARIANTS.get(name, (name, {}))
+    method = configure(base, {**budget.shared(), **fixed, **settings})
+    if base == "deepconf" and method.warmup > method.n_max:  # a pool smaller than the warm-up
+        method = dataclasses.replace(method, warmup=method.n_max)
+    return method
+
+
+def _planned(strategies: Sequence[str], budget: Budget, tuning: dict | None) -> dict[str, object]:
+    """Every method to run on the pool, by the name its figures are reported under. Names
+    with a colon are the frontier's points (`frontier:best@8`) and the sweeps of a method's
+    main knob (`sweep:esc:window=3`)."""
+    plan: dict[str, object] = {}
     for n in fixed_sizes(budget.n_max):
-        for how, method in (("best", adaptive.best_of), ("majority", adaptive.majority_of),
-                            ("weighted", adaptive.weighted_of)):
-            results[f"frontier:{how}@{n}"] = [method(r, n) for r in records]
+        for how in SELECTIONS:
+            plan[f"frontier:{how}@{n}"] = _method("bon", budget, n=n, selection=how)
     if "bon" in strategies:
-        for n in fixed_sizes(budget.n_max):
-            results[f"bon@{n}"] = results[f"frontier:best@{n}"]
+        plan.update({f"bon@{n}": plan[f"frontier:best@{n}"] for n in fixed_sizes(budget.n_max)})
     if "sc" in strategies:
-        results[f"sc@{budget.n_max}"] = results[f"frontier:majority@{budget.n_max}"]
+        plan[f"sc@{budget.n_max}"] = plan[f"frontier:majority@{budget.n_max}"]
     if "weighted" in strategies:
-        results[f"weighted@{budget.n_max}"] = results[f"frontier:weighted@{budget.n_max}"]
-    ias = [adaptive.ias_bon(r, budget) for r in records]
-    if "ias-bon" in strategies:
-        results["ias-bon"] = ias
-    if "ias-bon-median" in strategies:  # budget from the calibrated median, not the lowest quantile
-        results["ias-bon-median"] = _ias_with(records, budget, "median", budget.coverage)
-    if "ias-bon-uncalibrated" in strategies:
-        results["ias-bon-uncalibrated"] = [adaptive.ias_bon(r, budget, p) for r, p in zip(records, raw_t0)]
+        plan[f"weighted@{budget.n_max}"] = plan[f"frontier:weighted@{budget.n_max}"]
+    for name in ("ias-bon", "ias-bon-median", "ias-bon-uncalibrated", "ias-seq", "fleet", "adaptive-consistency",
+                 "esc", "deepconf"):
+        if name in strategies:
+            plan[name] = _method(name, budget)
     if TUNED in strategies:
-        results[TUNED] = _ias_with(records, budget, tuning["estimate"], tuning["coverage"])
-    if "fleet" in strategies:
-        results["fleet"] = adaptive.fleet(records, budget, total=sum(o.samples for o in ias))
-    for name, method in adaptive.PER_PROBLEM.items():
-        if name in strategies and name != "ias-bon":
-            results[name] = [method(r, budget) for r in records]
+        plan[TUNED] = _method("ias-bon", budget, estimate=tuning["estimate"], coverage=tuning["coverage"])
     for name, (knob, values) in SWEEPS.items():
         if name in strategies:
             for value in values:
-                swept = dataclasses.replace(budget, **{knob: value})
-                results[f"sweep:{name}:{knob}={value}"] = _sweep_point(name, records, swept)
+                plan[f"sweep:{name}:{knob}={value}"] = _method(name, budget, **{knob: value})
+    tuned = (tuning or {}).get("adaptive")
+    confidence = _confidence_map(tuned)
+    main = tuned["settings"] if tuned else {}
+    if "ias-adaptive" in strategies:
+        plan["ias-adaptive"] = _method("ias-adaptive", budget, **main, confidence_map=confidence)
+        for b, settings in (tuned or {}).get("by_budget", {}).items():
+            plan[f"ias-adaptive@{b}"] = _method("ias-adaptive", budget, **settings, confidence_map=confidence)
+        for price in adaptive.PRICES:
+            plan[f"sweep:ias-adaptive:price={price}"] = _method("ias-adaptive", budget, **{**main, "price": price},
+                                                                confidence_map=confidence)
+    if "ias-adaptive-uncalibrated" in strategies:
+        plan["ias-adaptive-uncalibrated"] = _method("ias-adaptive-uncalibrated", budget, **main)
+    return plan
+
+
+def replay(
+    records: list[dict], strategies: Sequence[str], budget: Budget, tuning: dict | None = None, seed: int = 0,
+    orderings: int = ORDERINGS, extract=None,
+) -> dict[str, list[list[Outcome]]]:
+    """Every asked-for method run on the pool in each of `orderings` orderings of every
+    question's samples (`[problem][ordering]`; ordering 0: as drawn), by the engine that
+    runs it live, so a replay and a live run cannot differ; and the oracles.
+    `extract`: the task's answer extractor (step-level methods only; they do not run here)."""
+    shuffled = [[adaptive.reorder(r, seed, k) for r in records] for k in range(orderings)]
+    questions = [Question(Problem(r["id"], r["question"], ""), extract or _no_answer) for r in records]
+    plan = _planned(strategies, budget, tuning)
+    confidence = _confidence_map((tuning or {}).get("adaptive"))
+    results: dict[str, list[list[Outcome]]] = {}
+    done: dict[int, list[list[Outcome]]] = {}  # a method planned under two names runs once
+    for name, method in plan.items():
+        if id(method) not in done:
+            per_ordering = [run_method(method, questions, PoolSource(rows)) for rows in shuffled]
+            mapped = _maps_confidence(name, method)
+            done[id(method)] = [[_outcome(answers[i], confidence if mapped else None) for answers in per_ordering]
+                                for i in range(len(records))]
+        results[name] = done[id(method)]
+    if "oracle-alloc" in strategies or "oracle-ias" in strategies:
+        views = [[adaptive.prefix_view(r) for r in rows] for rows in shuffled]
+        results.update(_oracles(shuffled, views, strategies, budget, confidence))
     return results
 
 
-def _sweep_point(name: str, records: list[dict], budget: Budget) -> list[Outcome]:
-    """`name` replayed with one value of its swept knob (already in `budget`)."""
-    if name == "fleet":  # the total ias-bon spends at this coverage, shared out
-        total = sum(adaptive.ias_bon(r, budget).samples for r in records)
-        return adaptive.fleet(records, budget, total=total)
-    return [adaptive.PER_PROBLEM[name](r, budget) for r in records]
+def _no_answer(text: str) -> None:
+    return None
 
 
-def _adaptive_methods(shuffled: list[list[dict]], views: list[list], raw_t0: list[float], strategies: Sequence[str],
-                      budget: Budget, tuned: dict | None, confidence: ConfidenceMap) -> dict[str, list[list[Outcome]]]:
-    """`ias-adaptive` (its tuned settings, each `@B` one, its price swept), its uncalibrated
-    twin and `oracle-alloc@B`, on every ordering (`shuffled[k][i]`, `views[k][i]`)."""
+def _maps_confidence(name: str, method) -> bool:
+    """Whether a method's confidence is its chosen sample's calibrated score, which the tuning
+    pool's map turns into a chance of being right (`ias-adaptive` maps its own; a vote's
+    share and a raw score are no calibrated score)."""
+    if getattr(method, "calibrated", True) is False or method.name == "ias-adaptive":
+        return False
+    return method.name != "bon" or method.selection != "majority"
+
+
+def _outcome(answer: Answer, confidence: ConfidenceMap | None) -> Outcome:
+    """A method's answer on one pool question as eval's figures read it."""
+    choice = answer.choice
+    stated = choice.confidence if confidence is None else float(confidence([choice.confidence])[0])
+    return Outcome(choice.answer, bool(choice.correct), answer.n_samples, answer.generated_tokens, answer.prm_tokens,
+                   stated)
+
+
+def _oracles(shuffled: list[list[dict]], views: list[list], strategies: Sequence[str], budget: Budget,
+             confidence: ConfidenceMap) -> dict[str, list[list[Outcome]]]:
+    """`oracle-ias` and `oracle-alloc@B` (which know every question's true curve), on every
+    ordering (`shuffled[k][i]`, `views[k][i]`)."""
     results: dict[str, list[list[Outcome]]] = {}
-
-    def each(method) -> list[list[Outcome]]:
-        return [[method(k, i) for k in range(len(shuffled))] for i in range(len(shuffled[0]))]
-
-    main = AdaptiveSettings(**tuned["settings"]) if tuned else AdaptiveSettings()
-    if "ias-adaptive" in strategies:
-        def run(settings):
-            return lambda k, i: adaptive.ias_adaptive(shuffled[k][i], budget, settings, confidence, views[k][i])
-        results["ias-adaptive"] = each(run(main))
-        for b, settings in (tuned or {}).get("by_budget", {}).items():
-            results[f"ias-adaptive@{b}"] = each(run(AdaptiveSettings(**settings)))
-        for price in adaptive.PRICES:
-            results[f"sweep:ias-adaptive:price={price}"] = each(run(dataclasses.replace(main, price=price)))
-    if "ias-adaptive-uncalibrated" in strategies:
-        raw_views = [[adaptive.prefix_view(r, "raw_score") for r in rows] for rows in shuffled]
-        results["ias-adaptive-uncalibrated"] = each(lambda k, i: adaptive.ias_adaptive(
-            shuffled[k][i], budget, main, ConfidenceMap(), raw_views[k][i], question=raw_t0[i]))
+    n = len(shuffled[0])
+    if "oracle-ias" in strategies:
+        results["oracle-ias"] = [[_mapped(adaptive.oracle_ias(rows[i], row_views[i], budget.coverage, budget.n_max),
+                                          confidence) for rows, row_views in zip(shuffled, views)] for i in range(n)]
     if "oracle-alloc" in strategies:
         curves = adaptive.selected_curves(views)
         for b in adaptive.MEAN_BUDGETS:
@@ -251,13 +305,12 @@ def _adaptive_methods(shuffled: list[list[dict]], views: list[list], raw_t0: lis
                 sizes = oracle_allocation(curves, b * len(curves))
                 per = [adaptive.oracle_alloc(rows, row_views, sizes) for rows, row_views in zip(shuffled, views)]
                 results[f"oracle-alloc@{b}"] = [[_mapped(per[k][i], confidence) for k in range(len(per))]
-                                                for i in range(len(curves))]
+                                                for i in range(n)]
     return results
 
 
 def _mapped(outcome: Outcome, confidence: ConfidenceMap) -> Outcome:
-    """The outcome with its chosen sample's calibrated score put through the confidence map
-    (`ias-adaptive` maps its own as it decides)."""
+    """The outcome with its chosen sample's calibrated score put through the confidence map."""
     if outcome.confidence is None:
         return outcome
     return dataclasses.replace(outcome, confidence=float(confidence([outcome.confidence])[0]))
@@ -266,11 +319,7 @@ def _mapped(outcome: Outcome, confidence: ConfidenceMap) -> Outcome:
 def _confidence_map(tuned: dict | None) -> ConfidenceMap:
     """The tuning pool's map from a chosen sample's calibrated score to its chance of being
     right (identity without a tuning split)."""
-    if not tuned:
-        return ConfidenceMap()
-    from ias.calibration.posthoc import IsotonicRegression
-
-    return ConfidenceMap(IsotonicRegression.from_dict(tuned["confidence_map"]))
+    return ConfidenceMap.from_dict(tuned["confidence_map"]) if tuned else ConfidenceMap()
 
 
 def tune_adaptive(records: list[dict], budget: Budget, tolerance: float, seed: int = 0) -> dict:
@@ -278,8 +327,8 @@ def tune_adaptive(records: list[dict], budget: Budget, tolerance: float, seed: i
     the evaluated ones), every setting expected over the same number of orderings."""
     shuffled = [[adaptive.reorder(r, seed, k) for r in records] for k in range(ORDERINGS)]
     views = [[adaptive.prefix_view(r) for r in rows] for rows in shuffled]
-    confidence = ConfidenceMap.fit([v for row in views for v in row])
-    grid = adaptive.adaptive_grid(views, shuffled, budget, confidence)
+    confidence = adaptive.fit_confidence([v for row in views for v in row])
+    grid = adaptive.adaptive_grid(views, shuffled, budget.n_max, confidence)
     one_sample = sum(sum(s["generated_tokens"] for s in r["samples"]) / len(r["samples"]) for r in records)
     return {**adaptive.choose_settings(grid, tolerance, one_sample), "confidence_map": confidence.to_dict(),
             "n_problems": len(records), "grid": grid}
@@ -340,32 +389,29 @@ def _read_raw(plain_prm, records: list[dict]) -> None:
             s["raw_score"] = None if score == float("-inf") else score
 
 
-def _ias_with(records: list[dict], budget: Budget, estimate: str, coverage: float) -> list[Outcome]:
-    """IAS Best-of-N budgeting from the calibrated `lower` quantile or the `median`, at `coverage`."""
-    chosen = dataclasses.replace(budget, coverage=coverage)
-    return [adaptive.ias_bon(r, chosen, adaptive.lower_bound(r) if estimate == "lower" else adaptive.median(r))
-            for r in records]
-
-
 def tune_budget(records: list[dict], budget: Budget, tolerance: float = 0.015) -> dict:
     """The cheapest IAS setting (estimate x coverage) whose accuracy on these problems' pool
-    stays within `tolerance` of fixed Best-of-N_max there; the most accurate one if none does.
-
-    Tuned on other problems than the evaluated ones, the choice is an honest one.
+    (as drawn) stays within `tolerance` of fixed Best-of-N_max there; the most accurate one
+    if none does. Tuned on other problems than the evaluated ones, the choice is an honest one.
     """
-    reference = sum(adaptive.best_of(r, budget.n_max).correct for r in records) / len(records)
+    questions = [Question(Problem(r["id"], r["question"], ""), _no_answer) for r in records]
+    source = PoolSource(records)
+
+    def run(name: str, **settings) -> tuple[float, int]:
+        answers = run_method(_method(name, budget, **settings), questions, source)
+        return sum(bool(a.choice.correct) for a in answers) / len(answers), sum(a.generated_tokens for a in answers)
+
+    reference, bon_tokens = run("bon", n=budget.n_max)
     grid = []
     for estimate in ("lower", "median"):
         for coverage in TUNE_COVERAGES:
-            results = _ias_with(records, budget, estimate, coverage)
-            grid.append({"estimate": estimate, "coverage": coverage,
-                         "accuracy": round(sum(o.correct for o in results) / len(results), 4),
-                         "tokens": sum(o.tokens for o in results)})
+            accuracy, tokens = run("ias-bon", estimate=estimate, coverage=coverage)
+            grid.append({"estimate": estimate, "coverage": coverage, "accuracy": round(accuracy, 4), "tokens": tokens})
     good = [g for g in grid if g["accuracy"] >= reference - tolerance]
     best = min(good, key=lambda g: g["tokens"]) if good else max(grid, key=lambda g: (g["accuracy"], -g["tokens"]))
     return {"estimate": best["estimate"], "coverage": best["coverage"], "tolerance": tolerance,
             "n_problems": len(records), f"bon@{budget.n_max}_accuracy": round(reference, 4),
-            "bon_tokens": sum(adaptive.best_of(r, budget.n_max).tokens for r in records), "grid": grid}
+            "bon_tokens": bon_tokens, "grid": grid}
 
 
 def _question_key(question: str) -> str:

@@ -3,14 +3,36 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 
 from ias.methods import register_method
-from ias.methods.base import Choice, Draw, Question, ReadQuestion, Scored, Solving, question_estimate, sample_score
-from ias.scaling.adaptive import ConfidenceMap
+from ias.methods.base import Choice, unit, Draw, Question, ReadQuestion, Scored, Solving, question_estimate, sample_score
+from ias.calibration.posthoc import IsotonicRegression
 from ias.scaling.budget import AdaptiveSettings, adaptive_wave
 from ias.scaling.select import best_by_prefix
+
+
+class ConfidenceMap:
+    """The chance that a best-scored answer is right, from its calibrated score: the chosen
+    sample is the top one of several, so its own score runs high; an isotonic map fitted on
+    a tuning pool's choices (never the evaluated problems', `ias eval --tune-split`)
+    corrects that. Unfitted, the score itself."""
+
+    def __init__(self, fitted: IsotonicRegression | None = None):
+        self.fitted = fitted
+
+    def __call__(self, scores: Sequence[float]) -> np.ndarray:
+        values = np.asarray([unit(x) for x in scores], dtype=float)
+        return self.fitted.predict(values) if self.fitted else values
+
+    def to_dict(self) -> dict:
+        return self.fitted.to_dict() if self.fitted else {"method": "identity"}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ConfidenceMap:
+        return cls(None if data.get("method") == "identity" else IsotonicRegression.from_dict(data))
 
 
 @register_method("ias-adaptive")
@@ -42,16 +64,20 @@ class IASAdaptive:
         mapping = self.confidence_map if self.calibrated and self.confidence_map else ConfidenceMap()
         estimate = question_estimate((yield ReadQuestion()), "median", self.calibrated)
         samples: list[Scored] = []
-        confidence, chance_sum = 0.0, 0.0
+        scores: list[float] = []
+        chances: list[float] = []  # each sample's own chance of being right
+        chance_sum = 0.0
         more = adaptive_wave(estimate, 0, 0.0, 0.0, 0.0, self.settings, self.n_max)
         note = {"estimate": round(estimate, 6)}
         while more:
-            samples += yield Draw(more, note=note)
-            scores = [sample_score(s, self.calibrated) for s in samples]
+            wave = yield Draw(more, note=note)
+            samples += wave
+            scores += [sample_score(s, self.calibrated) for s in wave]
+            for chance in mapping(scores[-len(wave):]).tolist():
+                chances.append(chance)
+                chance_sum += chance  # in sample order, as the tuning replay's cumulative sum
             chosen = best_by_prefix([s.answer for s in samples], scores)[-1]
-            chances = mapping(scores)
-            confidence = float(mapping([scores[chosen]])[0])
-            chance_sum = float(np.cumsum(chances)[-1])  # summed as the tuning replay sums
+            confidence = chances[chosen]
             mean_tokens = sum(s.generated_tokens for s in samples) / len(samples)
             more = adaptive_wave(estimate, len(samples), confidence, chance_sum, mean_tokens, self.settings, self.n_max)
             note = {"confidence": round(confidence, 6), "chance_sum": round(chance_sum, 6)}

@@ -63,7 +63,7 @@ class BestOfN:
                         "generated_tokens": sample.generated_tokens,
                         "prm_tokens": reading.tokens if reading else 0,
                         "finish_reason": sample.finish_reason,
-                        **({"logprobs": [round(x, 4) for x in sample.logprobs]} if sample.logprobs is not None else {}),
+                        **({"logprobs": sample.logprobs} if sample.logprobs is not None else {}),
                     }
                 )
             record = self._record(problem, rows, prm is not None)

@@ -323,24 +323,6 @@ def deepconf_threshold(warmup_lowest: Sequence[float], keep_share: float = 0.9) 
     return float(np.quantile(values, share_cut, method="lower"))
 
 
-def first_exit(logprobs: Sequence[float], threshold: float, window: int = 16) -> int | None:
-    """Where a trace would be cut: the first judged position j whose windowed confidence < threshold.
-
-    The trace stops after token j, i.e. with j + 1 tokens generated; None if it never dips.
-    Positions before a full window are not judged, so one unlucky opening token cannot end a
-    trace; a trace shorter than one window is judged at its end.
-    """
-    threshold = float(threshold)
-    if math.isnan(threshold):
-        raise UserError("threshold is NaN")
-    window = _check_int("window", window, 1)
-    values = windowed_confidence(logprobs, window)
-    for j in judged(len(values), window) if values else ():
-        if values[j] < threshold:
-            return j
-    return None
-
-
 # --- ias-adaptive: sequential, selector-aware, calibrated -------------------------------
 
 
