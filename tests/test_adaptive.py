@@ -1,84 +1,105 @@
-"""Adaptive strategies replayed on a pool: hand-built pools check each rule's arithmetic; a
-real pool checks that the first N samples of an N_max run are an N-sample run."""
+"""Every registered method run by the engine on hand-built pools (each rule's arithmetic),
+on a real pool (the first N samples of an N_max run are an N-sample run), and `ias eval`'s
+orderings, oracles and tuning."""
 
 from __future__ import annotations
 
 import pytest
 
 from ias.api import _policy, sampling_params
-from ias.evaluation import check_strategies, fixed_sizes, replay
+from ias.evaluation import Budget, check_strategies, fixed_sizes, replay
 from ias.errors import UserError
+from ias.methods import make_method
+from ias.methods.base import Question
+from ias.methods.engine import run_method
+from ias.methods.ias_adaptive import ConfidenceMap
+from ias.methods.sources import PoolSource
 from ias.scaling import adaptive
-from ias.scaling.adaptive import Budget, ConfidenceMap
-from ias.scaling.budget import AdaptiveSettings
 from ias.scaling.bon import BestOfN
 from ias.scaling.budget import n_ias
 from ias.tasks.base import get_task
+from ias.types import Problem
 
 
-def sample(answer, correct, score=0.5, tokens=10, quantiles=None, logprobs=None):
-    return {"answer": answer, "correct": correct, "score": score, "generated_tokens": tokens, "prm_tokens": 20,
-            "quantiles": quantiles, "logprobs": logprobs}
+def sample(answer, correct, score=0.5, tokens=10, quantiles=None, logprobs=None, finish="eos"):
+    return {"text": f"answer {answer}", "answer": answer, "correct": correct, "score": score,
+            "generated_tokens": tokens, "prm_tokens": 20, "quantiles": quantiles, "logprobs": logprobs,
+            "finish_reason": finish}
 
 
-def pool(samples, lower=0.5):
-    return {"id": "x", "question": "q", "samples": samples,
+def pool(samples, lower=0.5, qid="x"):
+    return {"id": qid, "question": "q", "samples": samples,
             "question_reading": {"score": lower, "quantiles": [lower, lower, lower], "prm_tokens": 7}}
+
+
+def run(method, *records):
+    """The method's answers on pool records, as the engine runs it live."""
+    questions = [Question(Problem(r["id"], r["question"], ""), lambda text: None) for r in records]
+    return run_method(method, questions, PoolSource(list(records)))
 
 
 def test_ias_bon_takes_the_first_n_ias_samples_and_pays_for_the_question():
     samples = [sample(str(i), i == 5, score=i / 100) for i in range(64)]
     for lower in (0.5, 0.3, 0.1):
-        out = adaptive.ias_bon(pool(samples, lower), Budget())
+        [out] = run(make_method("ias-bon"), pool(samples, lower))
         n = n_ias(lower, 0.99, 1, 64)
-        assert out.samples == n and out.tokens == 10 * n and out.prm_tokens == 20 * n + 7
+        assert out.n_samples == n and out.generated_tokens == 10 * n and out.prm_tokens == 20 * n + 7
         assert out.answer == str(n - 1)  # the best-scored of the first n
-    assert adaptive.ias_bon(pool(samples, 0.5), Budget(), p=0.05).samples == 64  # an explicit p overrides
+        assert out.waves == [{"draw": n, "p": lower}]
 
 
 def test_oracle_budgets_from_the_true_rate_and_fleet_spends_the_same_total():
-    easy = pool([sample("1", True)] * 32 + [sample("2", False)] * 32, lower=0.1)
-    hard = pool([sample("1", j == 0) for j in range(64)], lower=0.9)
-    assert adaptive.oracle_ias(easy, Budget()).samples == n_ias(0.5)
-    assert adaptive.oracle_ias(hard, Budget()).samples == n_ias(1 / 64)
-    shared = adaptive.fleet([easy, hard], Budget(), total=20)
-    assert sum(o.samples for o in shared) == 20 and all(o.samples >= 1 for o in shared)
+    easy = pool([sample("1", True)] * 32 + [sample("2", False)] * 32, lower=0.1, qid="e")
+    hard = pool([sample("1", j == 0) for j in range(64)], lower=0.9, qid="h")
+    for record, p in ((easy, 0.5), (hard, 1 / 64)):
+        oracle = adaptive.oracle_ias(record, adaptive.prefix_view(record), 0.99, 64)
+        assert oracle.samples == n_ias(p)
+    shared = run(make_method("fleet"), easy, hard)
+    assert sum(a.n_samples for a in shared) == n_ias(0.1) + n_ias(0.9)  # what ias-bon spends, shared out
+    from ias.scaling.budget import fleet_allocation
+
+    assert [a.n_samples for a in shared] == fleet_allocation([0.1, 0.9], n_ias(0.1) + n_ias(0.9)) == [43, 3]
 
 
 def test_sequential_ias_stops_when_finished_samples_look_right():
     confident = pool([sample("1", True, quantiles=[0.95, 0.97, 0.99])] * 64, lower=0.5)
     doubtful = pool([sample("1", False, quantiles=[0.01, 0.02, 0.03])] * 64, lower=0.5)
     wave = n_ias(0.5)
-    assert adaptive.ias_sequential(confident, Budget()).samples == wave
-    assert adaptive.ias_sequential(doubtful, Budget()).samples == 64  # waves until the budget
+    method = make_method("ias-seq")
+    assert run(method, confident)[0].n_samples == wave
+    assert run(method, doubtful)[0].n_samples == 64  # waves until the budget
     # Estimates of 0.2 each: 7 (one-shot at p_lo 0.5), then the missing share at p_lo: +5, +3, +2, +2, +1, +1;
     # after 21 samples 1 - 0.8^21 = 0.9908 >= 0.99 (after 20: 0.9885).
     middling = pool([sample("1", False, quantiles=[0.2, 0.3, 0.4])] * 64, lower=0.5)
-    assert adaptive.ias_sequential(middling, Budget()).samples == 21
+    [out] = run(method, middling)
+    assert out.n_samples == 21 and [w["draw"] for w in out.waves] == [7, 5, 3, 2, 2, 1, 1]
 
 
-def test_consistency_peers_stop_on_agreement():
+def test_consistency_peers_stop_on_agreement_and_read_no_prm():
     agree = pool([sample("7", True)] * 64)
     mixed = pool([sample(str(j % 3), j % 3 == 0) for j in range(64)])
-    assert adaptive.early_stopping_sc(agree, Budget()).samples == 5
-    assert adaptive.early_stopping_sc(mixed, Budget()).samples == 64
-    assert adaptive.adaptive_consistency(agree, Budget()).samples < 8
-    assert adaptive.adaptive_consistency(mixed, Budget()).samples == 64
-    assert adaptive.majority_of(mixed, 64).answer == "0" and adaptive.majority_of(mixed, 64).prm_tokens == 0
+    assert run(make_method("esc"), agree)[0].n_samples == 5
+    assert run(make_method("esc"), mixed)[0].n_samples == 64
+    assert run(make_method("adaptive-consistency"), agree)[0].n_samples < 8
+    [out] = run(make_method("adaptive-consistency"), mixed)
+    assert out.n_samples == 64 and out.prm_tokens == 0
+    [vote] = run(make_method("bon", n=64, selection="majority"), mixed)
+    assert vote.answer == "0" and vote.prm_tokens == 0 and vote.confidence == pytest.approx(22 / 64)
 
 
 def test_deepconf_counts_a_stopped_trace_up_to_its_exit_and_leaves_it_out_of_the_vote():
     sure = [-0.01] * 20
     unsure = [-0.01] * 4 + [-3.0] * 16  # the first full window of 8 (tokens 0..7) is already below
     samples = [sample("1", True, tokens=20, logprobs=sure)] * 16 + [sample("2", False, tokens=20, logprobs=unsure)] * 20
-    out = adaptive.deepconf(pool(samples), Budget())
-    assert out.answer == "1" and out.correct
-    assert out.tokens == 16 * 20 + 20 * 8  # each unsure trace exits after its 8th token
+    [out] = run(make_method("deepconf", n_max=36), pool(samples))
+    assert out.answer == "1" and out.choice.correct
+    assert out.generated_tokens == 16 * 20 + 20 * 8  # each unsure trace exits after its 8th token
+    assert out.n_samples == 36 and sum(s.finish_reason == "exit" for s in out.samples) == 20
 
 
 def test_replay_names_the_fixed_curve_and_rejects_unknown_strategies():
     records = [pool([sample("1", True, score=0.9)] * 8, lower=0.9)]
-    results = replay(records, [0.99], ["bon", "ias-bon", "ias-bon-uncalibrated", "sc"], Budget(n_max=8))
+    results = replay(records, ["bon", "ias-bon", "ias-bon-uncalibrated", "sc"], Budget(n_max=8))
     assert {n for n in results if ":" not in n} == {"bon@1", "bon@2", "bon@4", "bon@8", "sc@8", "ias-bon",
                                                     "ias-bon-uncalibrated"}
     assert {f"frontier:{how}@8" for how in ("best", "majority", "weighted")} <= set(results)
@@ -201,15 +222,16 @@ def test_tuning_on_the_evaluated_questions_under_another_split_name_is_refused(t
 def test_orderings_are_seeded_permutations_and_every_method_is_averaged_over_them():
     record = pool([sample(str(j), j == 0, score=j / 10) for j in range(8)])
     first, again, other = (adaptive.reorder(record, 3, k) for k in (0, 0, 1))
+    assert first is record  # ordering 0: the pool as drawn, the run `ias solve` makes
     assert [s["answer"] for s in first["samples"]] == [s["answer"] for s in again["samples"]]
     assert [s["answer"] for s in first["samples"]] != [s["answer"] for s in other["samples"]]
     assert sorted(s["answer"] for s in first["samples"]) == [str(j) for j in range(8)]
     assert record["samples"][0]["answer"] == "0"  # the pool itself is left alone
     # One right sample in 8: the first one of an ordering is right in about 1/8 of them.
-    runs = replay([record], [0.5], ["bon"], Budget(n_max=8), orderings=64)["bon@1"][0]
+    runs = replay([record], ["bon"], Budget(n_max=8), orderings=64)["bon@1"][0]
     share = adaptive.expected(runs).correct
     assert share == sum(o.correct for o in runs) / 64 and 0 < share < 0.3
-    assert adaptive.expected(runs).samples == 1 and adaptive.expected(replay([record], [0.5], ["bon"], Budget(
+    assert adaptive.expected(runs).samples == 1 and adaptive.expected(replay([record], ["bon"], Budget(
         n_max=8))["bon@8"][0]).correct == 0.0  # the best-scored of all 8 (score 0.7) is wrong
 
 
@@ -226,20 +248,42 @@ def test_best_by_prefix_is_select_on_every_prefix():
 def test_ias_adaptive_stops_on_a_confident_answer_and_reports_its_confidence():
     sure = pool([sample("1", True, score=0.97)] * 64, lower=0.5)
     unsure = pool([sample("2", False, score=0.3)] * 63 + [sample("1", True, score=0.97)], lower=0.5)
-    settings = AdaptiveSettings(target=0.9, price=0.0, wave=2)
-    out = adaptive.ias_adaptive(sure, Budget(), settings, ConfidenceMap())
-    assert out.samples == 1 and out.correct and out.confidence == pytest.approx(0.97)  # n_ias(0.5, 0.5) == 1
-    out = adaptive.ias_adaptive(unsure, Budget(), settings, ConfidenceMap())
-    assert out.samples == 64 and out.correct and out.tokens == 640 and out.prm_tokens == 64 * 20 + 7
+    method = make_method("ias-adaptive", target=0.9, price=0.0, wave=2)
+    [out] = run(method, sure)
+    assert out.n_samples == 1 and out.choice.correct and out.confidence == pytest.approx(0.97)  # n_ias(0.5, 0.5) == 1
+    [out] = run(method, unsure)
+    assert out.n_samples == 64 and out.choice.correct and out.generated_tokens == 640
+    assert out.prm_tokens == 64 * 20 + 7 and [w["draw"] for w in out.waves] == [1] + [2] * 31 + [1]
     # A price: 10 tokens cost 0.3; the success estimate (4 * 0.5 + 0.3 n) / (4 + n) (the question's estimate
     # worth 4 samples) times 0.7 (one minus the confidence) falls below that after 3 samples (0.29).
-    priced = adaptive.ias_adaptive(unsure, Budget(), AdaptiveSettings(0.9, 0.03, 1, prior=4), ConfidenceMap())
-    assert priced.samples == 3 and not priced.correct
-    assert priced.confidence == pytest.approx(0.3)
+    priced = make_method("ias-adaptive", target=0.9, price=0.03, wave=1, prior=4)
+    [out] = run(priced, unsure)
+    assert out.n_samples == 3 and not out.choice.correct and out.confidence == pytest.approx(0.3)
     # A map fitted on choices where a 0.3 is right half the time says so.
-    fitted = ConfidenceMap.fit([adaptive.prefix_view(pool([sample("1", k % 2 == 0, score=0.3)] * 4))
-                                for k in range(4)])
-    assert adaptive.ias_adaptive(unsure, Budget(), AdaptiveSettings(0.9, 0.03, 1, 4), fitted).confidence == 0.5
+    fitted = adaptive.fit_confidence([adaptive.prefix_view(pool([sample("1", k % 2 == 0, score=0.3)] * 4))
+                                      for k in range(4)])
+    import dataclasses
+    assert run(dataclasses.replace(priced, confidence_map=fitted), unsure)[0].confidence == 0.5
+
+
+def test_the_tuning_replay_of_ias_adaptive_is_the_method():
+    """`adaptive_size` (the tuning grid's fast replay) draws what the registered method draws,
+    for every setting of a small grid, on varied pools."""
+    import itertools
+    import random
+
+    rng = random.Random(3)
+    records = [pool([sample(str(rng.randint(0, 3)), rng.random() < 0.4, score=rng.random(), tokens=rng.randint(5, 60))
+                     for _ in range(16)], lower=rng.random(), qid=str(k)) for k in range(12)]
+    mapping = adaptive.fit_confidence([adaptive.prefix_view(r) for r in records])
+    for target, price, wave, prior in itertools.product((0.8, 0.95), (0.0, 0.001, 0.01), (1, 3), (1.0, 4.0)):
+        method = make_method("ias-adaptive", target=target, price=price, wave=wave, prior=prior, n_max=16,
+                             confidence_map=mapping)
+        for record, answer in zip(records, run(method, *records)):
+            view = adaptive.prefix_view(record)
+            n = adaptive.adaptive_size(view, adaptive.read_view(view, mapping), adaptive.median(record),
+                                       method.settings, 16)
+            assert answer.n_samples == n
 
 
 def test_tuned_settings_keep_their_budget_on_the_tuning_pool_and_oracle_alloc_spends_b():
@@ -257,7 +301,7 @@ def test_tuned_settings_keep_their_budget_on_the_tuning_pool_and_oracle_alloc_sp
         chosen = grid[tuple(settings.values())]
         assert chosen["samples"] <= int(b) or chosen == cheapest
     assert grid[tuple(tuned["by_budget"]["8"].values())]["samples"] <= 8
-    results = replay(records, [0.5] * 6, ["ias-adaptive", "oracle-alloc"], Budget(n_max=16), {"adaptive": tuned})
+    results = replay(records, ["ias-adaptive", "oracle-alloc"], Budget(n_max=16), {"adaptive": tuned})
     for b in (2, 4, 8):
         spent = [adaptive.expected(runs).samples for runs in results[f"oracle-alloc@{b}"]]
         assert sum(spent) <= 6 * b  # no sample where it buys nothing
@@ -297,7 +341,7 @@ def test_eval_reports_the_frontier_ias_adaptive_its_confidence_and_the_oracle(tm
     assert summary["methods"]["oracle-alloc@2"]["samples"] <= 2 * 4
     sweeps = summary["sweeps"]  # each adaptive method's main knob, a line on pareto.png
     assert {name: sweep["knob"] for name, sweep in sweeps.items()} == {
-        "ias-adaptive": "price", "ias-seq": "coverage", "adaptive-consistency": "ac_threshold"}
+        "ias-adaptive": "price", "ias-seq": "coverage", "adaptive-consistency": "threshold"}
     assert [p["value"] for p in sweeps["ias-seq"]["points"]] == [0.5, 0.7, 0.8, 0.9, 0.95, 0.99]
     assert not any(":" in name for name in summary["methods"])
     tuning = json.loads((tmp_path / "tune" / "tuning.json").read_text())["adaptive"]
