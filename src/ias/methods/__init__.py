@@ -24,6 +24,9 @@ _BUILTIN = {
     "adaptive-consistency": "ias.methods.consistency",
     "esc": "ias.methods.esc",
     "deepconf": "ias.methods.deepconf",
+    "beam": "ias.methods.beam",
+    "ias-beam": "ias.methods.beam",
+    "particle-filtering": "ias.methods.particles",
 }
 _METHODS: dict[str, type] = {}
 
