@@ -67,44 +67,81 @@ class Answer:
 
 
 @dataclass
-class _Run:
-    """One question's generator and what it has spent so far."""
+class Run:
+    """One question's generator under its method, and its answer so far."""
 
+    method: Any
     question: Question
     solving: Any
     answer: Answer
+    started: float
     request: Request | None = None
 
-    def send(self, value: Any, started: float) -> None:
+    @property
+    def done(self) -> bool:
+        return self.request is None
+
+    def send(self, value: Any) -> None:
         """Resume the generator with `value`; keep its next request, or its choice."""
         try:
             self.request = self.solving.send(value)
         except StopIteration as stop:
             self.request = None
             self.answer.choice = stop.value if stop.value is not None else Choice.of(None, 0.0)
-        self.answer.wall_s = time.monotonic() - started
+        self.answer.wall_s = time.monotonic() - self.started
+
+
+class Engine:
+    """Questions under way, each with its own method; `step` answers one kind of request for
+    every question waiting on it, in one batch. Questions may join between steps (a server's
+    new requests join the next wave)."""
+
+    def __init__(self, source: Source):
+        self.source = source
+        self.runs: list[Run] = []
+
+    def start(self, method: Any, question: Question) -> Run:
+        """Begin solving `question` by `method` (its generator runs to its first request)."""
+        run = Run(method, question, method.solve(question), Answer(question, Choice.of(None, 0.0)), time.monotonic())
+        run.send(None)
+        if not run.done:
+            self.runs.append(run)
+        return run
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.runs)
+
+    def step(self) -> list[Run]:
+        """Answer the oldest kind of waiting request for every question waiting on it (a
+        `Gather` only once every question of its method waits on one); returns the runs
+        that moved, finished ones dropped from the engine."""
+        kinds = [k for k in (ReadQuestion, Draw, Extend, ReadSteps) if any(isinstance(r.request, k) for r in self.runs)]
+        if kinds:
+            batch = [r for r in self.runs if isinstance(r.request, kinds[0])]
+            for run, result in zip(batch, _answer(kinds[0], batch, self.source)):
+                run.send(result)
+        else:  # every question waits on a decision over all questions of its method
+            batch = []
+            for method in {id(r.method): r.method for r in self.runs}.values():
+                group = [r for r in self.runs if r.method is method]
+                for run, share in zip(group, method.gather([r.request.value for r in group])):
+                    run.send(share)
+                batch += group
+        self.runs = [r for r in self.runs if not r.done]
+        return batch
 
 
 def run_method(method: Any, questions: Sequence[Question], source: Source) -> list[Answer]:
     """`method` on every question, their requests batched kind by kind; answers in order."""
-    started = time.monotonic()
-    runs = [_Run(q, method.solve(q), Answer(q, Choice.of(None, 0.0))) for q in questions]
-    for run in runs:
-        run.send(None, started)
-    while True:
-        waiting = [r for r in runs if r.request is not None]
-        if not waiting:
-            return [r.answer for r in runs]
-        kinds = [k for k in (ReadQuestion, Draw, Extend, ReadSteps) if any(isinstance(r.request, k) for r in waiting)]
-        if not kinds:  # every unfinished question waits on a decision over all of them
-            _gather(method, waiting, started)
-            continue
-        batch = [r for r in waiting if isinstance(r.request, kinds[0])]
-        for run, result in zip(batch, _answer(kinds[0], batch, source)):
-            run.send(result, started)
+    engine = Engine(source)
+    runs = [engine.start(method, q) for q in questions]
+    while engine.busy:
+        engine.step()
+    return [r.answer for r in runs]
 
 
-def _answer(kind: type, batch: list[_Run], source: Source) -> list[Any]:
+def _answer(kind: type, batch: list[Run], source: Source) -> list[Any]:
     """The results of one kind of request for every question in `batch`, its spend counted."""
     if kind is ReadQuestion:
         readings = source.read_questions([r.question for r in batch])
@@ -135,11 +172,3 @@ def _answer(kind: type, batch: list[_Run], source: Source) -> list[Any]:
     for run, readings in zip(batch, read):
         run.answer.prm_tokens += sum(x.tokens for x in readings)
     return read
-
-
-def _gather(method: Any, waiting: list[_Run], started: float) -> None:
-    """Answer a decision over all waiting questions (every one sent a `Gather`)."""
-    assert all(isinstance(r.request, Gather) for r in waiting)
-    shares = method.gather([r.request.value for r in waiting])
-    for run, share in zip(waiting, shares):
-        run.send(share, started)
