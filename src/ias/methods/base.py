@@ -55,6 +55,7 @@ class Scored:
     correct: bool | None = None
     prompt_tokens: int = 0
     step_scores: tuple[float, ...] | None = None  # the (calibrated) score at every step
+    quantiles: tuple[float, ...] | None = None  # the calibrated quantiles at the last step, lowest first
 
 
 @dataclass(frozen=True)
@@ -129,19 +130,22 @@ Request = Union[ReadQuestion, Draw, Extend, ReadSteps, Gather]
 @dataclass(frozen=True)
 class Choice:
     """A method's answer: the chosen solution's text and extracted answer, and the
-    calibrated chance that it is right (`confidence`). `correct` is carried through from a
+    calibrated chance that it is right (`confidence`), with the calibrated interval of the
+    chosen sample's own chance where a calibrator gives quantiles. `correct` is carried through from a
     graded pool sample (evaluation), None otherwise."""
 
     text: str | None
     answer: str | None
     confidence: float
     correct: bool | None = None
+    interval: tuple[float, float] | None = None  # the chosen sample's lowest and highest calibrated quantile
 
     @classmethod
     def of(cls, sample: Scored | None, confidence: float) -> Choice:
         if sample is None:
             return cls(None, None, 0.0, False)
-        return cls(sample.text, sample.answer, confidence, sample.correct)
+        q = sample.quantiles
+        return cls(sample.text, sample.answer, confidence, sample.correct, (q[0], q[-1]) if q else None)
 
 
 Solving = Generator[Request, Any, Choice]

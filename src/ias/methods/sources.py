@@ -95,7 +95,8 @@ class LiveSource:
         return Scored(index, sample.text, answer, score, lower, raw, sample.generated_tokens,
                       reading.tokens if reading else 0, sample.finish_reason,
                       tuple(sample.logprobs) if logprobs and sample.logprobs is not None else None, correct,
-                      sample.prompt_tokens, tuple(reading.scores) if reading and reading.scores else None)
+                      sample.prompt_tokens, tuple(reading.scores) if reading and reading.scores else None,
+                      tuple(reading.quantiles[-1]) if reading and reading.quantiles and score is not None else None)
 
 
 def last_step(reading: StepScores | None) -> tuple[float | None, float | None, float | None]:
@@ -181,7 +182,7 @@ class PoolSource:
         live exit would have stopped it (then its text is unknown: it holds no answer)."""
         if not ask.read:
             sample = dataclasses.replace(sample, score=None, lower=None, raw_score=None, prm_tokens=0,
-                                         step_scores=None)
+                                         step_scores=None, quantiles=None)
         if ask.exit_below is not None:
             if sample.logprobs is None:
                 raise UserError("the pool has no token log-probabilities for the early exit")
@@ -199,4 +200,5 @@ def pool_sample(row: dict, index: int) -> Scored:
     return Scored(index, row["text"], row["answer"], row["score"], quantiles[0] if quantiles else None,
                   row.get("raw_score", row["score"]), row["generated_tokens"], row["prm_tokens"],
                   row["finish_reason"], tuple(logprobs) if logprobs is not None else None, bool(row["correct"]),
-                  row.get("prompt_tokens", 0), tuple(row["step_scores"]) if row.get("step_scores") else None)
+                  row.get("prompt_tokens", 0), tuple(row["step_scores"]) if row.get("step_scores") else None,
+                  tuple(quantiles) if quantiles else None)
