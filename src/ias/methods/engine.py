@@ -76,10 +76,14 @@ class Run:
     answer: Answer
     started: float
     request: Request | None = None
+    error: BaseException | None = None  # why it stopped unanswered (an engine that isolates failures)
 
     @property
     def done(self) -> bool:
         return self.request is None
+
+    def fail(self, error: BaseException) -> None:
+        self.request, self.error = None, error
 
     def send(self, value: Any) -> None:
         """Resume the generator with `value`; keep its next request, or its choice."""
@@ -94,16 +98,18 @@ class Run:
 class Engine:
     """Questions under way, each with its own method; `step` answers one kind of request for
     every question waiting on it, in one batch. Questions may join between steps (a server's
-    new requests join the next wave)."""
+    new requests join the next wave). `isolate`: a batch whose call fails is answered again
+    question by question, and only the questions that still fail stop (with `Run.error`):
+    one bad request must not fail a server's others."""
 
-    def __init__(self, source: Source):
-        self.source = source
+    def __init__(self, source: Source, isolate: bool = False):
+        self.source, self.isolate = source, isolate
         self.runs: list[Run] = []
 
     def start(self, method: Any, question: Question) -> Run:
         """Begin solving `question` by `method` (its generator runs to its first request)."""
         run = Run(method, question, method.solve(question), Answer(question, Choice.of(None, 0.0)), time.monotonic())
-        run.send(None)
+        self._resume(run, None)
         if not run.done:
             self.runs.append(run)
         return run
@@ -119,17 +125,45 @@ class Engine:
         kinds = [k for k in (ReadQuestion, Draw, Extend, ReadSteps) if any(isinstance(r.request, k) for r in self.runs)]
         if kinds:
             batch = [r for r in self.runs if isinstance(r.request, kinds[0])]
-            for run, result in zip(batch, _answer(kinds[0], batch, self.source)):
-                run.send(result)
+            self._answer_all(kinds[0], batch)
         else:  # every question waits on a decision over all questions of its method
             batch = []
             for method in {id(r.method): r.method for r in self.runs}.values():
                 group = [r for r in self.runs if r.method is method]
                 for run, share in zip(group, method.gather([r.request.value for r in group])):
-                    run.send(share)
+                    self._resume(run, share)
                 batch += group
         self.runs = [r for r in self.runs if not r.done]
         return batch
+
+    def drop(self, run: Run) -> None:
+        """Stop solving a question (its client left): it gets nothing more."""
+        self.runs = [r for r in self.runs if r is not run]
+
+    def _answer_all(self, kind: type, batch: list[Run]) -> None:
+        try:
+            results = _answer(kind, batch, self.source)
+        except Exception as err:
+            if not self.isolate:
+                raise
+            if len(batch) == 1:
+                batch[0].fail(err)
+                return
+            for run in batch:
+                self._answer_all(kind, [run])
+            return
+        for run, result in zip(batch, results):
+            self._resume(run, result)
+
+    def _resume(self, run: Run, value: Any) -> None:
+        """Send `value` to the run's generator; a method that raises fails its run alone
+        when isolating."""
+        try:
+            run.send(value)
+        except Exception as err:
+            if not self.isolate:
+                raise
+            run.fail(err)
 
 
 def run_method(method: Any, questions: Sequence[Question], source: Source) -> list[Answer]:

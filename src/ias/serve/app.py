@@ -27,6 +27,9 @@ from ias.errors import UserError
 from ias.policy.base import Policy
 from ias.serve.limits import ServeLimits
 from ias.serve.metrics import Metrics
+from ias.serve.reasoning import (
+    Reasoner, ReasoningJob, ReasoningScheduler, Ticket, final_event, response as reasoning_response, wave_event,
+)
 from ias.serve.requests import BadRequest, SamplingJob, chat_job, completion_job
 from ias.serve.responses import new_id, sse, stream_chunk, usage, usage_chunk, whole_response
 from ias.serve.scheduler import Job, QueueFull, Scheduler
@@ -46,6 +49,19 @@ class ServeState:
     completions: int = 0  # completion requests received, failed ones included
     in_flight: int = 0
     draining: bool = False  # after SIGTERM: in-flight requests finish, new ones get 503
+    reasoner: Reasoner | None = None  # with a strategy: completions are answered by it
+    reasoning: ReasoningScheduler | None = None
+
+    @property
+    def depth(self) -> int:
+        """Requests submitted to a scheduler and not yet answered."""
+        return self.scheduler.depth + (self.reasoning.depth if self.reasoning else 0)
+
+    def count_answer(self, answer) -> None:
+        """An answered question's samples and tokens, for /metrics."""
+        self.metrics.samples += answer.n_samples
+        self.metrics.generated_tokens += answer.generated_tokens
+        self.metrics.prompt_tokens += answer.prompt_tokens
 
     def count(self, results: list[list[Sample]]) -> None:
         """An answered request's samples and tokens, for /metrics."""
@@ -66,7 +82,7 @@ def create_app(state: ServeState) -> Starlette:
         return JSONResponse({"status": "ok"})
 
     async def metrics(request: Request) -> Response:
-        return PlainTextResponse(state.metrics.render(state.scheduler.depth, state.in_flight),
+        return PlainTextResponse(state.metrics.render(state.depth, state.in_flight),
                                  media_type="text/plain; version=0.0.4")
 
     async def models(request: Request) -> Response:
@@ -82,11 +98,15 @@ def create_app(state: ServeState) -> Starlette:
         if state.fail_first > 0:
             state.fail_first -= 1
             raise BadRequest("injected failure (--fail-first)", status=503, headers={"Retry-After": "1"})
+        if state.reasoner is not None:
+            return await reason(request, state.reasoner.job(body, False, state.model_name, state.limits), False, state)
         return await answer(request, completion_job(body, state.model_name, state.policy.defaults, state.limits),
                             chat=False)
 
     async def chat_completions(request: Request) -> Response:
         body = await read_json(request, state.limits)
+        if state.reasoner is not None:
+            return await reason(request, state.reasoner.job(body, True, state.model_name, state.limits), True, state)
         return await answer(request, chat_job(body, state.policy, state.model_name, state.limits), chat=True)
 
     async def answer(request: Request, job: SamplingJob, chat: bool) -> Response:
@@ -194,8 +214,8 @@ async def read_json(request: Request, limits: ServeLimits) -> Any:
         raise BadRequest("the body is not valid JSON (or nested too deeply)") from None
 
 
-async def wait_for_job(request: Request, job: Job, state: ServeState) -> list[list[Sample]]:
-    """The job's samples; the job is dropped when its client leaves or its time runs out."""
+async def wait_for_job(request: Request, job: Job | Ticket, state: ServeState) -> Any:
+    """The job's result; the job is dropped when its client leaves or its time runs out."""
     result = asyncio.ensure_future(asyncio.wrap_future(job.future))
     gone = asyncio.ensure_future(_disconnected(request))
     done, _ = await asyncio.wait({result, gone}, timeout=state.limits.request_timeout_s,
@@ -260,6 +280,75 @@ def stream_answer(request: Request, job: SamplingJob, chat: bool, state: ServeSt
         finally:
             if len(sent) < len(job.prompts):  # the client left, the time ran out, or sampling failed
                 queued.cancel()
+                state.metrics.cancelled += 1
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
+async def reason(request: Request, job: ReasoningJob, chat: bool, state: ServeState) -> Response:
+    """A question answered by the server's method: whole, or streamed as its waves finish."""
+    if job.stream:
+        return stream_reasoning(request, job, chat, state)
+    ticket = submit_question(state, job)
+    answer = await wait_for_job(request, ticket, state)
+    state.count_answer(answer)
+    return JSONResponse(reasoning_response(chat, state.model_name, new_id(chat), int(time.time()), answer,
+                                           job.method.name))
+
+
+def submit_question(state: ServeState, job: ReasoningJob, on_wave=None) -> Ticket:
+    try:
+        return state.reasoning.submit(job, on_wave)
+    except QueueFull as err:
+        raise BadRequest(f"the server is busy: {err}; retry later", status=429, headers={"Retry-After": "1"}) from None
+
+
+def stream_reasoning(request: Request, job: ReasoningJob, chat: bool, state: ServeState) -> Response:
+    """Server-sent events: one after each wave (its decision and spend so far), then the
+    answer with its `ias` block, the usage if asked, `[DONE]`. A client that leaves drops
+    the question's remaining work."""
+    loop = asyncio.get_running_loop()
+    wake = asyncio.Event()
+    ticket = submit_question(state, job, on_wave=lambda _: loop.call_soon_threadsafe(wake.set))
+    ticket.future.add_done_callback(lambda _: loop.call_soon_threadsafe(wake.set))
+    ident, created, strategy = new_id(chat), int(time.time()), job.method.name
+
+    async def events():
+        deadline = loop.time() + state.limits.request_timeout_s
+        sent, finished = 0, False
+        try:
+            while True:
+                wake.clear()
+                answer = ticket.run.answer if ticket.run is not None else None
+                if answer is not None and len(answer.waves) > sent:
+                    sent = len(answer.waves)
+                    yield sse(wave_event(chat, state.model_name, ident, created, answer, strategy))
+                if ticket.future.done():
+                    break
+                try:
+                    await asyncio.wait_for(wake.wait(), max(0.0, deadline - loop.time()))
+                except asyncio.TimeoutError:
+                    limit = state.limits.request_timeout_s
+                    yield sse(BadRequest(f"no answer within {limit:g} s (--request-timeout)", status=504).body())
+                    return
+            if ticket.future.cancelled():
+                return
+            if ticket.future.exception() is not None:
+                yield sse(_failure(ticket.future.exception()).body())
+                return
+            answer = ticket.future.result()
+            finished = True
+            state.count_answer(answer)
+            yield sse(final_event(chat, state.model_name, ident, created, answer, strategy))
+            if job.include_usage:
+                yield sse({"id": ident, "object": "chat.completion.chunk" if chat else "text_completion",
+                           "created": created, "model": state.model_name, "choices": [],
+                           "usage": reasoning_response(chat, state.model_name, ident, created, answer,
+                                                       strategy)["usage"]})
+            yield sse("[DONE]")
+        finally:
+            if not finished:
+                ticket.cancel()
                 state.metrics.cancelled += 1
 
     return StreamingResponse(events(), media_type="text/event-stream")

@@ -184,10 +184,10 @@ def parse(model: type[BaseModel], body: Any) -> Any:
         return model.model_validate(body)
     except ValidationError as err:
         first = err.errors()[0]
-        param = str(first["loc"][0]) if first["loc"] else None
+        param = ".".join(str(part) for part in first["loc"]) if first["loc"] else None
         if first["type"] == "extra_forbidden":
-            known = ", ".join(sorted(model.model_fields))
-            raise BadRequest(f"unknown field `{param}` (ias serve accepts {known})", param) from None
+            accepts = f" (ias serve accepts {', '.join(sorted(model.model_fields))})" if len(first["loc"]) == 1 else ""
+            raise BadRequest(f"unknown field `{param}`{accepts}", param) from None
         message = first["msg"].removeprefix("Value error, ")
         raise BadRequest(message if param and param in message else f"{param}: {message}", param) from None
 

@@ -16,7 +16,9 @@ import uvicorn
 from ias.errors import UserError
 from ias.policy.base import Policy
 from ias.serve.app import ServeState, create_app
+from ias.methods.sources import LiveSource
 from ias.serve.limits import ServeLimits
+from ias.serve.reasoning import Reasoner, ReasoningScheduler
 from ias.serve.scheduler import Scheduler
 
 
@@ -33,7 +35,7 @@ class _Uvicorn(uvicorn.Server):
 
     def _drain(self) -> None:
         deadline = time.monotonic() + self.grace_s
-        while (self.state.in_flight > 0 or self.state.scheduler.depth > 0) and time.monotonic() < deadline:
+        while (self.state.in_flight > 0 or self.state.depth > 0) and time.monotonic() < deadline:
             time.sleep(0.05)
         self.should_exit = True
 
@@ -42,14 +44,16 @@ class Server:
     """`ias serve` bound to its address: `serve_forever()` here, `shutdown()` from elsewhere."""
 
     def __init__(self, policy: Policy, model_name: str, host: str = "127.0.0.1", port: int = 8000,
-                 limits: ServeLimits | None = None, fail_first: int = 0, grace_s: float = 30.0):
+                 limits: ServeLimits | None = None, fail_first: int = 0, grace_s: float = 30.0,
+                 reasoner: Reasoner | None = None, source: LiveSource | None = None):
         limits = limits or ServeLimits()
         self.state = ServeState(policy, model_name, limits, Scheduler(policy, max_pending=limits.max_queue),
-                                fail_first=fail_first)
+                                fail_first=fail_first, reasoner=reasoner,
+                                reasoning=ReasoningScheduler(source, limits.max_queue) if reasoner else None)
         try:
             self.socket = socket.create_server((host, port), backlog=2048, reuse_port=False)
         except OSError as err:
-            self.state.scheduler.close()
+            self.server_close()
             raise UserError(f"cannot listen on {host}:{port} ({err.strerror}); pick another --port") from None
         config = uvicorn.Config(create_app(self.state), log_level="warning", access_log=False, lifespan="off",
                                 timeout_keep_alive=5, timeout_graceful_shutdown=int(grace_s) + 1)
@@ -81,5 +85,8 @@ class Server:
         self._stopped.wait(timeout=60)
 
     def server_close(self) -> None:
-        self.socket.close()
+        if hasattr(self, "socket"):
+            self.socket.close()
         self.state.scheduler.close()
+        if self.state.reasoning is not None:
+            self.state.reasoning.close()
