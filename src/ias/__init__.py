@@ -2,12 +2,14 @@
 
 from ias.api import calib_eval, calibrate, evaluate, rollout, solve
 from ias.calibration.store import load_targets
+from ias.methods.engine import Answer
 from ias.policy.base import SamplingParams, load_policy
 from ias.prm.base import load_prm
+from ias.solver import Solver
 from ias.tasks.base import get_task
 
 __version__ = "0.1.0"
 __all__ = [
     "solve", "rollout", "calibrate", "calib_eval", "evaluate", "load_targets", "load_policy", "load_prm", "get_task", "SamplingParams",
-    "__version__",
+    "Solver", "Answer", "__version__",
 ]

@@ -14,11 +14,8 @@ from ias.policy.base import SamplingParams, load_policy
 from ias.prm.base import load_prm
 from ias.records import claim_run
 from ias.runner import run_dataset
-from ias.scaling.bon import BestOfN
 from ias.tasks.base import get_task
 from ias.calibration.calibrate import calibrated_prm
-
-STRATEGIES = {"bon": BestOfN}
 
 #: Ceilings on counts (README "Limits"): past them a run would grow memory for hours with no
 #: progress, so it is refused up front. Samples per problem or prefix, and beams:
@@ -45,12 +42,12 @@ def solve(
     policy: str = "arith-weak",
     prm: str | None = "arith-prm",
     strategy: str = "bon",
-    n: int = 16,
+    n: int | None = None,
     out: str | Path = "runs/solve",
     limit: int | None = None,
     seed: int = 0,
-    aggregation: str = "last",
-    selection: str = "best",
+    aggregation: str | None = None,
+    selection: str | None = None,
     temperature: float | None = None,
     top_p: float | None = None,
     max_tokens: int | None = None,
@@ -62,24 +59,33 @@ def solve(
     progress: bool = True,
     backend: str = "hf",
     backend_options: dict | None = None,
+    settings: dict | None = None,
+    tuning: str | Path | None = None,
 ) -> dict:
-    """Run a strategy over a task split; records and `summary.json` go to `out` (resumable).
+    """Run a registered method (`ias.methods.method_names()`) over a task split, live; records
+    and `summary.json` go to `out` (resumable).
 
-    `task_options` go to the task (a data `path`, a jsonl field mapping, arith knobs).
-    `calibrator` (a folder from `ias calibrate`) makes the PRM's step scores calibrated medians.
-    `backend` (hf, vllm, openai) and its `backend_options` (e.g. {"base_url": ...}) load the policy.
+    `settings` are the method's (`n_max`, `coverage`, `target`...; `n`, `selection`,
+    `aggregation` are bon's and may be given as keywords). `tuning` (a `tuning.json` from
+    `ias eval --tune-split`, or its eval folder) gives ias-adaptive its tuned settings and
+    confidence map; explicit settings win. `task_options` go to the task (a data `path`, a
+    jsonl field mapping, arith knobs). `calibrator` (a folder from `ias calibrate`) makes the
+    PRM's step scores calibrated medians. `backend` (hf, vllm, openai) and its
+    `backend_options` (e.g. {"base_url": ...}) load the policy.
 
     >>> summary = ias.solve(task="arith", policy="arith-weak", prm="arith-prm", n=16, out="runs/x")
     >>> summary["accuracy"], summary["usage"]["generated_tokens"]
+    >>> ias.solve(strategy="ias-adaptive", calibrator="runs/cal", settings={"n_max": 64}, out="runs/a")
     """
-    if strategy not in STRATEGIES:
-        raise UserError(f"unknown strategy '{strategy}'; known: {', '.join(STRATEGIES)}")
-    if n < 1:
-        raise UserError(f"--n must be >= 1, got {n}")
-    check_counts(n=n, limit=limit, batch_problems=batch_problems)
-    if selection != "majority" and prm is None:
-        raise UserError(f"selection '{selection}' needs a PRM; pass --prm or use --selection majority")
+    from ias.methods.strategy import MethodStrategy, needs_prm
+    from ias.methods.base import Question
+
+    method = live_method(strategy, settings, tuning, n=n, selection=selection, aggregation=aggregation)
+    check_counts(batch_problems=batch_problems, limit=limit)
     the_task, problems = _problems(task, split, limit, task_options)
+    if prm is None and needs_prm(method, Question(problems[0], the_task.extract)):
+        raise UserError(f"selection '{method.selection}' needs a PRM; pass --prm or use --selection majority"
+                        if strategy == "bon" else f"strategy '{strategy}' needs a PRM (it reads one); pass --prm")
     the_policy = _policy(policy, backend, _hashable(backend_options))
     the_prm = _prm(prm, prm_format, _hashable(prm_options)) if prm else None
     if calibrator is not None:
@@ -87,15 +93,33 @@ def solve(
             raise UserError("--calibrator needs a PRM")
         the_prm = calibrated_prm(the_prm, calibrator)
     params = sampling_params(the_policy, temperature, top_p, max_tokens)
-    chosen = STRATEGIES[strategy](n=n, aggregation=aggregation, selection=selection)
     config = {"task": task, "task_options": task_options or {}, "split": split, "policy": policy,
               "prm": prm, "calibrator": str(calibrator) if calibrator else None, "limit": limit,
               **(_prm_config(prm_format, prm_options, calibrator) if prm else {}), **_backend_config(backend)}
     claim_run(Path(out), "solve")  # after every check: a refused run leaves no folder behind
     return run_dataset(
-        chosen, problems, the_task, the_policy, the_prm, params, seed, Path(out), config,
+        MethodStrategy(method), problems, the_task, the_policy, the_prm, params, seed, Path(out), config,
         batch_problems=batch_problems, progress=progress,
     )
+
+
+def live_method(strategy: str, settings: dict | None = None, tuning: str | Path | None = None, **bon_keywords):
+    """Method `strategy` with its settings: a tuning file's (ias-adaptive), then `settings`,
+    then bon's keywords (`n`, `selection`, `aggregation`) where given; a setting the method
+    lacks is a one-line error; sample counts are held to their ceilings."""
+    from ias.methods import make_method, method_class
+    from ias.methods.tuning import TUNED_METHOD, tuned_settings
+
+    method_class(strategy)  # an unknown strategy is named first
+    chosen: dict = {}
+    if tuning is not None:
+        if strategy != TUNED_METHOD:
+            raise UserError(f"--tuning configures {TUNED_METHOD}, not strategy '{strategy}'")
+        chosen.update(tuned_settings(tuning))
+    chosen.update(settings or {})
+    chosen.update({k: v for k, v in bon_keywords.items() if v is not None})
+    check_counts(**{k: v for k, v in chosen.items() if k in _CEILINGS and isinstance(v, int)})
+    return make_method(strategy, **chosen)
 
 
 def rollout(

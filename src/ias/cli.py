@@ -178,6 +178,26 @@ def _executor_options(args: argparse.Namespace) -> dict:
             "ray_num_cpus": args.ray_num_cpus, "ray_num_gpus": args.ray_num_gpus}
 
 
+def _method_args(p: argparse.ArgumentParser, default: str) -> None:
+    """The strategy, its calibrator and tuning, and every registered method's settings as flags."""
+    from ias.methods import method_names
+    from ias.methods.flags import add_setting_flags
+
+    p.add_argument("--strategy", default=default, help="one of: " + ", ".join(method_names()) + f" (default {default})")
+    p.add_argument("--calibrator", help="calibrator folder from `ias calibrate` (scores become calibrated medians)")
+    p.add_argument("--tuning", metavar="PATH",
+                   help="ias-adaptive's tuned settings and confidence map: tune/tuning.json of `ias eval --tune-split` "
+                        "(or its eval folder); flags given here win")
+    add_setting_flags(p)
+
+
+def _method_options(args: argparse.Namespace) -> dict:
+    from ias.methods.flags import given_settings
+
+    return {"strategy": args.strategy, "calibrator": args.calibrator, "tuning": args.tuning,
+            "settings": given_settings(args)}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ias", description="Instance-adaptive test-time scaling with calibrated process reward models."
@@ -194,15 +214,18 @@ def build_parser() -> argparse.ArgumentParser:
     solve = sub.add_parser("solve", help="run a strategy over a task split and summarise it")
     _dataset_args(solve, "runs/solve")
     _model_args(solve)
-    solve.add_argument("--strategy", default="bon", help="bon (fixed-budget Best-of-N)")
-    solve.add_argument("--calibrator", help="calibrator folder from `ias calibrate` (scores become calibrated medians)")
-    solve.add_argument("--n", type=_positive_int, default=16, help="samples per problem")
-    solve.add_argument("--aggregation", default="last", choices=["last", "min", "prod", "mean"],
-                       help="how step scores make a solution score")
-    solve.add_argument("--selection", default="best", choices=["best", "majority", "weighted"],
-                       help="how the answer is chosen")
+    _method_args(solve, "bon")
     solve.add_argument("--batch-problems", type=_positive_int, default=32, help="problems per batched call")
     _backend_args(solve)
+
+    ask = sub.add_parser("ask", help="answer one typed question with a strategy; print its confidence and cost")
+    ask.add_argument("question", help="the question, e.g. \"What is 17*23?\"")
+    _task_args(ask)
+    ask.add_argument("--seed", type=int, default=0, help="run seed; same seed, same answer")
+    _model_args(ask)
+    _method_args(ask, "ias-adaptive")
+    ask.add_argument("--json", action="store_true", help="print the whole answer (samples, waves) as JSON")
+    _backend_args(ask)
 
     roll = sub.add_parser("rollout", help="Monte-Carlo success targets of prefixes (calibration data)")
     _dataset_args(roll, "runs/rollout")
@@ -313,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-eval", action="store_true", help="skip the figures after training")
     info = zoo_sub.add_parser("info", help="sizes, seeds and measured figures of the zoo models")
     info.add_argument("--json", action="store_true", help="print JSON")
-    for command in (demo, solve, roll, cal, ev, evl, srv, train):  # the commands that run models
+    for command in (demo, solve, ask, roll, cal, ev, evl, srv, train):  # the commands that run models
         _threads_arg(command)
     return parser
 
@@ -350,15 +373,24 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         summary = solve(
             task=args.task, split=args.split, policy=args.policy,
-            prm=None if args.prm == "none" else args.prm, strategy=args.strategy, n=args.n,
-            out=args.out, limit=args.limit, seed=args.seed, aggregation=args.aggregation,
-            selection=args.selection, temperature=args.temperature, top_p=args.top_p,
+            prm=None if args.prm == "none" else args.prm,
+            out=args.out, limit=args.limit, seed=args.seed, temperature=args.temperature, top_p=args.top_p,
             max_tokens=args.max_tokens, task_options=_task_options(args), prm_format=args.prm_format, prm_options=dict(args.prm_opt),
-            calibrator=args.calibrator,
-            batch_problems=args.batch_problems, **_backend_options(args),
+            batch_problems=args.batch_problems, **_method_options(args), **_backend_options(args),
         )
         print_summary(summary)
         print(f"records: {Path(args.out) / 'records.jsonl'}  summary: {Path(args.out) / 'summary.json'}")
+        return 0
+    if args.command == "ask":
+        from ias.solver import answer_block, answer_json, ask
+
+        answer = ask(
+            args.question, task=args.task, policy=args.policy, prm=None if args.prm == "none" else args.prm,
+            seed=args.seed, temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens,
+            task_options=_task_options(args), prm_format=args.prm_format, prm_options=dict(args.prm_opt),
+            **_method_options(args), **_backend_options(args),
+        )
+        print(json.dumps(answer_json(answer)) if args.json else answer_block(answer))
         return 0
     if args.command == "rollout":
         from ias.api import rollout
