@@ -54,7 +54,9 @@ class Solver:
         return self.solve_many([question])[0]
 
     def solve_many(self, questions: Sequence[str | Problem]) -> list[Answer]:
-        """Every question's answer, their requests batched together (one policy call per wave)."""
+        """Every question's answer, their requests batched together (one policy call per wave).
+        A question's answer does not depend on the others, except under `fleet`, whose budget
+        is shared among the questions solved together."""
         asked = [Question(as_problem(q), self.task.extract) for q in questions]
         source = LiveSource(self.task, self.policy, self.prm, self.params, self.seed, grade=False)
         return run_method(self.method, asked, source)
