@@ -197,14 +197,6 @@ def test_replayed_wall_time_is_the_evaluated_problems_share_of_the_pool(tmp_path
                             "their wall time counts as 0 s"]
 
 
-def test_beam_config_holds_coverage_and_n_max_only_when_adaptive():
-    from ias.scaling.beam import BeamSearch
-
-    assert BeamSearch(coverage=0.9, n_max=8).config() == BeamSearch().config()
-    assert "coverage" not in BeamSearch().config()
-    assert BeamSearch(adaptive=True, coverage=0.9).config()["coverage"] == 0.9
-
-
 def test_tuning_on_the_evaluated_questions_under_another_split_name_is_refused(tmp_path):
     """A jsonl file serves the same questions under any split name (other ids): the overlap
     check compares questions, not ids."""

@@ -265,6 +265,7 @@ def evaluate(
     temperature: float | None = None,
     top_p: float | None = None,
     max_tokens: int | None = None,
+    orderings: int = 16,
 ) -> dict:
     """Every strategy on one shared pool of `n_max` samples per problem; returns `summary.json`.
 
@@ -273,17 +274,20 @@ def evaluate(
     `ias-bon-tuned`: its estimate and coverage are chosen there, within `tolerance` of
     Best-of-`n_max`'s accuracy. `k_max`, `m_max`: the beam searches' most beams and samples per
     beam; `beam_freq` steps between PRM readings, `beam_rounds` readings before the beams are
-    continued to the end (`max_tokens` bounds each call, not a whole beam). `executor="ray"`
+    continued to the end (`max_tokens` bounds each call, not a whole beam). Each method's
+    figures are expected over `orderings` seeded orderings of every question's pool (1: the
+    pool as drawn, exactly what `ias solve` with the same seed does). `executor="ray"`
     (and `workers`, `ray_*`, as in `rollout`) produces the pool on Ray actors, each with its own policy and PRM replica.
 
     >>> s = ias.evaluate(policy="arith-weak", prm="arith-prm", calibrator="runs/cal", n_max=64, out="runs/eval")
     >>> s["methods"]["ias-bon"]["tokens"] / s["methods"]["bon@64"]["tokens"]
     """
-    from ias.evaluation import STRATEGIES, TUNED, check_strategies, run_eval
-    from ias.scaling.adaptive import Budget
+    from ias.evaluation import STRATEGIES, TUNED, Budget, check_strategies, run_eval
 
     if tune_limit is not None and not tune_split:
         raise UserError("--tune-limit needs --tune-split (the split to tune on, e.g. calib)")
+    if not 1 <= orderings <= MAX_SAMPLES:
+        raise UserError(f"--orderings must be in 1 .. {MAX_SAMPLES}, got {orderings}")
     if min(n_max, k_max, m_max, beam_freq, beam_rounds) < 1 or not 0 < coverage < 1 or not 0 <= tolerance < 1:
         raise UserError(f"need n_max, k_max, m_max, beam_freq, beam_rounds >= 1, 0 < coverage < 1 and "
                         f"0 <= tolerance < 1; got {n_max}, {k_max}, {m_max}, {beam_freq}, {beam_rounds}, {coverage}, "
@@ -316,7 +320,8 @@ def evaluate(
                         Budget(coverage=coverage, n_max=n_max, k_max=k_max, m_max=m_max, beam_freq=beam_freq,
                                beam_rounds=beam_rounds),
                         batch_problems=batch_problems, progress=progress, executor=remote,
-                        tune_problems=tune_problems, tune_config=tune_config, tolerance=tolerance)
+                        tune_problems=tune_problems, tune_config=tune_config, tolerance=tolerance,
+                        orderings=orderings)
 
 
 def _open_executor(kind: str, recipe: Recipe, workers: int, address: str | None,

@@ -284,6 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
     evl.add_argument("--tune-limit", type=_positive_int, help="only the tuning split's first N problems")
     evl.add_argument("--tolerance", type=float, default=0.015,
                      help="tuning: the cheapest setting within this accuracy of bon@N_max (default 0.015)")
+    evl.add_argument("--orderings", type=_positive_int, default=16,
+                     help="each method's figures are expected over this many seeded orderings of every question's "
+                          "pool (1: the pool as drawn, what `ias solve` with the same seed does; default 16)")
     evl.add_argument("--k-max", type=_positive_int, default=8, help="beam searches: most beams kept (K_max)")
     evl.add_argument("--m-max", type=_positive_int, default=8, help="beam searches: most samples per beam (M_max)")
     evl.add_argument("--beam-freq", type=_positive_int, default=1, help="beam searches: steps between PRM readings")
@@ -439,7 +442,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             **_backend_options(args), tune_split=args.tune_split, tune_limit=args.tune_limit,
             tolerance=args.tolerance, k_max=args.k_max, m_max=args.m_max, beam_freq=args.beam_freq,
             beam_rounds=args.beam_rounds, temperature=args.temperature,
-            top_p=args.top_p, max_tokens=args.max_tokens,
+            top_p=args.top_p, max_tokens=args.max_tokens, orderings=args.orderings,
         )
         print(eval_table(summary))
         if summary.get("tuning"):

@@ -2,9 +2,11 @@
 
 The pool is a resumable N_max-sample Best-of-N run (`pool/`: records with every sample's
 answer, correctness, calibrated step scores and quantiles, token log-probabilities, and the
-PRM's reading of the question alone). Each whole-sample method is then replayed on it (see
-`scaling/adaptive.py`), so all are measured on the same samples; the step-level searches
-(`beam`, `ias-beam`) run for real, each into its own resumable folder. Written to `out`:
+PRM's reading of the question alone). Every whole-sample method of `ias.methods` then runs on
+it through the same engine that runs it live (`PoolSource` serves the pool's samples), in
+several seeded orderings of each question's samples, so all are measured on the same
+samples and a live run cannot differ from its evaluation; the step-level searches (`beam`,
+`ias-beam`, `particle-filtering`) run live, each into its own resumable folder. Written to `out`:
 `summary.json`, `records.jsonl` (per problem: its true success rate, its budget estimates
 and every method's outcome), `pareto.png`, `budget.png` and `report.md`.
 
@@ -27,14 +29,14 @@ from ias.calibration.metrics import ece
 from ias.errors import UserError
 from ias.metrics import bootstrap_ci
 from ias.records import RecordWriter, read_records, write_json
-from ias.methods import configure
+from ias.methods import configure, method_class
 from ias.methods.base import Question
 from ias.methods.engine import Answer, run_method
+from ias.methods.strategy import MethodStrategy
 from ias.methods.ias_adaptive import ConfidenceMap
 from ias.methods.sources import PoolSource
 from ias.scaling import adaptive
 from ias.scaling.adaptive import ORDERINGS, Outcome, expected
-from ias.scaling.beam import BeamSearch
 from ias.scaling.budget import UNREAD, oracle_allocation
 from ias.scaling.bon import BestOfN
 from ias.scaling.select import SELECTIONS, aggregate
@@ -42,8 +44,10 @@ from ias.types import Problem, split_steps
 
 STRATEGIES = ("bon", "ias-bon", "ias-bon-median", "ias-bon-tuned", "ias-bon-uncalibrated", "ias-seq", "fleet",
               "ias-adaptive", "ias-adaptive-uncalibrated", "oracle-alloc",
-              "beam", "ias-beam", "sc", "weighted", "adaptive-consistency", "esc", "deepconf", "oracle-ias")
-SEARCHES = ("beam", "ias-beam")  # run for real (a step-level search cannot be replayed on whole samples)
+              "beam", "ias-beam", "particle-filtering", "sc", "weighted", "adaptive-consistency", "esc", "deepconf",
+              "oracle-ias")
+#: Run for real, each into its own resumable folder: a step-level search cannot be replayed on whole samples.
+SEARCHES = ("beam", "ias-beam", "particle-filtering")
 TUNED = "ias-bon-tuned"  # IAS Best-of-N with the estimate and coverage chosen on a tuning split
 TUNE_COVERAGES = (0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
 #: Each adaptive method's main knob, swept on the evaluated problems for pareto.png's lines
@@ -134,10 +138,7 @@ def run_eval(
     methods = {name: _method_summary(results, share_of=(pool_wall, pool_tokens)) for name, results in outcomes.items()}
     search_confidence = _confidence_map((tuning or {}).get("adaptive"))  # the same map as the replayed methods'
     for name in (s for s in SEARCHES if s in strategies):
-        search = BeamSearch(n_init=budget.n_max, k_max=budget.k_max, m_max=budget.m_max, freq=budget.beam_freq,
-                            max_rounds=budget.beam_rounds, adaptive=name == "ias-beam", coverage=budget.coverage,
-                            n_max=budget.n_max, name=name)
-        summary_of = run_dataset(search, problems, task, policy, prm, params, seed, out / name, config,
+        summary_of = run_dataset(MethodStrategy(_method(name, budget)), problems, task, policy, prm, params, seed, out / name, config,
                                  batch_problems=batch_problems, progress=progress, executor=executor)
         by_id = {r["id"]: r for r in read_records(out / name / "records.jsonl")}
         outcomes[name] = [_mapped(_search_outcome(by_id[r["id"]]), search_confidence) for r in records]
@@ -196,10 +197,9 @@ VARIANTS: dict[str, tuple[str, dict]] = {
 def _method(name: str, budget: Budget, **settings):
     """Eval's strategy `name` (a registered method or a `VARIANTS` entry) with `settings`."""
     base, fixed = VARIANTS.get(name, (name, {}))
-    method = configure(base, {**budget.shared(), **fixed, **settings})
-    if base == "deepconf" and method.warmup > method.n_max:  # a pool smaller than the warm-up
-        method = dataclasses.replace(method, warmup=method.n_max)
-    return method
+    if base == "deepconf":  # the paper's 16 warm-up traces of 64 or more; a quarter of a smaller pool
+        fixed = {**fixed, "warmup": min(method_class("deepconf").warmup, max(1, budget.n_max // 4))}
+    return configure(base, {**budget.shared(), **fixed, **settings})
 
 
 def _planned(strategies: Sequence[str], budget: Budget, tuning: dict | None) -> dict[str, object]:
@@ -253,11 +253,12 @@ def replay(
     questions = [Question(Problem(r["id"], r["question"], ""), extract or _no_answer) for r in records]
     plan = _planned(strategies, budget, tuning)
     confidence = _confidence_map((tuning or {}).get("adaptive"))
+    sources = [PoolSource(rows) for rows in shuffled]  # each reads its pool once, for every method
     results: dict[str, list[list[Outcome]]] = {}
     done: dict[int, list[list[Outcome]]] = {}  # a method planned under two names runs once
     for name, method in plan.items():
         if id(method) not in done:
-            per_ordering = [run_method(method, questions, PoolSource(rows)) for rows in shuffled]
+            per_ordering = [run_method(method, questions, source) for source in sources]
             mapped = _maps_confidence(name, method)
             done[id(method)] = [[_outcome(answers[i], confidence if mapped else None) for answers in per_ordering]
                                 for i in range(len(records))]

@@ -26,8 +26,10 @@ class AdaptiveConsistency:
 
     def solve(self, question: Question) -> Solving:
         samples: list[Scored] = []
+        answers: list[str | None] = []
         while len(samples) < self.n_max:
             samples += yield Draw(1, read=False)
-            if adaptive_consistency_stop([answer_key(s.answer) for s in samples], self.threshold):
+            answers.append(answer_key(samples[-1].answer))
+            if adaptive_consistency_stop(answers, self.threshold):
                 break
         return choose(samples, "majority")

@@ -8,10 +8,9 @@ from typing import Sequence
 import numpy as np
 
 from ias.methods import register_method
-from ias.methods.base import Choice, unit, Draw, Question, ReadQuestion, Scored, Solving, question_estimate, sample_score
+from ias.methods.base import Choice, Draw, Question, ReadQuestion, Scored, Solving, question_estimate, sample_score, unit
 from ias.calibration.posthoc import IsotonicRegression
 from ias.scaling.budget import AdaptiveSettings, adaptive_wave
-from ias.scaling.select import best_by_prefix
 
 
 class ConfidenceMap:
@@ -64,21 +63,24 @@ class IASAdaptive:
         mapping = self.confidence_map if self.calibrated and self.confidence_map else ConfidenceMap()
         estimate = question_estimate((yield ReadQuestion()), "median", self.calibrated)
         samples: list[Scored] = []
-        scores: list[float] = []
         chances: list[float] = []  # each sample's own chance of being right
-        chance_sum = 0.0
+        chance_sum, tokens = 0.0, 0
+        chosen, top = 0, (False, float("-inf"))  # the best-scored so far, as `best_by_prefix` ranks
         more = adaptive_wave(estimate, 0, 0.0, 0.0, 0.0, self.settings, self.n_max)
         note = {"estimate": round(estimate, 6)}
         while more:
             wave = yield Draw(more, note=note)
-            samples += wave
-            scores += [sample_score(s, self.calibrated) for s in wave]
-            for chance in mapping(scores[-len(wave):]).tolist():
+            scores = [sample_score(s, self.calibrated) for s in wave]
+            for sample, score, chance in zip(wave, scores, mapping(scores).tolist()):
+                key = (sample.answer is not None, score)
+                if not samples or key > top:
+                    chosen, top = len(samples), key
+                samples.append(sample)
                 chances.append(chance)
                 chance_sum += chance  # in sample order, as the tuning replay's cumulative sum
-            chosen = best_by_prefix([s.answer for s in samples], scores)[-1]
+                tokens += sample.generated_tokens
             confidence = chances[chosen]
-            mean_tokens = sum(s.generated_tokens for s in samples) / len(samples)
-            more = adaptive_wave(estimate, len(samples), confidence, chance_sum, mean_tokens, self.settings, self.n_max)
+            more = adaptive_wave(estimate, len(samples), confidence, chance_sum, tokens / len(samples), self.settings,
+                                 self.n_max)
             note = {"confidence": round(confidence, 6), "chance_sum": round(chance_sum, 6)}
         return Choice.of(samples[chosen], confidence)

@@ -2,9 +2,8 @@
 
 `LiveSource` draws with the policy (sample j of a question seeded by (run seed, question
 id, j), whatever the wave) and reads with the PRM, one call per kind of request. `PoolSource`
-serves a pool in which every question already has N samples (`ias eval`), in one seeded
-ordering of each question's samples (ordering 0: as drawn), cutting a sample where the live
-early exit would have stopped it and sampling live past the pool's end. The same method
+serves a pool in which every question already has N samples (`ias eval`), cutting a sample
+where the live early exit would have stopped it and sampling live past the pool's end. The same method
 on the same seeds therefore gives the same answers and spends the same tokens on both.
 """
 
@@ -14,8 +13,6 @@ import dataclasses
 import math
 from collections import defaultdict
 from typing import Sequence
-
-import numpy as np
 
 from ias.confidence import live_exit
 from ias.errors import UserError
@@ -123,14 +120,16 @@ def question_reading(reading: StepScores) -> QuestionReading:
 
 class PoolSource:
     """Requests answered from pool records (`ias eval`'s: every sample graded and read, the
-    question read), in ordering `ordering` of each question's samples (0: as drawn; k > 0: a
-    seeded random permutation, an equally likely run). Past the pool's end, `live` (if any)
-    samples. Step-level requests go to `live`: a search cannot be replayed on whole samples."""
+    question read), sample j of a question being its record's sample j (`ias eval` hands in
+    records in each of its orderings, `ias.scaling.adaptive.reorder`). Past the pool's end,
+    `live` (if any) samples. Step-level requests go to `live`: a search cannot be replayed
+    on whole samples."""
 
-    def __init__(self, records: Sequence[dict], seed: int = 0, ordering: int = 0, live: LiveSource | None = None):
+    def __init__(self, records: Sequence[dict], live: LiveSource | None = None):
         self.records = {r["id"]: r for r in records}
-        self.seed, self.ordering, self.live = seed, ordering, live
+        self.live = live
         self._scored: dict[str, list[Scored]] = {}
+        self._unscored: dict[str, list[Scored]] = {}
 
     def read_questions(self, questions: Sequence[Question]) -> list[QuestionReading]:
         out = []
@@ -143,15 +142,15 @@ class PoolSource:
     def draw(self, asks: Sequence[tuple[Question, int, Draw]]) -> list[list[Scored]]:
         out = []
         for q, first, ask in asks:
-            pool = self._pool(q.id)
+            pool = self._pool(q.id) if ask.read else self._unread(q.id)
             end = min(first + ask.count, len(pool))
-            got = [self._served(pool[j], j, ask) for j in range(first, end)]
+            got = pool[first:end] if ask.exit_below is None else [_cut(s, ask) for s in pool[first:end]]
             if first + ask.count > end:
                 if self.live is None:
                     raise UserError(f"the pool holds {len(pool)} samples of {q.id}; the method asked for "
                                     f"{first + ask.count}")
                 more = dataclasses.replace(ask, count=first + ask.count - end)
-                got += self.live.draw([(q, end, more)])[0]
+                got = got + self.live.draw([(q, end, more)])[0]
             out.append(got)
         return out
 
@@ -167,30 +166,31 @@ class PoolSource:
         return self.live
 
     def _pool(self, qid: str) -> list[Scored]:
-        """The question's samples in this ordering, read once."""
+        """The question's samples in this ordering, read once. A method that did not ask
+        for log-probabilities is given them anyway: it does not read them."""
         if qid not in self._scored:
             samples = self.records[qid]["samples"]
-            order = (range(len(samples)) if self.ordering == 0 else
-                     np.random.default_rng(derive_seed(self.seed, qid, "ordering", self.ordering))
-                     .permutation(len(samples)))
-            self._scored[qid] = [pool_sample(samples[i], j) for j, i in enumerate(order)]
+            self._scored[qid] = [pool_sample(row, j) for j, row in enumerate(samples)]
         return self._scored[qid]
 
-    @staticmethod
-    def _served(sample: Scored, index: int, ask: Draw) -> Scored:
-        """A pool sample as this request gets it: unread if it asks no PRM, cut where the
-        live exit would have stopped it (then its text is unknown: it holds no answer)."""
-        if not ask.read:
-            sample = dataclasses.replace(sample, score=None, lower=None, raw_score=None, prm_tokens=0,
-                                         step_scores=None, quantiles=None)
-        if ask.exit_below is not None:
-            if sample.logprobs is None:
-                raise UserError("the pool has no token log-probabilities for the early exit")
-            end = live_exit(sample.logprobs, sample.finish_reason, ask.exit_below, ask.exit_window)
-            if end is not None:
-                sample = dataclasses.replace(sample, text="", answer=None, correct=False, generated_tokens=end + 1,
-                                             finish_reason="exit", logprobs=sample.logprobs[: end + 1])
-        return sample if ask.logprobs else dataclasses.replace(sample, logprobs=None)
+    def _unread(self, qid: str) -> list[Scored]:
+        """The question's samples as a method that reads no PRM gets them: no scores, no PRM tokens."""
+        if qid not in self._unscored:
+            self._unscored[qid] = [dataclasses.replace(s, score=None, lower=None, raw_score=None, prm_tokens=0,
+                                                       step_scores=None, quantiles=None) for s in self._pool(qid)]
+        return self._unscored[qid]
+
+
+def _cut(sample: Scored, ask: Draw) -> Scored:
+    """A pool sample cut where the live exit would have stopped it (its text is then
+    unknown: it holds no answer)."""
+    if sample.logprobs is None:
+        raise UserError("the pool has no token log-probabilities for the early exit")
+    end = live_exit(sample.logprobs, sample.finish_reason, ask.exit_below, ask.exit_window)
+    if end is None:
+        return sample
+    return dataclasses.replace(sample, text="", answer=None, correct=False, generated_tokens=end + 1,
+                               finish_reason="exit", logprobs=sample.logprobs[: end + 1])
 
 
 def pool_sample(row: dict, index: int) -> Scored:
