@@ -183,7 +183,8 @@ def _method_args(p: argparse.ArgumentParser, default: str) -> None:
     from ias.methods import method_names
     from ias.methods.flags import add_setting_flags
 
-    p.add_argument("--strategy", default=default, help="one of: " + ", ".join(method_names()) + f" (default {default})")
+    p.add_argument("--strategy", default=default, help="one of: " + ", ".join(method_names())
+                   + (f" (default {default})" if default else ""))
     p.add_argument("--calibrator", help="calibrator folder from `ias calibrate` (scores become calibrated medians)")
     p.add_argument("--tuning", metavar="PATH",
                    help="ias-adaptive's tuned settings and confidence map: tune/tuning.json of `ias eval --tune-split` "
@@ -323,6 +324,12 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--no-access-log", action="store_true", help="no JSON access log line per request on stderr")
     srv.add_argument("--fail-first", type=_nonnegative_int, default=0, metavar="K",
                      help="testing aid: answer the first K completion requests with 503 (clients' retries)")
+    reasoning = srv.add_argument_group(
+        "answering with a strategy (without --strategy: a plain sampling server)",
+        "completions and chat completions are answered by the method, its compute adapted to each question")
+    _prm_args(reasoning)
+    _task_args(reasoning)
+    _method_args(srv, default=None)  # its settings are a group of their own (groups do not nest in help)
 
     data = sub.add_parser("data", help="inspect task data")
     data_sub = data.add_subparsers(dest="data_command", required=True)
@@ -450,6 +457,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"summary: {Path(args.out) / 'summary.json'}  report: {Path(args.out) / 'report.md'}")
         return 0
     if args.command == "serve":
+        from ias.methods.flags import given_settings
         from ias.serve import serve
         from ias.serve.limits import ServeLimits
 
@@ -457,8 +465,14 @@ def _dispatch(args: argparse.Namespace) -> int:
                              max_prompt_chars=args.max_prompt_chars, max_n=args.max_n, max_samples=args.max_samples,
                              max_queue=args.max_queue, request_timeout_s=args.request_timeout,
                              read_timeout_s=args.read_timeout, access_log=not args.no_access_log)
+        reasoning = {}
+        if args.strategy is not None:
+            reasoning = {**_method_options(args), "prm": args.prm, "prm_format": args.prm_format,
+                         "prm_options": dict(args.prm_opt), "task": args.task, "task_options": _task_options(args)}
+        elif args.calibrator or args.tuning or given_settings(args):
+            raise UserError("--calibrator, --tuning and strategy settings need --strategy")
         serve(args.policy, host=args.host, port=args.port, served_model_name=args.served_model_name,
-              fail_first=args.fail_first, limits=limits, grace_s=args.grace, **_backend_options(args))
+              fail_first=args.fail_first, limits=limits, grace_s=args.grace, **_backend_options(args), **reasoning)
         return 0
     if args.command == "data":
         from ias.tasks.base import get_task

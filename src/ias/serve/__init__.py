@@ -28,7 +28,7 @@ def _stack():
 
 def make_server(policy, model_name: str, host: str = "127.0.0.1", port: int = 8000, fail_first: int = 0,
                 limits=None, grace_s: float = 30.0, strategy: str | None = None, prm=None, task: str = "arith",
-                settings: dict | None = None, tuning=None, seed: int = 0):
+                settings: dict | None = None, tuning=None, seed: int = 0, task_options: dict | None = None):
     """A bound server (port 0: a free one; see `.url`); call `serve_forever()` or run it in a thread.
 
     With a `strategy` (and a loaded, possibly calibrated `prm`), completions are answered by
@@ -43,7 +43,7 @@ def make_server(policy, model_name: str, host: str = "127.0.0.1", port: int = 80
     from ias.serve.reasoning import Reasoner
     from ias.tasks.base import get_task
 
-    the_task = get_task(task)
+    the_task = get_task(task, **(task_options or {}))
     reasoner = Reasoner(the_task, strategy, dict(settings or {}), tuned_settings(tuning) if tuning else {})
     source = LiveSource(the_task, policy, prm, sampling_params(policy), seed, grade=False)
     return stack.Server(policy, model_name, host, port, limits=limits, fail_first=fail_first, grace_s=grace_s,
@@ -54,7 +54,7 @@ def serve(model: str, backend: str = "hf", backend_options: dict | None = None, 
           port: int = 8000, served_model_name: str | None = None, fail_first: int = 0, limits=None,
           grace_s: float = 30.0, strategy: str | None = None, prm: str | None = None, calibrator=None,
           prm_format: str | None = None, prm_options: dict | None = None, task: str = "arith",
-          settings: dict | None = None, tuning=None) -> None:
+          settings: dict | None = None, tuning=None, task_options: dict | None = None) -> None:
     """Load the policy (and with a `strategy` the PRM and its calibrator), print the URL (one
     line, flushed), serve until SIGTERM/SIGINT (draining first)."""
     _stack()  # a missing extra is said before the model loads
@@ -75,7 +75,8 @@ def serve(model: str, backend: str = "hf", backend_options: dict | None = None, 
         raise UserError("--calibrator needs --prm")
     policy = load_policy(model, backend=backend, **(backend_options or {}))
     server = make_server(policy, served_model_name or model, host, port, fail_first, limits, grace_s,
-                         strategy=strategy, prm=loaded_prm, task=task, settings=settings, tuning=tuning)
+                         strategy=strategy, prm=loaded_prm, task=task, settings=settings, tuning=tuning,
+                         task_options=task_options)
     answered_by = f" answering with {strategy}" if strategy else ""
     print(f"serving {server.model_name} at {server.url}{answered_by}", flush=True)
     try:
