@@ -144,3 +144,32 @@ def test_a_bad_question_fails_alone(parts):
     assert bad_status == 400 and "tokens" in bad_body["error"]["message"]
     assert good_status == 200 and good_body["ias"]["samples"] >= 1
     assert json.dumps(good_body)  # a plain JSON answer
+
+
+def test_ias_serve_with_a_strategy_from_the_command_line(tmp_path):
+    """`ias serve --prm --strategy --api-key` as a process: the openai client with the key gets
+    an answer with its confidence; without it, 401; SIGTERM stops it cleanly."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "ias.cli", "serve", "--policy", "arith-weak", "--prm", "arith-prm",
+                             "--strategy", "ias-adaptive", "--n-max", "8", "--api-key", "K", "--port", "0",
+                             "--no-access-log"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    try:
+        line = proc.stdout.readline()
+        assert "answering with ias-adaptive" in line
+        url = line.split()[-1]
+        reply = openai.OpenAI(base_url=url, api_key="K", max_retries=0).chat.completions.create(
+            model="arith-weak", messages=[{"role": "user", "content": "Compute 6*7."}])
+        assert 0 <= reply.model_extra["ias"]["confidence"] <= 1 and reply.model_extra["ias"]["samples"] <= 8
+        with pytest.raises(openai.AuthenticationError):
+            openai.OpenAI(base_url=url, api_key="other", max_retries=0).chat.completions.create(
+                model="arith-weak", messages=[{"role": "user", "content": "Compute 6*7."}])
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -78,7 +78,7 @@ def serve(model: str, backend: str = "hf", backend_options: dict | None = None, 
                          strategy=strategy, prm=loaded_prm, task=task, settings=settings, tuning=tuning,
                          task_options=task_options)
     answered_by = f" answering with {strategy}" if strategy else ""
-    print(f"serving {server.model_name} at {server.url}{answered_by}", flush=True)
+    print(f"serving {server.model_name}{answered_by} at {server.url}", flush=True)  # the URL last: scripts read it
     try:
         server.serve_forever()
     finally:
