@@ -157,7 +157,8 @@ def summarize(records: list[dict], config: dict, wall_s: float, timing: dict[str
     correct = [float(r["correct"]) for r in records]
     usage_keys = ("prompt_tokens", "generated_tokens", "prm_tokens", "samples")
     usage = {k: sum(r["usage"][k] for r in records) for k in usage_keys}
-    selections = sorted({how for r in records for how in r.get("choices", {})})
+    # The rules every record has a choice for (a problem whose samples the PRM read none of has no "best").
+    selections = sorted(set.intersection(*(set(r.get("choices", {})) for r in records))) if records else []
     return {
         "strategy": config.get("strategy"),
         "task": config.get("task"),
