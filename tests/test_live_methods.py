@@ -195,3 +195,17 @@ def test_bon_aggregation_scores_samples_by_their_steps(tmp_path):
             assert s["score"] == pytest.approx(min(s["step_scores"]))
         best = max(range(4), key=lambda j: (r["samples"][j]["answer"] is not None, r["samples"][j]["score"], -j))
         assert r["choices"]["best"]["index"] == best and r["correct"] == r["samples"][best]["correct"]
+
+
+def test_a_problem_whose_samples_the_prm_cannot_read_is_summarised(tmp_path):
+    """A PRM context of 40 tokens reads none of the longer questions' samples: those records
+    have no "best" choice; the summary reports the rules every record has, never a crash."""
+    import ias
+
+    summary = ias.solve(strategy="ias-bon", settings={"n_max": 4}, limit=6, out=tmp_path, progress=False,
+                        prm_options={"max_length": 40})
+    records = read_records(tmp_path / "records.jsonl")
+    unread = [r for r in records if "best" not in r["choices"]]
+    assert 0 < len(unread) < len(records)
+    assert all(s["score"] is None and s["prm_tokens"] == 0 for r in unread for s in r["samples"])
+    assert set(summary["by_selection"]) == {"majority"}
