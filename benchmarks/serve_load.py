@@ -2,12 +2,18 @@
 the same questions sampled in one batched call in process. Prints one JSON line.
 
     python benchmarks/serve_load.py [--requests 256] [--clients 64] [--n 8] [--max-tokens 64]
+    python benchmarks/serve_load.py --strategy ias-adaptive [--calibrator CAL] [--tuning T] [--n-max 16]
 
 Figures: answered / failed requests (any non-200), p50 / p99 latency, questions per
 second through the server and in one in-process batch (same prompts, n, seeds), and their
 ratio (the batching ratio: what concurrent requests keep of one batch's throughput), the
 429s of a burst past a small queue, and how long a departed client's work takes to be
 dropped. Bounded: every request has a timeout, the loops a fixed count.
+
+With `--strategy`, the server answers each question with that method (`ias serve
+--strategy`): the same figures against the engine solving the same questions in one batch
+in process (the work of one `ias solve`), the served answers' accuracy, and generated tokens
+per question against fixed Best-of-N at the smallest N as accurate (in process, one batch).
 """
 
 from __future__ import annotations
@@ -57,7 +63,14 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--n", type=int, default=8)
     parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--strategy", help="serve this method (ias serve --strategy) instead of plain sampling")
+    parser.add_argument("--calibrator", help="with --strategy: the PRM's calibrator folder")
+    parser.add_argument("--tuning", help="with --strategy ias-adaptive: tuning.json of `ias eval --tune-split`")
+    parser.add_argument("--n-max", type=int, default=16, help="with --strategy: the method's n_max")
     args = parser.parse_args()
+    if args.strategy:
+        print(json.dumps(strategy_load(args)))
+        return
     policy = load_policy("arith-weak")
     params = dataclasses.replace(policy.defaults, max_tokens=args.max_tokens)
     prompts = [p.question + "\n\n" for p in get_task("arith").problems("test")[: args.requests]]
@@ -111,6 +124,84 @@ def main() -> None:
                   "other": sum(s not in (200, 429) for s, _ in burst), "slowest_s": round(max(t for _, t in burst), 2)},
         "departed_client_dropped_after_s": round(dropped_after_s, 2),
     }))
+
+
+def strategy_load(args) -> dict:
+    """The load figures of a server answering with a method, against one in-process batch."""
+    from ias.api import live_method, sampling_params
+    from ias.calibration.calibrate import calibrated_prm
+    from ias.methods.base import Question
+    from ias.methods.engine import run_method
+    from ias.methods.sources import LiveSource
+    from ias.prm.base import load_prm
+    from ias.types import Problem
+
+    task, policy = get_task("arith"), load_policy("arith-weak")
+    prm = load_prm("arith-prm")
+    if args.calibrator:
+        prm = calibrated_prm(prm, args.calibrator)
+    method = live_method(args.strategy, {"n_max": args.n_max}, args.tuning)
+    problems = task.problems("test")[: args.requests]
+    params = sampling_params(policy)
+    questions = [Question(Problem(f"seed-{k}", p.question, ""), task.extract) for k, p in enumerate(problems)]
+
+    def batch(chosen) -> tuple[list, float]:
+        started = time.monotonic()
+        answers = run_method(chosen, questions, LiveSource(task, policy, prm, params, 0, grade=False))
+        return answers, time.monotonic() - started
+
+    run_method(method, questions[:4], LiveSource(task, policy, prm, params, 0, grade=False))  # warm-up
+    in_process, one_batch_s = batch(method)
+    server = make_server(policy, "arith-weak", port=0, strategy=args.strategy, prm=prm,
+                         settings={"n_max": args.n_max}, tuning=args.tuning, limits=ServeLimits(access_log=False))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    replies: list = [None] * len(problems)
+
+    def ask(k: int) -> tuple[int, float]:
+        started = time.monotonic()
+        request = urllib.request.Request(server.url + "/completions", headers={"Content-Type": "application/json"},
+                                         data=json.dumps({"prompt": problems[k].question, "seed": k}).encode())
+        try:
+            with urllib.request.urlopen(request, timeout=600) as response:
+                replies[k] = json.loads(response.read())
+                return response.status, time.monotonic() - started
+        except urllib.error.HTTPError as err:
+            return err.code, time.monotonic() - started
+        except OSError:
+            return -1, time.monotonic() - started
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(args.clients) as pool:
+        results = list(pool.map(ask, range(len(problems))))
+    served_s = time.monotonic() - started
+    server.shutdown()
+    server.server_close()
+    latencies = sorted(t for status, t in results if status == 200)
+    answered = [(p, r) for p, r in zip(problems, replies) if r is not None]
+    accuracy = sum(task.grade(p, r["choices"][0]["text"]) for p, r in answered) / len(problems)
+    tokens = sum(r["usage"]["completion_tokens"] for _, r in answered) / len(problems)
+    same = sum(r["choices"][0]["text"] == a.text for (_, r), a in zip(answered, in_process))
+    n = 1
+    while True:  # fixed Best-of-N at the smallest N as accurate as the served answers
+        fixed, _ = batch(live_method("bon", {"n": n}))
+        fixed_accuracy = sum(task.grade(p, a.text or "") for p, a in zip(problems, fixed)) / len(problems)
+        if fixed_accuracy >= accuracy or n >= args.n_max:
+            break
+        n = min(2 * n, args.n_max)
+    fixed_tokens = sum(a.generated_tokens for a in fixed) / len(problems)
+    return {
+        "strategy": args.strategy, "requests": len(problems), "clients": args.clients, "n_max": args.n_max,
+        "answered": sum(status == 200 for status, _ in results), "failed": sum(status != 200 for status, _ in results),
+        "p50_s": round(statistics.median(latencies), 3) if latencies else None,
+        "p99_s": round(latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 3) if latencies else None,
+        "served_questions_per_s": round(len(problems) / served_s, 2),
+        "one_batch_questions_per_s": round(len(problems) / one_batch_s, 2),
+        "batching_ratio": round(one_batch_s / served_s, 3),
+        "same_answer_as_one_batch": same,
+        "accuracy": round(accuracy, 4), "tokens_per_question": round(tokens, 1),
+        "fixed_bon": {"n": n, "accuracy": round(fixed_accuracy, 4), "tokens_per_question": round(fixed_tokens, 1)},
+        "token_ratio_vs_fixed": round(tokens / fixed_tokens, 3),
+    }
 
 
 if __name__ == "__main__":

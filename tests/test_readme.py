@@ -180,5 +180,9 @@ def test_readme_blocks_run_in_order(tmp_path):
     outputs = {block: run_block(block, tmp_path) for block in readme_blocks() if block.mode in ("run", "server")}
     assert (tmp_path / "runs" / "eval" / "summary.json").is_file() and (tmp_path / "runs" / "e" / "compare.json").is_file()
     for block, output in outputs.items():
-        if block.mode == "server":  # the curl asks for n = 4 samples
-            assert len(json.loads(output)["choices"]) == 4, f"{block}: {output[:500]}"
+        if block.mode == "server":
+            answer = json.loads(output)
+            if "ias" in answer:  # a strategy's answer: one choice and its confidence
+                assert len(answer["choices"]) == 1 and 0 <= answer["ias"]["confidence"] <= 1, output[:500]
+            else:  # the curl asks for n = 4 samples
+                assert len(answer["choices"]) == 4, f"{block}: {output[:500]}"
