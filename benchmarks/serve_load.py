@@ -11,9 +11,10 @@ ratio (the batching ratio: what concurrent requests keep of one batch's throughp
 dropped. Bounded: every request has a timeout, the loops a fixed count.
 
 With `--strategy`, the server answers each question with that method (`ias serve
---strategy`): the same figures against the engine solving the same questions in one batch
-in process (the work of one `ias solve`), the served answers' accuracy, and generated tokens
-per question against fixed Best-of-N at the smallest N as accurate (in process, one batch).
+--strategy`): the same figures against the engine solving the same questions in process, in
+one batch and in batches of `--clients` questions (`ias solve --batch-problems CLIENTS`: the
+most questions the server ever has at once), the served answers' accuracy, and generated
+tokens per question against fixed Best-of-N at the smallest N as accurate (in process).
 """
 
 from __future__ import annotations
@@ -145,13 +146,18 @@ def strategy_load(args) -> dict:
     params = sampling_params(policy)
     questions = [Question(Problem(f"seed-{k}", p.question, ""), task.extract) for k, p in enumerate(problems)]
 
-    def batch(chosen) -> tuple[list, float]:
-        started = time.monotonic()
-        answers = run_method(chosen, questions, LiveSource(task, policy, prm, params, 0, grade=False))
+    def batch(chosen, size: int | None = None) -> tuple[list, float]:
+        """`chosen` on every question in process, `size` questions at a time (all at once: None)."""
+        started, answers = time.monotonic(), []
+        size = size or len(questions)
+        for start in range(0, len(questions), size):
+            answers += run_method(chosen, questions[start : start + size],
+                                  LiveSource(task, policy, prm, params, 0, grade=False))
         return answers, time.monotonic() - started
 
     run_method(method, questions[:4], LiveSource(task, policy, prm, params, 0, grade=False))  # warm-up
     in_process, one_batch_s = batch(method)
+    _, client_batches_s = batch(method, args.clients)  # `ias solve --batch-problems CLIENTS`
     server = make_server(policy, "arith-weak", port=0, strategy=args.strategy, prm=prm,
                          settings={"n_max": args.n_max}, tuning=args.tuning, limits=ServeLimits(access_log=False))
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -197,6 +203,8 @@ def strategy_load(args) -> dict:
         "served_questions_per_s": round(len(problems) / served_s, 2),
         "one_batch_questions_per_s": round(len(problems) / one_batch_s, 2),
         "batching_ratio": round(one_batch_s / served_s, 3),
+        "solve_in_client_batches_questions_per_s": round(len(problems) / client_batches_s, 2),
+        "batching_ratio_vs_client_batches": round(client_batches_s / served_s, 3),
         "same_answer_as_one_batch": same,
         "accuracy": round(accuracy, 4), "tokens_per_question": round(tokens, 1),
         "fixed_bon": {"n": n, "accuracy": round(fixed_accuracy, 4), "tokens_per_question": round(fixed_tokens, 1)},
