@@ -12,7 +12,7 @@ from ias.errors import UserError
 from ias.methods import make_method
 from ias.methods.base import Question
 from ias.methods.engine import run_method
-from ias.methods.ias_adaptive import ConfidenceMap
+from ias.methods.ias_adaptive import ConfidenceMap, count_band
 from ias.methods.sources import PoolSource
 from ias.scaling import adaptive
 from ias.scaling.bon import BestOfN
@@ -259,8 +259,10 @@ def test_ias_adaptive_stops_on_a_confident_answer_and_reports_its_confidence():
 
 
 def test_the_tuning_replay_of_ias_adaptive_is_the_method():
-    """`adaptive_size` (the tuning grid's fast replay) draws what the registered method draws,
-    for every setting of a small grid, on varied pools."""
+    """`adaptive_size` and `replay_sizes` (the tuning grid's replays, one record and all at
+    once) draw what the registered method draws, for every setting of a small grid, on varied
+    pools (and, for the replays, pools smaller than n_max), through a map fitted per band of samples drawn; and the
+    method reports the band's confidence."""
     import itertools
     import random
 
@@ -268,14 +270,40 @@ def test_the_tuning_replay_of_ias_adaptive_is_the_method():
     records = [pool([sample(str(rng.randint(0, 3)), rng.random() < 0.4, score=rng.random(), tokens=rng.randint(5, 60))
                      for _ in range(16)], lower=rng.random(), qid=str(k)) for k in range(12)]
     mapping = adaptive.fit_confidence([adaptive.prefix_view(r) for r in records])
+    short = [{**r, "samples": r["samples"][:11]} for r in records[:4]]  # the replays cap at a smaller pool
+    views = [adaptive.prefix_view(r) for r in records + short]
+    assert sorted(mapping.by_band) == [0, 1, 2, 3, 4]  # 1, 2-3, 4-7, 8-15 and 16 samples drawn
+    readings = [adaptive.read_view(v, mapping) for v in views]
+    table = adaptive.replay_table(views, readings, [adaptive.median(r) for r in records + short], 16)
     for target, price, wave, prior in itertools.product((0.8, 0.95), (0.0, 0.001, 0.01), (1, 3), (1.0, 4.0)):
         method = make_method("ias-adaptive", target=target, price=price, wave=wave, prior=prior, n_max=16,
                              confidence_map=mapping)
-        for record, answer in zip(records, run(method, *records)):
-            view = adaptive.prefix_view(record)
-            n = adaptive.adaptive_size(view, adaptive.read_view(view, mapping), adaptive.median(record),
-                                       method.settings, 16)
+        answers = run(method, *records) + [None] * len(short)
+        sizes = adaptive.replay_sizes(table, method.settings).tolist()
+        for record, view, reading, answer, size in zip(records + short, views, readings, answers, sizes):
+            n = adaptive.adaptive_size(view, reading, adaptive.median(record), method.settings, 16)
+            assert n == size
+            if answer is None:
+                continue
             assert answer.n_samples == n
+            assert answer.confidence == pytest.approx(reading.confidence[n - 1])
+            band = mapping.by_band[count_band(n)]
+            assert answer.confidence == pytest.approx(band.predict([view.chosen_score[n - 1]])[0])
+
+
+def test_the_confidence_map_reads_a_choice_by_how_many_samples_it_was_chosen_among():
+    """A top score among many samples is worth less than the same score alone: the map per
+    band says so where one map over all choices cannot; it survives its dict form."""
+    right_alone = [pool([sample("1", True, score=0.8)], qid=f"a{k}") for k in range(8)]
+    wrong_among_many = [pool([sample("3", False, score=0.1)] + [sample("2", False, score=0.8)] * 7, qid=f"m{k}")
+                        for k in range(8)]
+    mapping = adaptive.fit_confidence([adaptive.prefix_view(r) for r in right_alone + wrong_among_many])
+    alone, among = mapping.chosen([0.8, 0.8], [1, 8]).tolist()
+    assert alone == 1.0 and among == 0.0 and 0.0 < mapping([0.8])[0] < 1.0
+    again = ConfidenceMap.from_dict(mapping.to_dict())
+    assert again.chosen([0.8, 0.8, 0.8], [1, 5, 40]).tolist() == mapping.chosen([0.8, 0.8, 0.8], [1, 5, 40]).tolist()
+    assert ConfidenceMap().chosen([0.7, 2.0], [1, 9]).tolist() == [0.7, 1.0]  # unfitted: the (clipped) score
+    assert [count_band(n) for n in (1, 2, 3, 4, 7, 8, 31, 32, 64, 1000)] == [0, 1, 1, 2, 2, 3, 4, 5, 5, 5]
 
 
 def test_tuned_settings_keep_their_budget_on_the_tuning_pool_and_oracle_alloc_spends_b():

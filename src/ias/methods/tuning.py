@@ -28,15 +28,13 @@ def tuning_file(path: str | Path) -> Path:
 
 def tuned_settings(path: str | Path) -> dict[str, Any]:
     """`ias-adaptive`'s settings from the tuning file at `path`, its confidence map included."""
-    from ias.calibration.posthoc import IsotonicRegression
     from ias.methods.ias_adaptive import ConfidenceMap
 
     file = tuning_file(path)
     try:
         tuned = json.loads(file.read_text(encoding="utf-8"))["adaptive"]
         settings = dict(tuned["settings"])
-        mapping = tuned.get("confidence_map") or {"method": "identity"}
-        fitted = None if mapping.get("method") == "identity" else IsotonicRegression.from_dict(mapping)
-    except (OSError, ValueError, KeyError, TypeError) as e:
+        mapping = ConfidenceMap.from_dict(tuned.get("confidence_map") or {"method": "identity"})
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise UserError(f"--tuning {file}: not a tuning file with ias-adaptive's settings ({e!r})") from None
-    return {**settings, "confidence_map": ConfidenceMap(fitted)}
+    return {**settings, "confidence_map": mapping}

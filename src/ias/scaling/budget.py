@@ -355,10 +355,15 @@ def first_wave(question: float, wave: int, n_max: int) -> int:
     return min(n_ias(question, 0.5, 1, n_max), wave)
 
 
+def question_share(question: float) -> float:
+    """The question's calibrated estimate as a success rate (clipped to [0, 1]; NaN refused)."""
+    return min(max(_probability(question), 0.0), 1.0)
+
+
 def success_estimate(question: float, chance_sum: float, finished: int, prior: float) -> float:
     """The question's success rate: its calibrated estimate, worth `prior` samples, pooled
     with the finished samples' own calibrated chances of being right (their sum)."""
-    return (prior * min(max(_probability(question), 0.0), 1.0) + chance_sum) / (prior + finished)
+    return (prior * question_share(question) + chance_sum) / (prior + finished)
 
 
 def adaptive_wave(question: float, finished: int, confidence: float, chance_sum: float, mean_tokens: float,
