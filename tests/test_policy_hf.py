@@ -8,7 +8,8 @@ import pytest
 
 from ias.errors import UserError
 from ias.policy.base import SamplingParams, derive_seed, load_policy
-from ias.scaling.budget import first_exit, lowest_window_confidence
+from ias.confidence import live_exit
+from ias.scaling.budget import lowest_window_confidence
 
 PROMPTS = ["Compute 12+7*3.\n\n", "Compute 5-2.\n\n", "Compute 48+27-9*2.\n\n"]
 
@@ -143,7 +144,7 @@ def test_a_prompt_encoding_to_no_tokens_is_a_user_error(tmp_path):
 
 def test_the_early_exit_stops_a_sample_where_the_replay_cuts_it(policy):
     """DeepConf live: a sample stops after the first full window whose mean log-probability is
-    below the threshold, exactly where `first_exit` cuts the same sample drawn in full; the
+    below the threshold, exactly where `live_exit` cuts the same sample drawn in full; the
     tokens past it are never generated."""
     params = SamplingParams(temperature=1.0, max_tokens=80, logprobs=True)
     full = policy.sample(PROMPTS, 6, params, [1, 2, 3])
@@ -152,11 +153,10 @@ def test_the_early_exit_stops_a_sample_where_the_replay_cuts_it(policy):
     live = policy.sample(PROMPTS, 6, dataclasses.replace(params, exit_below=threshold, exit_window=window), [1, 2, 3])
     exited = 0
     for whole, cut_short in zip((s for row in full for s in row), (s for row in live for s in row)):
-        cut = first_exit(whole.logprobs, threshold, window)
-        ended_anyway = cut == len(whole.logprobs) - 1 and whole.finish_reason in ("eos", "stop")
+        cut = live_exit(whole.logprobs, whole.finish_reason, threshold, window)
         # The batch's make-up changes log-probabilities in their last bits (rows leave it at
         # other steps), never a drawn token here: texts and counts are equal, logprobs close.
-        if cut is None or ended_anyway:
+        if cut is None:
             assert (cut_short.text, cut_short.generated_tokens, cut_short.finish_reason) == \
                 (whole.text, whole.generated_tokens, whole.finish_reason)
             assert cut_short.logprobs == pytest.approx(whole.logprobs, abs=1e-5)
