@@ -240,15 +240,18 @@ def test_best_by_prefix_is_select_on_every_prefix():
 def test_ias_adaptive_stops_on_a_confident_answer_and_reports_its_confidence():
     sure = pool([sample("1", True, score=0.97)] * 64, lower=0.5)
     unsure = pool([sample("2", False, score=0.3)] * 63 + [sample("1", True, score=0.97)], lower=0.5)
-    method = make_method("ias-adaptive", target=0.9, price=0.0, wave=2)
+    method = make_method("ias-adaptive", target=0.9, price=0.0, wave=2, growth=1.0)
     [out] = run(method, sure)
     assert out.n_samples == 1 and out.choice.correct and out.confidence == pytest.approx(0.97)  # n_ias(0.5, 0.5) == 1
     [out] = run(method, unsure)
     assert out.n_samples == 64 and out.choice.correct and out.generated_tokens == 640
     assert out.prm_tokens == 64 * 20 + 7 and [w["draw"] for w in out.waves] == [1] + [2] * 31 + [1]
+    # Growing waves: each holds what the question has (at least `wave`): 7 waves, not 33.
+    [grown] = run(make_method("ias-adaptive", target=0.9, price=0.0, wave=2, growth=2.0), unsure)
+    assert [w["draw"] for w in grown.waves] == [1, 2, 3, 6, 12, 24, 16] and grown.n_samples == 64
     # A price: 10 tokens cost 0.3; the success estimate (4 * 0.5 + 0.3 n) / (4 + n) (the question's estimate
     # worth 4 samples) times 0.7 (one minus the confidence) falls below that after 3 samples (0.29).
-    priced = make_method("ias-adaptive", target=0.9, price=0.03, wave=1, prior=4)
+    priced = make_method("ias-adaptive", target=0.9, price=0.03, wave=1, prior=4, growth=1.0)
     [out] = run(priced, unsure)
     assert out.n_samples == 3 and not out.choice.correct and out.confidence == pytest.approx(0.3)
     # A map fitted on choices where a 0.3 is right half the time says so.
@@ -275,9 +278,10 @@ def test_the_tuning_replay_of_ias_adaptive_is_the_method():
     assert sorted(mapping.by_band) == [0, 1, 2, 3, 4]  # 1, 2-3, 4-7, 8-15 and 16 samples drawn
     readings = [adaptive.read_view(v, mapping) for v in views]
     table = adaptive.replay_table(views, readings, [adaptive.median(r) for r in records + short], 16)
-    for target, price, wave, prior in itertools.product((0.8, 0.95), (0.0, 0.001, 0.01), (1, 3), (1.0, 4.0)):
-        method = make_method("ias-adaptive", target=target, price=price, wave=wave, prior=prior, n_max=16,
-                             confidence_map=mapping)
+    for target, price, wave, prior, growth in itertools.product((0.8, 0.95), (0.0, 0.001, 0.01), (1, 3), (1.0, 4.0),
+                                                                (1.0, 1.5, 2.0)):
+        method = make_method("ias-adaptive", target=target, price=price, wave=wave, prior=prior, growth=growth,
+                             n_max=16, confidence_map=mapping)
         answers = run(method, *records) + [None] * len(short)
         sizes = adaptive.replay_sizes(table, method.settings).tolist()
         for record, view, reading, answer, size in zip(records + short, views, readings, answers, sizes):
@@ -315,7 +319,7 @@ def test_tuned_settings_keep_their_budget_on_the_tuning_pool_and_oracle_alloc_sp
     hopeless = pool([sample("2", False, score=0.05, tokens=50)] * 16, lower=0.1)
     records = [{**r, "id": str(k)} for k, r in enumerate([easy, hard, hopeless] * 2)]
     tuned = tune_adaptive(records, Budget(n_max=16), tolerance=0.01)
-    grid = {(g["target"], g["price"], g["wave"], g["prior"]): g for g in tuned["grid"]}
+    grid = {(g["target"], g["price"], g["wave"], g["prior"], g["growth"]): g for g in tuned["grid"]}
     cheapest = min(tuned["grid"], key=lambda g: g["tokens"])
     for b, settings in tuned["by_budget"].items():  # within B samples per question, or none is: the cheapest
         chosen = grid[tuple(settings.values())]

@@ -329,7 +329,8 @@ def tune_adaptive(records: list[dict], budget: Budget, tolerance: float, seed: i
     shuffled = [[adaptive.reorder(r, seed, k) for r in records] for k in range(ORDERINGS)]
     views = [[adaptive.prefix_view(r) for r in rows] for rows in shuffled]
     confidence = adaptive.fit_confidence([v for row in views for v in row])
-    grid = adaptive.adaptive_grid(views, shuffled, budget.n_max, confidence)
+    growth = method_class("ias-adaptive").growth  # the latency setting the method runs with
+    grid = adaptive.adaptive_grid(views, shuffled, budget.n_max, confidence, growth)
     one_sample = sum(sum(s["generated_tokens"] for s in r["samples"]) / len(r["samples"]) for r in records)
     return {**adaptive.choose_settings(grid, tolerance, one_sample), "confidence_map": confidence.to_dict(),
             "n_problems": len(records), "grid": grid}

@@ -75,12 +75,16 @@ class IASAdaptive:
     or at `n_max`. `confidence_map` turns a chosen sample's calibrated score, and how many
     samples it was chosen among, into its chance of being right (fitted on a tuning pool by
     `ias eval --tune-split`; identity if None).
-    `calibrated=False`: the same rule on the PRM's raw scores, with no map."""
+    `calibrated=False`: the same rule on the PRM's raw scores, with no map. `growth` (a
+    latency setting, not tuned): later waves hold `growth - 1` times the samples a question
+    has (at least `wave`), so a question needing n samples waits for about log2(n) waves at
+    2 (1: `wave` samples a wave, the fewest tokens and the most waves)."""
 
     target: float = 0.9
     price: float = 0.0005
     wave: int = 1
     prior: float = 2.0
+    growth: float = 2.0
     n_max: int = 64
     calibrated: bool = True
     confidence_map: ConfidenceMap | None = field(default=None, compare=False)
@@ -90,7 +94,7 @@ class IASAdaptive:
 
     @property
     def settings(self) -> AdaptiveSettings:
-        return AdaptiveSettings(self.target, self.price, self.wave, self.prior)
+        return AdaptiveSettings(self.target, self.price, self.wave, self.prior, self.growth)
 
     def solve(self, question: Question) -> Solving:
         mapping = self.confidence_map if self.calibrated and self.confidence_map else ConfidenceMap()

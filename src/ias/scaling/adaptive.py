@@ -13,6 +13,7 @@ method calls) for hundreds of settings at once.
 from __future__ import annotations
 
 import itertools
+from functools import lru_cache
 from dataclasses import asdict, dataclass, fields
 from typing import NamedTuple, Sequence
 
@@ -22,7 +23,9 @@ from ias.calibration.posthoc import IsotonicRegression
 from ias.methods.base import unit as _unit
 from ias.methods.ias_adaptive import ConfidenceMap, count_band
 from ias.policy.base import derive_seed
-from ias.scaling.budget import UNREAD, AdaptiveSettings, adaptive_wave, first_wave, n_ias, question_share
+from ias.scaling.budget import (
+    UNREAD, AdaptiveSettings, adaptive_wave, first_wave, n_ias, question_share, wave_after,
+)
 from ias.scaling.select import best_by_prefix
 
 
@@ -205,16 +208,32 @@ def _sizes(table: ReplayTable, settings: AdaptiveSettings, cheap: np.ndarray) ->
     """`replay_sizes` given `_cheap` (shared by every target and wave of one prior and price)."""
     n = np.arange(1, table.correct.shape[1] + 1)[None, :]
     cap = table.drawn_max
-    first = np.array([first_wave(q, settings.wave, int(m)) for q, m in zip(table.question, cap[:, 0])])[:, None]
-    ends = (n >= first) & (((n - first) % settings.wave == 0) | (n == cap))
+    first = [first_wave(q, settings.wave, int(m)) for q, m in zip(table.question, cap[:, 0])]
+    ends = np.stack([_wave_ends(f, settings, n.shape[1]) for f in first]) | (n == cap)
     stop = (n >= cap) | (table.confidence >= settings.target) | cheap
     return np.argmax(ends & stop, axis=1) + 1
 
 
+@lru_cache(maxsize=4096)
+def _wave_ends_cached(first: int, wave: int, growth: float, width: int) -> np.ndarray:
+    ends = np.zeros(width, dtype=bool)
+    n = first
+    while n <= width:
+        ends[n - 1] = True
+        n += wave_after(n, AdaptiveSettings(wave=wave, growth=growth))
+    return ends
+
+
+def _wave_ends(first: int, settings: AdaptiveSettings, width: int) -> np.ndarray:
+    """Where the waves of a question whose first wave is `first` end (column n - 1: after n samples)."""
+    return _wave_ends_cached(first, settings.wave, settings.growth, width)
+
+
 def adaptive_grid(views: Sequence[Sequence[PrefixView]], records: Sequence[Sequence[dict]], n_max: int,
-                  confidence: ConfidenceMap) -> list[dict]:
+                  confidence: ConfidenceMap, growth: float = 1.0) -> list[dict]:
     """Every setting's accuracy, mean samples per question and tokens on reordered records
-    (`records[k][i]`: ordering k of question i), expected over the orderings."""
+    (`records[k][i]`: ordering k of question i), expected over the orderings; every setting
+    with the waves' `growth` (a latency setting of the run, not tuned)."""
     flat = [v for row in views for v in row]
     questions = [median(r) for r in records[0]] * len(views)
     table = replay_table(flat, [read_view(v, confidence) for v in flat], questions, n_max)
@@ -223,13 +242,13 @@ def adaptive_grid(views: Sequence[Sequence[PrefixView]], records: Sequence[Seque
     for prior, price in itertools.product(PRIORS, PRICES):
         cheap = _cheap(table, prior, price)
         for target, wave in itertools.product(TARGETS, WAVES):
-            settings = AdaptiveSettings(target, price, wave, prior)
+            settings = AdaptiveSettings(target, price, wave, prior, growth)
             n = _sizes(table, settings, cheap)
             right = float(table.correct[rows, n - 1].sum())
             found[settings] = {**asdict(settings), "accuracy": round(right / len(flat), 4),
                                "samples": round(float(n.sum()) / len(flat), 3),
                                "tokens": round(float(table.token_sum[rows, n - 1].sum()) / len(views), 1)}
-    return [found[AdaptiveSettings(*key)] for key in itertools.product(TARGETS, PRICES, WAVES, PRIORS)]
+    return [found[AdaptiveSettings(*key, growth)] for key in itertools.product(TARGETS, PRICES, WAVES, PRIORS)]
 
 
 def choose_settings(grid: Sequence[dict], tolerance: float, one_sample_tokens: float) -> dict:

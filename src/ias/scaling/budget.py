@@ -330,18 +330,23 @@ def deepconf_threshold(warmup_lowest: Sequence[float], keep_share: float = 0.9) 
 class AdaptiveSettings:
     """The knobs of `ias-adaptive`: stop once the chosen answer's calibrated chance of being
     right reaches `target`, or once one more sample's expected gain in accuracy is below
-    `price` per generated token; later waves draw `wave` samples each; `prior`: how many
-    finished samples the question's own estimate is worth when it and theirs are pooled
-    into one estimate of the question's success rate."""
+    `price` per generated token; later waves draw `wave` samples each, or with `growth` g > 1
+    (g - 1) times the samples finished when that is more (g = 2: each wave doubles what the
+    question has, so a question needing n samples waits for about log2(n) waves, not n);
+    `prior`: how many finished samples the question's own estimate is worth when it and theirs
+    are pooled into one estimate of the question's success rate."""
 
     target: float = 0.9
     price: float = 0.0005
     wave: int = 1
     prior: float = 2.0
+    growth: float = 1.0
 
     def __post_init__(self) -> None:
         _check_share("target", self.target, closed_top=True)
         _check_int("wave", self.wave, 1)
+        if not (math.isfinite(self.growth) and self.growth >= 1):
+            raise UserError(f"growth must be a finite number >= 1, got {self.growth!r}")
         for name in ("price", "prior"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
@@ -388,7 +393,12 @@ def adaptive_wave(question: float, finished: int, confidence: float, chance_sum:
     gain = success_estimate(question, chance_sum, finished, settings.prior) * (1.0 - confidence)
     if gain < settings.price * mean_tokens:
         return 0
-    return min(settings.wave, left)
+    return min(wave_after(finished, settings), left)
+
+
+def wave_after(finished: int, settings: AdaptiveSettings) -> int:
+    """A later wave's size: `wave`, or `growth - 1` times the samples finished when more."""
+    return max(settings.wave, math.ceil((settings.growth - 1.0) * finished - 1e-9))
 
 
 def oracle_allocation(curves: Sequence[Sequence[float]], budget: int) -> list[int]:
