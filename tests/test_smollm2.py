@@ -157,10 +157,9 @@ def test_rollout_calibrate_eval_with_smollm2_through_the_cli(tmp_path, smol_cach
     task_ = get_task("arith", max_ops=2, digits=1)
     beams = [json.loads(line) for line in (tmp_path / "eval" / "ias-beam" / "records.jsonl").read_text().splitlines()]
     for record in beams:
-        assert 1 <= len(record["rounds"]) <= 3
-        for candidate in record["finished"]:  # SmolLM2 writes on after an answer; a beam ends at it
-            steps = candidate["text"].split("\n\n")
-            assert all(task_.extract(step) is None for step in steps[:-1]), candidate["text"]
+        assert 1 <= len(record["waves"]) <= 3  # one wave of continuations per round
+        steps = (record["solution"] or "").split("\n\n")  # SmolLM2 writes on after an answer; a beam ends at it
+        assert all(task_.extract(step) is None for step in steps[:-1]), record["solution"]
 
 
 @needs_package

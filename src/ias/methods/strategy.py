@@ -78,6 +78,7 @@ def problem_record(answer: Answer, task: Task, method: Any) -> dict:
         "meta": problem.meta,
         "answer": choice.answer,
         "correct": chosen_correct(choice, task, problem),
+        "solution": choice.text,  # the chosen text (not "text": that key marks a sample)
         "confidence": json_float(choice.confidence),
         **({"interval": list(choice.interval)} if choice.interval is not None else {}),
         "usage": {"prompt_tokens": answer.prompt_tokens, "generated_tokens": answer.generated_tokens,
