@@ -41,13 +41,11 @@ class LiveSource:
         drawn: list[list[Sample]] = [[] for _ in asks]
         groups: dict[tuple, list[int]] = defaultdict(list)
         for i, (_, _, ask) in enumerate(asks):
-            groups[(ask.count, ask.logprobs, ask.exit_below, ask.exit_window)].append(i)
-        for (count, logprobs, exit_below, window), idx in groups.items():
+            groups[(ask.logprobs, ask.exit_below, ask.exit_window)].append(i)
+        for (logprobs, exit_below, window), idx in groups.items():
             params = dataclasses.replace(self.params, logprobs=self.params.logprobs or logprobs,
                                          exit_below=exit_below, exit_window=window)
-            got = self.policy.sample([self._prompt(asks[i][0]) for i in idx], count, params,
-                                     [derive_seed(self.seed, asks[i][0].id) for i in idx], first=[asks[i][1] for i in idx])
-            for i, samples in zip(idx, got):
+            for i, samples in zip(idx, self._sample([asks[i] for i in idx], params)):
                 drawn[i] = samples
         to_read = [(i, j) for i, (_, _, ask) in enumerate(asks) if ask.read for j in range(len(drawn[i]))]
         readings = self._prm().score([(asks[i][0].problem.question, split_steps(drawn[i][j].text))
@@ -55,6 +53,33 @@ class LiveSource:
         by_sample = dict(zip(to_read, readings))
         return [[self._scored(q, first + j, s, by_sample.get((i, j)), ask.logprobs)
                  for j, s in enumerate(drawn[i])] for i, (q, first, ask) in enumerate(asks)]
+
+    def _sample(self, asks: Sequence[tuple[Question, int, Draw]], params: SamplingParams) -> list[list[Sample]]:
+        """Each ask's samples first .. first + count - 1, in one policy call: `n = count` when
+        every ask wants as many, else one sample per prompt row (sample j of a seed is the same
+        sample either way), so questions at different wave sizes still share the call; for a
+        backend whose offsets are not free (a server), one call per wave size."""
+        prompts = [self._prompt(q) for q, _, _ in asks]
+        seeds = [derive_seed(self.seed, q.id) for q, _, _ in asks]
+        counts = [ask.count for _, _, ask in asks]
+        if len(set(counts)) > 1 and not getattr(self.policy, "offsets_are_free", True):
+            out: list[list[Sample]] = [[] for _ in asks]  # a server: one call per wave size
+            for count in sorted(set(counts)):
+                idx = [i for i, c in enumerate(counts) if c == count]
+                got = self.policy.sample([prompts[i] for i in idx], count, params, [seeds[i] for i in idx],
+                                         first=[asks[i][1] for i in idx])
+                for i, samples in zip(idx, got):
+                    out[i] = samples
+            return out
+        if len(set(counts)) == 1:
+            return self.policy.sample(prompts, counts[0], params, seeds, first=[first for _, first, _ in asks])
+        rows = [(i, first + j) for i, (_, first, ask) in enumerate(asks) for j in range(ask.count)]
+        got = self.policy.sample([prompts[i] for i, _ in rows], 1, params, [seeds[i] for i, _ in rows],
+                                 first=[j for _, j in rows])
+        out = [[] for _ in asks]
+        for (i, _), (sample,) in zip(rows, got):
+            out[i].append(sample)
+        return out
 
     def extend(self, asks: Sequence[tuple[Question, Extend]]) -> list[list[list[Sample]]]:
         jobs = [(i, b) for i, (_, ask) in enumerate(asks) for b in range(len(ask.prefixes))]

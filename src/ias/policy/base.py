@@ -67,7 +67,9 @@ class Policy(Protocol):
         """`n` samples for each prompt; sample j of prompt i depends only on (seeds[i], j).
         `first[i]` (default 0) starts prompt i at its sample `first[i]`: the call returns its
         samples first[i] .. first[i] + n - 1, the same as a call from 0 would, so a question's
-        later samples are drawn without drawing its earlier ones again."""
+        later samples are drawn without drawing its earlier ones again. A backend for which a
+        later sample costs the earlier ones (a server) says so with `offsets_are_free = False`
+        (default: free), and callers then avoid asking one sample at a time."""
         ...
 
 

@@ -61,6 +61,9 @@ class OpenAIPolicy:
     `$OPENAI_API_KEY`, `base_url` to `$OPENAI_BASE_URL`; a URL with no path gets `/v1`.
     """
 
+    #: A later sample costs the earlier ones too (a server starts a seed's stream at choice 0).
+    offsets_are_free = False
+
     def __init__(
         self,
         model: str,
