@@ -22,8 +22,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import socket
 import statistics
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -158,14 +161,20 @@ def strategy_load(args) -> dict:
     run_method(method, questions[:4], LiveSource(task, policy, prm, params, 0, grade=False))  # warm-up
     in_process, one_batch_s = batch(method)
     _, client_batches_s = batch(method, args.clients)  # `ias solve --batch-problems CLIENTS`
-    server = make_server(policy, "arith-weak", port=0, strategy=args.strategy, prm=prm,
-                         settings={"n_max": args.n_max}, tuning=args.tuning, limits=ServeLimits(access_log=False))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    # The server as operators run it: `ias serve` in a process of its own (the clients' threads
+    # here do not share its interpreter).
+    command = [sys.executable, "-m", "ias.cli", "serve", "--policy", "arith-weak", "--prm", "arith-prm",
+               "--strategy", args.strategy, "--n-max", str(args.n_max), "--port", "0", "--no-access-log",
+               "--threads", os.environ.get("OMP_NUM_THREADS", "1"),
+               *(["--calibrator", args.calibrator] if args.calibrator else []),
+               *(["--tuning", args.tuning] if args.tuning else [])]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    url = process.stdout.readline().split()[-1]
     replies: list = [None] * len(problems)
 
     def ask(k: int) -> tuple[int, float]:
         started = time.monotonic()
-        request = urllib.request.Request(server.url + "/completions", headers={"Content-Type": "application/json"},
+        request = urllib.request.Request(url + "/completions", headers={"Content-Type": "application/json"},
                                          data=json.dumps({"prompt": problems[k].question, "seed": k}).encode())
         try:
             with urllib.request.urlopen(request, timeout=600) as response:
@@ -180,8 +189,8 @@ def strategy_load(args) -> dict:
     with ThreadPoolExecutor(args.clients) as pool:
         results = list(pool.map(ask, range(len(problems))))
     served_s = time.monotonic() - started
-    server.shutdown()
-    server.server_close()
+    process.terminate()
+    process.wait(timeout=60)
     latencies = sorted(t for status, t in results if status == 200)
     answered = [(p, r) for p, r in zip(problems, replies) if r is not None]
     accuracy = sum(task.grade(p, r["choices"][0]["text"]) for p, r in answered) / len(problems)

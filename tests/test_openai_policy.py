@@ -302,3 +302,28 @@ def test_ias_eval_over_the_server_end_to_end(server, tmp_path, capsys):
     assert config["backend"] == "openai" and server not in json.dumps(config)  # options stay out of the record
     code = main(["eval", "--backend", "openai", "--backend-opt", "bse_url=x", "--limit", "1", "--out", str(out)])
     assert code == 2 and "has no option bse_url" in capsys.readouterr().err
+
+
+def test_deepconf_through_a_server_finishes_and_trims_what_hf_stops(client, hf, capfd):
+    """A server cannot stop a sample on its confidence: DeepConf's later samples are drawn in
+    full and left out of the vote where the hf backend stops them, with the same answers;
+    their tokens are counted in full (they were generated), and the run says so once."""
+    from ias.methods import make_method
+    from ias.methods.base import Question
+    from ias.methods.engine import run_method
+    from ias.methods.sources import LiveSource
+    from ias.prm.base import load_prm
+    from ias.tasks.base import get_task
+
+    task, prm = get_task("arith"), load_prm("arith-prm")
+    questions = [Question(p, task.extract) for p in task.problems("test", 3)]
+    method = make_method("deepconf", warmup=4, n_max=12)
+    live = run_method(method, questions, LiveSource(task, hf, prm, hf.defaults, 0, grade=False))
+    served = run_method(method, questions, LiveSource(task, client, prm, hf.defaults, 0, grade=False))
+    exits = sum(s.finish_reason == "exit" for a in live for s in a.samples)
+    assert exits > 0
+    for a, b in zip(live, served):
+        assert a.answer == b.answer and a.n_samples == b.n_samples
+        assert [s.finish_reason for s in a.samples] == [s.finish_reason for s in b.samples]
+    assert sum(b.generated_tokens for b in served) > sum(a.generated_tokens for a in live)
+    assert capfd.readouterr().err.count("cannot stop a sample on its confidence") == 1

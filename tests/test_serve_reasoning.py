@@ -173,3 +173,29 @@ def test_ias_serve_with_a_strategy_from_the_command_line(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_a_client_that_leaves_frees_its_questions_work(parts):
+    """A client gone mid-answer: its question leaves the engine within a step, nothing more
+    is drawn for it, and the cancellation is counted."""
+    import socket
+
+    policy, prm = parts
+    counting = CountingPolicy(policy)
+    with serving(counting, prm, settings={"n_max": 64, "price": 0.0, "target": 1.0, "growth": 1.0}) as server:
+        body = json.dumps({"prompt": "Compute 59+89+83.", "seed": 4}).encode()
+        host, port = server.url.split("//")[1].split("/")[0].split(":")
+        with socket.create_connection((host, int(port))) as conn:
+            conn.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+            deadline = time.monotonic() + 30
+            while counting.samples < 2 and time.monotonic() < deadline:  # under way: a few waves drawn
+                time.sleep(0.01)
+        deadline = time.monotonic() + 30
+        while server.state.depth > 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert server.state.depth == 0 and not server.state.reasoning.engine.busy
+        drawn = counting.samples
+        time.sleep(0.5)
+        assert counting.samples == drawn < 64  # nothing more was drawn for it
+        assert server.state.metrics.cancelled == 1

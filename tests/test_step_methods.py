@@ -259,3 +259,19 @@ def test_a_step_stating_the_answer_finishes_its_candidate_even_if_the_model_writ
     assert right.text == f"1+1=2{STEP_DELIMITER}\\boxed{{{answer}}}" and split_steps(right.text) == list(right.steps)
     ended = grow(question, parent, Sample("2+3=5", 10, 5, "eos"))
     assert ended.finished and ended.answer is None
+
+
+def test_a_partial_solution_that_fills_the_context_finishes_as_it_stands():
+    """A partial solution whose prompt already fills the policy's context cannot grow: the
+    source gives it one empty continuation ended by length (a search then finishes it as it
+    stands) and still draws the others of the same call; beam search runs on."""
+    task = get_task("arith")
+    policy, prm = _policy("arith-weak"), _prm("arith-prm", None)
+    [problem] = task.problems("test", 1)
+    question = Question(problem, task.extract)
+    source = LiveSource(task, policy, prm, sampling_params(policy), 0, grade=False)
+    too_long = ("1+1=2 " * 200,)
+    [[full, fine]] = source.extend([(question, Extend(prefixes=(too_long, ()), counts=(3, 2), key=("t",)))])
+    assert [(s.text, s.generated_tokens, s.finish_reason) for s in full] == [("", 0, "length")]
+    assert len(fine) == 2 and all(s.generated_tokens > 0 for s in fine)
+    assert grow(question, Partial(too_long), full[0]).finished

@@ -8,6 +8,15 @@ class UserError(Exception):
     """A mistake in what the user asked for (unknown name, missing file, bad value)."""
 
 
+class PromptTooLong(UserError):
+    """A prompt leaves the model no position to generate in (`index`: which prompt of a call)."""
+
+    def __init__(self, index: int, tokens: int, max_model_len: int):
+        super().__init__(f"prompt {index} has {tokens} tokens, more than the model's {max_model_len - 1} usable "
+                         "positions; shorten it or use a longer-context model")
+        self.index = index
+
+
 class MissingExtraError(UserError):
     """An optional part was asked for but its extra is not installed."""
 

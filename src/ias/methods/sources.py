@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 from collections import defaultdict
 from typing import Sequence
 
 from ias.confidence import live_exit
-from ias.errors import UserError
+from ias.errors import PromptTooLong, UserError
 from ias.methods.base import Draw, Extend, Question, QuestionReading, ReadSteps, Scored
 from ias.policy.base import Policy, SamplingParams, derive_seed
 from ias.prm.base import PRM, StepScores
@@ -43,10 +44,16 @@ class LiveSource:
         for i, (_, _, ask) in enumerate(asks):
             groups[(ask.logprobs, ask.exit_below, ask.exit_window)].append(i)
         for (logprobs, exit_below, window), idx in groups.items():
-            params = dataclasses.replace(self.params, logprobs=self.params.logprobs or logprobs,
-                                         exit_below=exit_below, exit_window=window)
+            trim = exit_below is not None and not getattr(self.policy, "stops_on_confidence", True)
+            params = dataclasses.replace(self.params, logprobs=self.params.logprobs or logprobs or trim,
+                                         exit_below=None if trim else exit_below, exit_window=window)
             for i, samples in zip(idx, self._sample([asks[i] for i in idx], params)):
-                drawn[i] = samples
+                drawn[i] = [_trimmed(s, exit_below, window) for s in samples] if trim else samples
+            if trim and not self._said_trim:
+                self._said_trim = True
+                print(f"ias: {type(self.policy).__name__} cannot stop a sample on its confidence: DeepConf's "
+                      "later samples are finished, then trimmed where the exit would have stopped them "
+                      "(their tokens are counted in full)", file=sys.stderr)
         to_read = [(i, j) for i, (_, _, ask) in enumerate(asks) if ask.read for j in range(len(drawn[i]))]
         readings = self._prm().score([(asks[i][0].problem.question, split_steps(drawn[i][j].text))
                                       for i, j in to_read]) if to_read else []
@@ -92,14 +99,28 @@ class LiveSource:
             params = dataclasses.replace(self.params, stop=stop)
             prompts = [self._prompt(asks[i][0], asks[i][1].prefixes[b]) for i, b in idx]
             seeds = [derive_seed(self.seed, asks[i][0].id, *asks[i][1].key, b) for i, b in idx]
-            for (i, b), samples in zip(idx, self.policy.sample(prompts, count, params, seeds)):
+            for (i, b), samples in zip(idx, self._continue(prompts, count, params, seeds)):
                 out[i][b] = samples
         return out
+
+    def _continue(self, prompts: list[str], count: int, params: SamplingParams, seeds: list[int]) -> list[list[Sample]]:
+        """`count` continuations of each partial solution; one that already fills the policy's
+        context cannot grow: it gets one empty continuation ended by length (so it finishes
+        as it stands), and the others are drawn as asked."""
+        try:
+            return self.policy.sample(prompts, count, params, seeds)
+        except PromptTooLong as err:
+            full = err.index
+            rest = [k for k in range(len(prompts)) if k != full]
+            drawn = iter(self._continue([prompts[k] for k in rest], count, params, [seeds[k] for k in rest]))
+            return [[Sample("", 0, 0, "length")] if k == full else next(drawn) for k in range(len(prompts))]
 
     def read_steps(self, asks: Sequence[tuple[Question, ReadSteps]]) -> list[list[StepScores]]:
         flat = [(q.problem.question, list(steps)) for q, ask in asks for steps in ask.solutions]
         readings = iter(self._prm().score(flat))
         return [[next(readings) for _ in ask.solutions] for _, ask in asks]
+
+    _said_trim = False
 
     def _prompt(self, question: Question, steps: Sequence[str] = ()) -> str:
         return render_prompt(self.task, question.problem, self.policy, list(steps))
@@ -119,6 +140,13 @@ class LiveSource:
                       tuple(sample.logprobs) if logprobs and sample.logprobs is not None else None, correct,
                       sample.prompt_tokens, tuple(reading.scores) if reading and reading.scores else None,
                       tuple(reading.quantiles[-1]) if reading and reading.quantiles and score is not None else None)
+
+
+def _trimmed(sample: Sample, threshold: float, window: int) -> Sample:
+    """A sample finished in full, marked where the live exit would have stopped it (its
+    finish reason `exit`: left out of DeepConf's vote); its generated tokens stay counted."""
+    end = live_exit(sample.logprobs or [], sample.finish_reason, threshold, window)
+    return sample if end is None else dataclasses.replace(sample, finish_reason="exit")
 
 
 def last_step(reading: StepScores | None) -> tuple[float | None, float | None, float | None]:

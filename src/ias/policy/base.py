@@ -9,7 +9,7 @@ from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
-from ias.errors import MissingExtraError, UserError, check_options
+from ias.errors import MissingExtraError, PromptTooLong, UserError, check_options
 from ias.types import Sample
 
 
@@ -93,10 +93,7 @@ def check_prompts(encoded: Sequence[Sequence[int]], seeds: Sequence[int], max_mo
         if not ids:  # a tokenizer that adds no BOS (SmolLM2) encodes "" to nothing
             raise UserError(f"prompt {i} encodes to no tokens; give it some text")
         if len(ids) >= max_model_len:
-            raise UserError(
-                f"prompt {i} has {len(ids)} tokens, more than the model's "
-                f"{max_model_len - 1} usable positions; shorten it or use a longer-context model"
-            )
+            raise PromptTooLong(i, len(ids), max_model_len)
 
 
 PolicyFactory = Callable[..., Policy]

@@ -38,7 +38,7 @@ import urllib.request
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Any, Sequence
 
-from ias.errors import UserError
+from ias.errors import PromptTooLong, UserError
 from ias.policy.base import SamplingParams, register_policy, sample_offsets
 from ias.types import Sample
 
@@ -63,6 +63,8 @@ class OpenAIPolicy:
 
     #: A later sample costs the earlier ones too (a server starts a seed's stream at choice 0).
     offsets_are_free = False
+    #: A server cannot be told to stop a sample on its confidence: callers finish and trim.
+    stops_on_confidence = False
 
     def __init__(
         self,
@@ -139,8 +141,7 @@ class OpenAIPolicy:
         max_tokens = params.max_tokens
         if self.max_model_len is not None and prompt_len is not None:
             if prompt_len >= self.max_model_len:
-                raise UserError(f"prompt {i} has {prompt_len} tokens, more than the model's "
-                                f"{self.max_model_len - 1} usable positions; shorten it or use a longer-context model")
+                raise PromptTooLong(i, prompt_len, self.max_model_len)
             max_tokens = min(max_tokens, self.max_model_len - prompt_len)  # as the hf backend: bounded by the context
         body: dict[str, Any] = {"model": self.name, "prompt": prompt, "n": n, "temperature": params.temperature,
                                 "top_p": params.top_p, "max_tokens": max_tokens, "seed": seed}

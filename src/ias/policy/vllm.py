@@ -64,6 +64,10 @@ class VLLMPolicy:
     field (e.g. `enforce_eager=True`), passed through.
     """
 
+    #: The offline engine cannot stop a sample on its confidence (`exit_below`): callers finish
+    #: such samples and trim them (`ias.methods.sources.LiveSource`).
+    stops_on_confidence = False
+
     def __init__(
         self,
         model: str,
