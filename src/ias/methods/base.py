@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generator, Sequence, Union
 
-from ias.types import Problem, Sample
+from ias.types import Problem
 
 
 @dataclass(frozen=True)
