@@ -19,9 +19,9 @@ import json
 import time
 
 from ias.api import sampling_params
+from ias.confidence import live_exit
 from ias.policy.base import derive_seed, load_policy
 from ias.prompting import render_prompt
-from ias.confidence import live_exit
 from ias.scaling.budget import deepconf_threshold, lowest_window_confidence
 from ias.tasks.base import get_task
 

@@ -31,9 +31,9 @@ import torch
 
 import ias
 import ias.api
+from ias.cli import key_value
 from ias.policy.base import SamplingParams, derive_seed
 from ias.tasks.base import get_task
-from ias.cli import key_value
 
 
 class Timed:

@@ -20,9 +20,9 @@ from collections import Counter
 
 import torch
 
+from ias.cli import key_value
 from ias.policy.base import SamplingParams, derive_seed, load_policy
 from ias.tasks.base import get_task
-from ias.cli import key_value
 
 
 def run(backend: str, model: str, options: dict, problems, task, n: int, seed: int, max_tokens: int | None) -> dict:

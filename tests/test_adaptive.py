@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from ias.api import _policy, sampling_params
-from ias.evaluation import Budget, check_strategies, fixed_sizes, replay
 from ias.errors import UserError
+from ias.evaluation import Budget, check_strategies, fixed_sizes, replay
 from ias.methods import make_method
 from ias.methods.base import Question
 from ias.methods.engine import run_method
@@ -346,8 +346,8 @@ def test_eval_reports_the_frontier_ias_adaptive_its_confidence_and_the_oracle(tm
     import json
 
     import ias
-    from ias.evaluation import _read_raw, fixed_sizes
     from ias.api import _prm
+    from ias.evaluation import _read_raw, fixed_sizes
     from ias.records import read_records
 
     strategies = ["bon", "sc", "weighted", "ias-seq", "adaptive-consistency", "ias-adaptive",

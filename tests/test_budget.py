@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from ias.confidence import live_exit
-
 from ias.errors import UserError
 from ias.scaling.budget import (
     AdaptiveSettings,

@@ -1,9 +1,8 @@
 """File-backed tasks on the real shared data and on small files written here."""
 
 import json
-from pathlib import Path
-
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -13,7 +12,6 @@ from ias.tasks.base import get_task
 from ias.tasks.check import data_check
 from ias.tasks.files import DATA_DIR_ENV, GSM8K_PROMPT, find_data_file
 from ias.types import split_steps
-
 
 
 def write_jsonl(path: Path, rows) -> Path:

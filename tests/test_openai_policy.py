@@ -22,6 +22,7 @@ from ias.errors import MissingExtraError, UserError
 from ias.policy.base import SamplingParams, load_policy
 from ias.policy.openai import split_total
 from ias.serve import make_server
+
 from loopback import running
 
 PROMPTS = ["Compute 12+7*3.\n\n", "Compute 5-2.\n\n"]

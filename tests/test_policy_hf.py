@@ -6,9 +6,9 @@ import math
 import numpy as np
 import pytest
 
+from ias.confidence import live_exit
 from ias.errors import UserError
 from ias.policy.base import SamplingParams, derive_seed, load_policy
-from ias.confidence import live_exit
 from ias.scaling.budget import lowest_window_confidence
 
 PROMPTS = ["Compute 12+7*3.\n\n", "Compute 5-2.\n\n", "Compute 48+27-9*2.\n\n"]

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tiny_models import tiny_mistral_shepherd, tiny_qwen2_prm
 from transformers import AutoTokenizer, MistralForCausalLM, Qwen2ForTokenClassification
 
 from ias.errors import UserError
 from ias.prm.base import load_prm
 from ias.prm.format import FORMAT_FILE, FORMATS, PRMFormat, load_format, prm_input
 from ias.prm.hf import HFPRM
+
+from tiny_models import tiny_mistral_shepherd, tiny_qwen2_prm
 
 QUESTION = "What is 12+30?"
 STEPS = ["First, 12+30 = 42.", "So the answer\nis \\boxed{42}.", "ok"]

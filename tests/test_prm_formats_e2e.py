@@ -8,11 +8,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from tiny_models import tiny_mistral_shepherd, tiny_qwen2_prm
 
 import ias
 from ias.calibration.calibrate import calibrated_prm
 from ias.prm.base import load_prm
+
+from tiny_models import tiny_mistral_shepherd, tiny_qwen2_prm
 
 ITEMS = [("Compute 5+3.", ["5+3=8", "\\boxed{8}"]), ("Compute 7*6.", ["7*6=41"]), ("Compute 9-4.", [])]
 

@@ -5,7 +5,11 @@ import pytest
 import torch
 
 from ias.calibration.quantile_head import (
-    QuantileHead, fit_quantile_head, pinball, prm_readings, split_by_problem,
+    QuantileHead,
+    fit_quantile_head,
+    pinball,
+    prm_readings,
+    split_by_problem,
 )
 from ias.calibration.rollout import rollout
 from ias.calibration.store import load_targets

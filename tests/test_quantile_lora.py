@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 from peft import PeftModel
-from tiny_models import tiny_mistral_shepherd, tiny_qwen2_prm
 
 from ias.calibration.quantile_head import pinball
 from ias.calibration.quantile_lora import fit_quantile_lora, load_quantile_lora, quantiles_of, save_quantile_lora
@@ -15,6 +14,8 @@ from ias.calibration.store import TargetRow
 from ias.errors import UserError
 from ias.prm.base import load_prm
 from ias.prm.hf import HFPRM
+
+from tiny_models import tiny_mistral_shepherd, tiny_qwen2_prm
 
 PROBLEMS = [
     ("Compute 5+3.", ["5+3=8", "\\boxed{8}"], 1.0),

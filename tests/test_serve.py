@@ -22,8 +22,9 @@ import pytest
 
 from ias.policy.base import load_policy
 from ias.serve import make_server
-from loopback import running
 from ias.serve.limits import ServeLimits
+
+from loopback import running
 
 BIG = {"prompt": [f"Compute {k}+{k}*3-1.\n\n" for k in range(3, 7)], "n": 256, "seed": 5}  # 4 steps of 256 samples
 

@@ -20,6 +20,7 @@ from ias.serve import make_server
 from ias.serve.limits import ServeLimits
 from ias.tasks.base import get_task
 from ias.types import Problem
+
 from loopback import running
 from test_serve import call
 

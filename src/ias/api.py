@@ -8,6 +8,7 @@ from contextlib import nullcontext
 from functools import lru_cache
 from pathlib import Path
 
+from ias.calibration.calibrate import calibrated_prm
 from ias.errors import UserError
 from ias.executors import Executor, Recipe, check_executor, open_executor
 from ias.policy.base import SamplingParams, load_policy
@@ -15,7 +16,6 @@ from ias.prm.base import load_prm
 from ias.records import claim_run
 from ias.runner import run_dataset
 from ias.tasks.base import get_task
-from ias.calibration.calibrate import calibrated_prm
 
 #: Ceilings on counts (README "Limits"): past them a run would grow memory for hours with no
 #: progress, so it is refused up front. Samples per problem or prefix, and beams:
@@ -77,8 +77,8 @@ def solve(
     >>> summary["accuracy"], summary["usage"]["generated_tokens"]
     >>> ias.solve(strategy="ias-adaptive", calibrator="runs/cal", settings={"n_max": 64}, out="runs/a")
     """
-    from ias.methods.strategy import MethodStrategy, needs_prm
     from ias.methods.base import Question
+    from ias.methods.strategy import MethodStrategy, needs_prm
 
     method = live_method(strategy, settings, tuning, n=n, selection=selection, aggregation=aggregation)
     check_counts(batch_problems=batch_problems, limit=limit)

@@ -370,9 +370,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     if "threads" in args:
         _apply_threads(args)
     if args.command == "demo":
-        from ias.demo import run_demo
-
         import torch
+
+        from ias.demo import run_demo
 
         print(f"torch threads: {torch.get_num_threads()} (--threads N to change)")
         run_demo(out=Path(args.out), quick=args.quick, seed=args.seed, problems=args.problems, n_max=args.n_max)

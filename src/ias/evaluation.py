@@ -24,21 +24,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-
 from ias.calibration.metrics import ece
 from ias.errors import UserError
-from ias.metrics import bootstrap_ci
-from ias.records import RecordWriter, read_records, write_json
 from ias.methods import configure, method_class
 from ias.methods.base import Question
 from ias.methods.engine import Answer, run_method
-from ias.methods.strategy import MethodStrategy
 from ias.methods.ias_adaptive import ConfidenceMap
 from ias.methods.sources import PoolSource
+from ias.methods.strategy import MethodStrategy
+from ias.metrics import bootstrap_ci
+from ias.records import RecordWriter, read_records, write_json
 from ias.scaling import adaptive
 from ias.scaling.adaptive import ORDERINGS, Outcome, expected
-from ias.scaling.budget import UNREAD, oracle_allocation
 from ias.scaling.bon import BestOfN
+from ias.scaling.budget import UNREAD, oracle_allocation
 from ias.scaling.select import SELECTIONS, aggregate
 from ias.types import Problem, split_steps
 

@@ -25,9 +25,21 @@ from safetensors import SafetensorError
 from ias.calibration.metrics import brier, coverage, ece, overestimation
 from ias.calibration.posthoc import BASELINES, baseline_from_dict
 from ias.calibration.quantile_head import (
-    LEVELS, QuantileHead, check_levels, fit_quantile_head, median_column, prm_readings, split_by_problem,
+    LEVELS,
+    QuantileHead,
+    check_levels,
+    fit_quantile_head,
+    median_column,
+    prm_readings,
+    split_by_problem,
 )
-from ias.calibration.quantile_lora import LORA_DEFAULTS, fit_quantile_lora, load_quantile_lora, quantiles_of, save_quantile_lora
+from ias.calibration.quantile_lora import (
+    LORA_DEFAULTS,
+    fit_quantile_lora,
+    load_quantile_lora,
+    quantiles_of,
+    save_quantile_lora,
+)
 from ias.calibration.store import load_targets, read_config, target_resolution
 from ias.errors import UserError
 from ias.models import require_whole_weights

@@ -17,7 +17,15 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence
 
 from ias.methods.base import (
-    Choice, Draw, Extend, Question, QuestionReading, ReadQuestion, ReadSteps, Request, Scored,
+    Choice,
+    Draw,
+    Extend,
+    Question,
+    QuestionReading,
+    ReadQuestion,
+    ReadSteps,
+    Request,
+    Scored,
 )
 from ias.prm.base import StepScores
 from ias.types import Sample

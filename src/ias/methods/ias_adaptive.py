@@ -7,11 +7,20 @@ from typing import Sequence
 
 import numpy as np
 
-from ias.methods import register_method
-from ias.methods.base import Choice, Draw, Question, ReadQuestion, Scored, Solving, question_estimate, sample_score, unit
 from ias.calibration.posthoc import IsotonicRegression
+from ias.methods import register_method
+from ias.methods.base import (
+    Choice,
+    Draw,
+    Question,
+    ReadQuestion,
+    Scored,
+    Solving,
+    question_estimate,
+    sample_score,
+    unit,
+)
 from ias.scaling.budget import AdaptiveSettings, adaptive_wave
-
 
 #: The chosen answer's confidence is mapped per band of samples drawn: 1, 2-3, 4-7, 8-15,
 #: 16-31, and 32 or more (the last band).

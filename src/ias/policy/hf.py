@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ias.models import hub_errors, resolve_model
 from ias.confidence import exits_now
+from ias.models import hub_errors, resolve_model
 from ias.policy.base import SamplingParams, check_prompts, mix64, register_policy, sample_offsets, uniforms
 from ias.prompting import encode_prompts
 from ias.types import Sample

@@ -21,7 +21,6 @@ from ias.models import hub_errors, resolve_model
 from ias.prm.base import StepScores, register_prm
 from ias.prm.format import check_format_tokens, load_format, prm_input
 
-
 _SAID_PAST_TRAINING: set[tuple[str, int]] = set()  # (PRM, max_length) already told on stderr
 
 

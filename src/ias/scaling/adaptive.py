@@ -13,8 +13,8 @@ method calls) for hundreds of settings at once.
 from __future__ import annotations
 
 import itertools
-from functools import lru_cache
 from dataclasses import asdict, dataclass, fields
+from functools import lru_cache
 from typing import NamedTuple, Sequence
 
 import numpy as np
@@ -24,7 +24,13 @@ from ias.methods.base import unit as _unit
 from ias.methods.ias_adaptive import ConfidenceMap, count_band
 from ias.policy.base import derive_seed
 from ias.scaling.budget import (
-    UNREAD, AdaptiveSettings, adaptive_wave, first_wave, n_ias, question_share, wave_after,
+    UNREAD,
+    AdaptiveSettings,
+    adaptive_wave,
+    first_wave,
+    n_ias,
+    question_share,
+    wave_after,
 )
 from ias.scaling.select import best_by_prefix
 

@@ -13,8 +13,8 @@ import asyncio
 import json
 import secrets
 import sys
-import traceback
 import time
+import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +28,13 @@ from ias.policy.base import Policy
 from ias.serve.limits import ServeLimits
 from ias.serve.metrics import Metrics
 from ias.serve.reasoning import (
-    Reasoner, ReasoningJob, ReasoningScheduler, Ticket, final_event, response as reasoning_response, wave_event,
+    Reasoner,
+    ReasoningJob,
+    ReasoningScheduler,
+    Ticket,
+    final_event,
+    response as reasoning_response,
+    wave_event,
 )
 from ias.serve.requests import BadRequest, SamplingJob, chat_job, completion_job
 from ias.serve.responses import new_id, sse, stream_chunk, usage, usage_chunk, whole_response

@@ -14,9 +14,9 @@ import time
 import uvicorn
 
 from ias.errors import UserError
+from ias.methods.sources import LiveSource
 from ias.policy.base import Policy
 from ias.serve.app import ServeState, create_app
-from ias.methods.sources import LiveSource
 from ias.serve.limits import ServeLimits
 from ias.serve.reasoning import Reasoner, ReasoningScheduler
 from ias.serve.scheduler import Scheduler

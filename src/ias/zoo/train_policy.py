@@ -15,7 +15,6 @@ from ias.zoo.specs import PolicySpec
 from ias.zoo.tokenizer import MAX_LENGTH, build_char_tokenizer, save_tokenizer
 
 
-
 def build_llama(tokenizer, hidden: int, layers: int, heads: int, seed: int):
     """A LlamaForCausalLM sized for the zoo (an architecture every engine serves)."""
     from transformers import LlamaConfig, LlamaForCausalLM
