@@ -51,7 +51,9 @@ def main() -> None:
             "ece": {m: v["ece"] for m, v in methods.items()},
             "coverage": {m: methods[m]["coverage"] for m in QUANTILE_METHODS},
             "coverage_with_ties": {m: methods[m]["coverage_with_ties"] for m in QUANTILE_METHODS},
-            "brier_ratio": {m: round(methods[m]["brier"] / methods["uncalibrated"]["brier"], 3) for m in QUANTILE_METHODS},
+            "brier_ratio": {
+                m: round(methods[m]["brier"] / methods["uncalibrated"]["brier"], 3) for m in QUANTILE_METHODS
+            },
         }
     print(json.dumps(figures))
 

@@ -47,7 +47,8 @@ def main() -> None:
     parser.add_argument("--prm", default="arith-prm")
     parser.add_argument("--task", default="arith")
     parser.add_argument("--task-opt", type=_task_option, action="append", default=None, metavar="KEY=VALUE",
-                        help="task option, repeatable (default for arith: max_ops=2 digits=1, what SmolLM2 partly solves)")
+                        help="task option, repeatable "
+                             "(default for arith: max_ops=2 digits=1, what SmolLM2 partly solves)")
     parser.add_argument("--calib-problems", type=int, default=12,
                         help="problems of the split the calibrator is fitted on: calib (arith) or train (gsm8k)")
     parser.add_argument("--test-problems", type=int, default=12, help="problems of the test split (measure)")
@@ -58,7 +59,8 @@ def main() -> None:
     parser.add_argument("--coverage", type=float, default=0.99)
     parser.add_argument("--max-tokens", type=int, default=64,
                         help="most tokens per sample, rollouts and eval alike (arith needs ~40; gsm8k 256+)")
-    parser.add_argument("--lora", action="store_true", help="calibrate with quantile-lora (the paper's) instead of quantile-head")
+    parser.add_argument("--lora", action="store_true",
+                        help="calibrate with quantile-lora (the paper's) instead of quantile-head")
     parser.add_argument("--device", default="cpu", help="policy device (cuda for a GPU)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (1: on a shared CPU more threads were 5-9x slower here)")

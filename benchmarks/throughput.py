@@ -108,7 +108,8 @@ def main() -> None:
     parser.add_argument("--sizes", default="1,4,16,64,256", help="batch sizes (prompts per call)")
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--min-seconds", type=float, default=2.0, help="time spent per batch size, at least")
-    parser.add_argument("--backends", default="hf,vllm,openai", help="those to try (vllm: if importable; openai: with --base-url)")
+    parser.add_argument("--backends", default="hf,vllm,openai",
+                        help="those to try (vllm: if importable; openai: with --base-url)")
     parser.add_argument("--threads", type=int, help="torch threads of this process (default: torch's)")
     parser.add_argument("--vllm-opt", type=key_value, action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--hf-opt", type=key_value, action="append", default=[], metavar="KEY=VALUE")
@@ -140,7 +141,9 @@ def main() -> None:
         figures["load_s"][name] = round(time.perf_counter() - started, 1)
         figures["throughput"][name] = throughput(policy, prompts, sizes, args.max_tokens, args.min_seconds)
         if args.eval_limit:
-            figures["eval_overhead"][name] = eval_overhead(model, args.prm, name, options, args.eval_limit, args.eval_n_max)
+            figures["eval_overhead"][name] = eval_overhead(
+                model, args.prm, name, options, args.eval_limit, args.eval_n_max
+            )
         if hasattr(policy, "close"):
             policy.close()
         ias.api._policy.cache_clear()

@@ -10,6 +10,7 @@ from ias.tasks.base import get_task
 
 __version__ = "0.1.0"
 __all__ = [
-    "solve", "rollout", "calibrate", "calib_eval", "evaluate", "load_targets", "load_policy", "load_prm", "get_task", "SamplingParams",
+    "solve", "rollout", "calibrate", "calib_eval", "evaluate", "load_targets", "load_policy", "load_prm", "get_task",
+    "SamplingParams",
     "Solver", "Answer", "__version__",
 ]

@@ -165,7 +165,8 @@ def rollout(
         raise UserError(f"--limit must be >= 1, got {limit}")
     check_counts(n_traj=n_traj, n_mc=n_mc, limit=limit, batch_problems=batch_problems)
     the_task = get_task(task, **(task_options or {}))
-    recipe = Recipe(task, policy, dict(task_options or {}), backend=backend, backend_options=dict(backend_options or {}))
+    recipe = Recipe(task, policy, dict(task_options or {}), backend=backend,
+                    backend_options=dict(backend_options or {}))
     remote = _open_executor(executor, recipe, workers, ray_address, ray_num_cpus, ray_num_gpus)
     with remote or nullcontext():
         # with Ray, the actors hold the policy

@@ -35,7 +35,9 @@ def _levels(text: str) -> tuple[float, ...]:
     try:
         return tuple(float(x) for x in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers such as 0.1,0.5,0.9, got '{text}'") from None
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers such as 0.1,0.5,0.9, got '{text}'"
+        ) from None
 
 
 def key_value(text: str) -> tuple[str, object]:
@@ -274,8 +276,10 @@ def build_parser() -> argparse.ArgumentParser:
     _dataset_args(evl, "runs/eval")
     evl.add_argument("--policy", default="arith-weak", help="zoo name or local HF model folder")
     _prm_args(evl)
-    evl.add_argument("--calibrator", help="calibrator folder from `ias calibrate` (IAS budgets from its lowest quantile)")
-    evl.add_argument("--strategies", help="comma-separated subset of: " + ", ".join(EVAL_STRATEGIES) + " (default: all)")
+    evl.add_argument("--calibrator",
+                     help="calibrator folder from `ias calibrate` (IAS budgets from its lowest quantile)")
+    evl.add_argument("--strategies",
+                     help="comma-separated subset of: " + ", ".join(EVAL_STRATEGIES) + " (default: all)")
     evl.add_argument("--n-max", type=_positive_int, default=64, help="samples per problem in the pool (N_max)")
     evl.add_argument("--coverage", type=float, default=0.99, help="IAS target coverage C")
     evl.add_argument("--batch-problems", type=_positive_int, default=16, help="problems per pool chunk")
@@ -385,7 +389,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             task=args.task, split=args.split, policy=args.policy,
             prm=None if args.prm == "none" else args.prm,
             out=args.out, limit=args.limit, seed=args.seed, temperature=args.temperature, top_p=args.top_p,
-            max_tokens=args.max_tokens, task_options=_task_options(args), prm_format=args.prm_format, prm_options=dict(args.prm_opt),
+            max_tokens=args.max_tokens, task_options=_task_options(args), prm_format=args.prm_format,
+            prm_options=dict(args.prm_opt),
             batch_problems=args.batch_problems, **_method_options(args), **_backend_options(args),
         )
         print_summary(summary)
@@ -423,9 +428,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from ias.api import calibrate
 
         info = calibrate(args.rollouts, prm=args.prm, method=args.method, out=args.out, levels=args.levels,
-                         conformal=args.conformal, held_out=args.held_out, seed=args.seed, prm_format=args.prm_format, prm_options=dict(args.prm_opt),
-                         lora=dict(args.lora))
-        print(json.dumps({k: info[k] for k in ("method", "levels", "policy", "prm", "fit_seconds", "metrics_held_out")}))
+                         conformal=args.conformal, held_out=args.held_out, seed=args.seed, prm_format=args.prm_format,
+                         prm_options=dict(args.prm_opt), lora=dict(args.lora))
+        shown = ("method", "levels", "policy", "prm", "fit_seconds", "metrics_held_out")
+        print(json.dumps({k: info[k] for k in shown}))
         print(f"calibrator: {args.out}")
         return 0
     if args.command == "calib-eval":
@@ -433,7 +439,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         from ias.report import print_calibration
 
         report = calib_eval(args.rollouts, prm=args.prm, out=args.out, calibrator=args.calibrator,
-                            compare=args.compare, seed=args.seed, prm_format=args.prm_format, prm_options=dict(args.prm_opt))
+                            compare=args.compare, seed=args.seed, prm_format=args.prm_format,
+                            prm_options=dict(args.prm_opt))
         print_calibration(report)
         print(f"metrics: {Path(args.out) / 'metrics.json'}  plot: {Path(args.out) / 'reliability.png'}")
         return 0
@@ -445,7 +452,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             task=args.task, split=args.split, policy=args.policy, prm=args.prm, calibrator=args.calibrator,
             strategies=args.strategies.split(",") if args.strategies else None, n_max=args.n_max,
             coverage=args.coverage, out=args.out, limit=args.limit, seed=args.seed, task_options=_task_options(args),
-            prm_format=args.prm_format, prm_options=dict(args.prm_opt), batch_problems=args.batch_problems, **_executor_options(args),
+            prm_format=args.prm_format, prm_options=dict(args.prm_opt), batch_problems=args.batch_problems,
+            **_executor_options(args),
             **_backend_options(args), tune_split=args.tune_split, tune_limit=args.tune_limit,
             tolerance=args.tolerance, k_max=args.k_max, m_max=args.m_max, beam_freq=args.beam_freq,
             beam_rounds=args.beam_rounds, temperature=args.temperature,

@@ -137,8 +137,9 @@ def run_eval(
     methods = {name: _method_summary(results, share_of=(pool_wall, pool_tokens)) for name, results in outcomes.items()}
     search_confidence = _confidence_map((tuning or {}).get("adaptive"))  # the same map as the replayed methods'
     for name in (s for s in SEARCHES if s in strategies):
-        summary_of = run_dataset(MethodStrategy(_method(name, budget)), problems, task, policy, prm, params, seed, out / name, config,
-                                 batch_problems=batch_problems, progress=progress, executor=executor)
+        summary_of = run_dataset(MethodStrategy(_method(name, budget)), problems, task, policy, prm, params, seed,
+                                 out / name, config, batch_problems=batch_problems, progress=progress,
+                                 executor=executor)
         by_id = {r["id"]: r for r in read_records(out / name / "records.jsonl")}
         outcomes[name] = [_mapped(_search_outcome(by_id[r["id"]]), search_confidence) for r in records]
         by_ordering[name] = [[o] for o in outcomes[name]]

@@ -236,12 +236,15 @@ def calibrate(
         "levels": list(calibrator.levels),
         "policy": rollout_config.get("policy"),
         "prm": getattr(prm, "name", None),
-        "data": {"rollouts": str(Path(rollouts).resolve()), "rows": len(rows), "unreadable_rows": len(all_rows) - len(rows),
+        "data": {"rollouts": str(Path(rollouts).resolve()), "rows": len(rows),
+                 "unreadable_rows": len(all_rows) - len(rows),
                  "fit_rows": len(fit), "held_out_rows": len(held), "conformal_rows": len(conf),
                  "metrics_rows": len(scored), "held_out_problems": sorted({rows[i].problem_id for i in scored}),
                  "task": rollout_config.get("task"), "split": rollout_config.get("split")},
         "fit_seconds": round(fit_seconds, 2),
-        "metrics_held_out": metrics(scored_q, target[scored], calibrator.levels, target_resolution(rows)) if scored else None,
+        "metrics_held_out": (
+            metrics(scored_q, target[scored], calibrator.levels, target_resolution(rows)) if scored else None
+        ),
         "conformal": conformal_info,
         "posthoc": calibrator.posthoc.to_dict() if calibrator.posthoc is not None else None,
         "lora": {**LORA_DEFAULTS, **(lora or {})} if method == "quantile-lora" else None,
@@ -296,7 +299,9 @@ def metrics(q: np.ndarray, p: np.ndarray, levels: Sequence[float], resolution: f
         "brier": round(brier(median, p), 4),
         "overestimation": round(overestimation(median, p), 4),
         "ece": round(ece(median, p), 4),
-        "coverage": {str(b): round(coverage(q[:, i], p, resolution), 4) for i, b in enumerate(levels)} if quantile else {},
+        "coverage": (
+            {str(b): round(coverage(q[:, i], p, resolution), 4) for i, b in enumerate(levels)} if quantile else {}
+        ),
         "coverage_with_ties": {str(b): round(coverage(q[:, i], p, resolution, inclusive=True), 4)
                                for i, b in enumerate(levels)} if quantile else {},
         "rows": int(len(p)),

@@ -34,7 +34,9 @@ def calib_eval(
     if compare is not None and same_folder(compare, rollouts):
         raise UserError("--compare FIT_ROLLOUTS must be another rollout folder than --rollouts: every method "
                         "would be scored on the rows it was fitted on")
-    only = scored_problems(calibrator, read_calibration_for(prm, calibrator), rollouts) if calibrator is not None else None
+    only = (
+        scored_problems(calibrator, read_calibration_for(prm, calibrator), rollouts) if calibrator is not None else None
+    )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     all_rows = load_targets(rollouts)
@@ -67,7 +69,10 @@ def calib_eval(
             levels[name] = cal.levels
     medians = {name: q[:, median_column(levels[name])] for name, q in predictions.items()}
     table = {
-        name: {**metrics(q, target, levels[name], target_resolution(rows)), "brier_by_step": by_step(brier, medians[name], target, steps, cap=6)}
+        name: {
+            **metrics(q, target, levels[name], target_resolution(rows)),
+            "brier_by_step": by_step(brier, medians[name], target, steps, cap=6),
+        }
         for name, q in predictions.items()
     }
     report = {"rollouts": str(rollouts), "prm": getattr(prm, "name", None), "rows": len(rows),
@@ -76,7 +81,8 @@ def calib_eval(
     write_json(out / "metrics.json", report)
     reliability_plot(out / "reliability.png", medians, target, title="Reliability on held-out rollouts")
     if compare is not None:
-        write_json(out / "compare.json", {"methods": {k: {m: v[m] for m in ("brier", "overestimation", "ece", "coverage", "coverage_with_ties")}
+        compared = ("brier", "overestimation", "ece", "coverage", "coverage_with_ties")
+        write_json(out / "compare.json", {"methods": {k: {m: v[m] for m in compared}
                                                       for k, v in table.items() if k != "calibrated"}})
     return report
 

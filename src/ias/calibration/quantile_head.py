@@ -68,7 +68,9 @@ class QuantileHead(nn.Module):
 
     def predict(self, score: np.ndarray, hidden: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            return self(torch.as_tensor(score, dtype=torch.float32), torch.as_tensor(hidden, dtype=torch.float32)).numpy()
+            return self(
+                torch.as_tensor(score, dtype=torch.float32), torch.as_tensor(hidden, dtype=torch.float32)
+            ).numpy()
 
     def save(self, folder: str | Path) -> None:
         from safetensors.torch import save_file
@@ -76,7 +78,9 @@ class QuantileHead(nn.Module):
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(folder / HEAD_FILE))
-        (folder / "quantile_head.json").write_text(json.dumps({"levels": self.levels, "width": self.shift.in_features}) + "\n")
+        (folder / "quantile_head.json").write_text(
+            json.dumps({"levels": self.levels, "width": self.shift.in_features}) + "\n"
+        )
 
     @classmethod
     def load(cls, folder: str | Path) -> QuantileHead:
@@ -200,7 +204,9 @@ def split_by_problem(rows: Sequence[TargetRow], held_out: float, seed: int) -> t
     """Row indices of a fit part and a held-out part, split by problem, never by prefix."""
     problems = sorted({r.problem_id for r in rows})
     rng = np.random.default_rng(seed)
-    chosen = set(rng.choice(problems, size=max(1, round(held_out * len(problems))), replace=False)) if held_out else set()
+    chosen = (
+        set(rng.choice(problems, size=max(1, round(held_out * len(problems))), replace=False)) if held_out else set()
+    )
     groups: dict[bool, list[int]] = defaultdict(list)
     for i, r in enumerate(rows):
         groups[r.problem_id in chosen].append(i)

@@ -46,12 +46,16 @@ class QuantileReader(nn.Module):
         self.shift = 0.0  # conformal: subtracted from the lowest quantile (kept in calibration.json)
 
     @classmethod
-    def from_reading_layer(cls, layer: nn.Linear, positive: int, negative: int, levels: Sequence[float]) -> QuantileReader:
+    def from_reading_layer(
+        cls, layer: nn.Linear, positive: int, negative: int, levels: Sequence[float]
+    ) -> QuantileReader:
         """Every level starts as the PRM's own reading: logit = x . (w_pos - w_neg) + (b_pos - b_neg)."""
         reader = cls(layer.in_features, levels)
         with torch.no_grad():
             weight = (layer.weight[positive] - layer.weight[negative]).float()
-            bias = (layer.bias[positive] - layer.bias[negative]).float() if layer.bias is not None else torch.tensor(0.0)
+            bias = (
+                (layer.bias[positive] - layer.bias[negative]).float() if layer.bias is not None else torch.tensor(0.0)
+            )
             reader.linear.weight.copy_(weight.expand(len(reader.levels), -1))
             reader.linear.bias.fill_(float(bias))
         return reader.to(layer.weight.device)
@@ -97,7 +101,8 @@ def fit_quantile_lora(prm, rows: Sequence[TargetRow], levels: Sequence[float] = 
     """
     unknown = set(settings or {}) - set(LORA_DEFAULTS)
     if unknown:
-        raise UserError(f"unknown quantile-lora setting(s) {', '.join(sorted(unknown))}; known: {', '.join(LORA_DEFAULTS)}")
+        raise UserError(f"unknown quantile-lora setting(s) {', '.join(sorted(unknown))}; "
+                        f"known: {', '.join(LORA_DEFAULTS)}")
     s = {**LORA_DEFAULTS, **(settings or {})}
     import peft  # a core dependency, imported here so `import ias` stays light
     torch.manual_seed(seed)

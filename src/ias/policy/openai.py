@@ -84,7 +84,8 @@ class OpenAIPolicy:
         if not base_url:
             raise UserError("the openai backend needs the server's address: --backend-opt base_url=http://HOST:PORT/v1")
         if int(concurrency) < 1 or float(timeout_s) <= 0 or int(max_retries) < 0 or float(backoff_s) < 0:
-            raise UserError("the openai backend needs concurrency >= 1, timeout_s > 0, max_retries >= 0, backoff_s >= 0")
+            raise UserError("the openai backend needs concurrency >= 1, timeout_s > 0, max_retries >= 0, "
+                            "backoff_s >= 0")
         self.name = str(model)
         self.base_url = _normalise_url(str(base_url))
         self.concurrency = int(concurrency)
@@ -124,13 +125,16 @@ class OpenAIPolicy:
             raise ValueError("n must be >= 1")
         offsets = sample_offsets(first, prompts)
         if params.exit_below is not None:
-            raise UserError("the early exit (exit_below) stops samples in the hf backend only: a server cannot be told to stop a sample on its confidence")
+            raise UserError("the early exit (exit_below) stops samples in the hf backend only: "
+                            "a server cannot be told to stop a sample on its confidence")
         prompt_ids = [self._encode(p) for p in prompts] if self.tokenizer is not None else None
         bodies = [self._body(p, offsets[i] + n, params, int(s), None if prompt_ids is None else len(prompt_ids[i]), i)
                   for i, (p, s) in enumerate(zip(prompts, seeds))]
         responses = self._post_all(bodies)
         return [
-            self._samples(response, offsets[i] + n, params, None if prompt_ids is None else len(prompt_ids[i]))[offsets[i]:]
+            self._samples(
+                response, offsets[i] + n, params, None if prompt_ids is None else len(prompt_ids[i])
+            )[offsets[i]:]
             for i, response in enumerate(responses)
         ]
 

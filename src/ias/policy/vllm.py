@@ -152,7 +152,8 @@ class VLLMPolicy:
         check_prompts(encoded, seeds, self.max_model_len)
         offsets = sample_offsets(first, prompts)
         if params.exit_below is not None:
-            raise UserError("the early exit (exit_below) stops samples in the hf backend only: vLLM's offline engine cannot stop a sample on its confidence")
+            raise UserError("the early exit (exit_below) stops samples in the hf backend only: "
+                            "vLLM's offline engine cannot stop a sample on its confidence")
         requests, settings = [], []
         for i, ids in enumerate(encoded):
             for j in range(n):

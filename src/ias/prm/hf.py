@@ -40,7 +40,8 @@ class HFPRM:
         from transformers import AutoConfig, AutoTokenizer
 
         check_prm_options(dtype, batch_size, max_length)
-        self.options = dict(prm_format=prm_format, device=device, dtype=dtype, batch_size=batch_size, max_length=max_length)
+        self.options = dict(prm_format=prm_format, device=device, dtype=dtype, batch_size=batch_size,
+                            max_length=max_length)
         path = resolve_model(model)
         self.name = model
         self.format = load_format(path, prm_format)  # a hub id has no local ias_prm.json: --prm-format

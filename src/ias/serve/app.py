@@ -130,7 +130,8 @@ def create_app(state: ServeState) -> Starlette:
     async def not_found(request: Request, exc: Exception) -> Response:
         status = getattr(exc, "status_code", 404)
         return error_response(BadRequest(f"no route {request.method} {request.url.path} "
-                                         "(ias serve has /v1/completions, /v1/chat/completions, /v1/models, /health, /metrics)",
+                                         "(ias serve has /v1/completions, /v1/chat/completions, /v1/models, "
+                                         "/health, /metrics)",
                                          status=status))
 
     return Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})

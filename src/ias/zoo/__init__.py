@@ -55,7 +55,8 @@ def measure(name: str, folder: Path) -> dict:
     task = make_arith()
     test = task.problems("test")
     if SPECS[name].kind == "policy":
-        return success_spread(HFPolicy(str(folder), batch_size=512, progress=True), task, test, SPREAD_SAMPLES, EVAL_SEED)
+        sampler = HFPolicy(str(folder), batch_size=512, progress=True)
+        return success_spread(sampler, task, test, SPREAD_SAMPLES, EVAL_SEED)
     from ias.prm.hf import HFPRM
 
     prm = HFPRM(str(folder))

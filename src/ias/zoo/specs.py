@@ -51,9 +51,11 @@ SPECS: dict[str, PolicySpec | PRMSpec] = {
         name="arith-weak", seed=11, hidden=64, layers=2, heads=4, steps=1500, batch=64, lr=3e-3, temperature=1.3
     ),
     "arith-strong": PolicySpec(
-        name="arith-strong", seed=12, hidden=128, layers=4, heads=4, steps=2500, batch=64, lr=2e-3, temperature=1.0, bucket=4
+        name="arith-strong", seed=12, hidden=128, layers=4, heads=4, steps=2500, batch=64, lr=2e-3, temperature=1.0,
+        bucket=4,
     ),
     "arith-prm": PRMSpec(
-        name="arith-prm", seed=13, policy="arith-strong", problems=2000, verify_problems=30000, n_traj=2, n_mc=4, steps=1000, batch=64, lr=2e-4
+        name="arith-prm", seed=13, policy="arith-strong", problems=2000, verify_problems=30000, n_traj=2, n_mc=4,
+        steps=1000, batch=64, lr=2e-4,
     ),
 }
