@@ -73,7 +73,8 @@ def test_conformal_shift_and_metrics_come_from_different_held_out_problems(rollo
     assert data["conformal_rows"] > 0 and data["metrics_rows"] > 0
     assert data["conformal_rows"] + data["metrics_rows"] == data["held_out_rows"]
     assert info["conformal"]["rows"] == data["conformal_rows"]
-    assert info["metrics_held_out"]["rows"] == data["metrics_rows"] == _rows_of(rollouts / "r12", data["held_out_problems"])
+    held_rows = _rows_of(rollouts / "r12", data["held_out_problems"])
+    assert info["metrics_held_out"]["rows"] == data["metrics_rows"] == held_rows
     with pytest.raises(UserError, match="needs at least 2 held-out problems"):
         ias.calibrate(rollouts / "r12", prm="arith-prm", method="quantile-head", conformal=0.2, held_out=0.05,
                       out=tmp_path / "c1")
@@ -81,9 +82,11 @@ def test_conformal_shift_and_metrics_come_from_different_held_out_problems(rollo
 
 def test_calib_eval_on_the_fit_rollouts_scores_only_held_out_problems(rollouts, tmp_path):
     cal = tmp_path / "cal"
-    held = ias.calibrate(rollouts / "r12", prm="arith-prm", method="quantile-head", out=cal)["data"]["held_out_problems"]
+    info = ias.calibrate(rollouts / "r12", prm="arith-prm", method="quantile-head", out=cal)
+    held = info["data"]["held_out_problems"]
     assert 0 < len(held) < 12
-    done = _cli("calib-eval", "--rollouts", str(rollouts / "r12"), "--calibrator", str(cal), "--out", str(tmp_path / "e"))
+    done = _cli("calib-eval", "--rollouts", str(rollouts / "r12"), "--calibrator", str(cal),
+                "--out", str(tmp_path / "e"))
     assert done.returncode == 0, done.stderr
     assert f"only the calibrator's {len(held)} held-out problems" in done.stdout
     report = json.loads((tmp_path / "e" / "metrics.json").read_text())

@@ -15,7 +15,8 @@ def test_an_out_that_is_a_file_or_a_damaged_run_folder_is_a_one_line_error(tmp_p
     afile = tmp_path / "afile"
     afile.write_text("not a folder")
     result = ias("solve", "--limit", "1", "--n", "1", "--prm", "none", "--selection", "majority", "--out", str(afile))
-    assert result.returncode == 2 and "is a file, not a run folder" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 2
+    assert "is a file, not a run folder" in result.stderr and "Traceback" not in result.stderr
     damaged = tmp_path / "damaged"
     damaged.mkdir()
     (damaged / "config.json").write_text("{not json")

@@ -34,7 +34,8 @@ def rows() -> list[TargetRow]:
         targets = [0.5, 0.75 * final + 0.125, final]
         for t, p in enumerate(targets):
             n = 1 if t == len(steps) else 8
-            out.append(TargetRow(f"p{k}", 0, t, steps[:t], question, round(p * n), n, round(p * n) / n, t == len(steps)))
+            hits = round(p * n)
+            out.append(TargetRow(f"p{k}", 0, t, steps[:t], question, hits, n, hits / n, t == len(steps)))
     return out
 
 

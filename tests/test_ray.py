@@ -73,7 +73,8 @@ def test_eval_pool_on_ray_equals_the_local_pool(cluster, tmp_path):
     assert len(pool.splitlines()) == 6
     assert (tmp_path / "ray" / "pool" / "records.jsonl").read_bytes() == pool
     assert (tmp_path / "ray" / "records.jsonl").read_bytes() == (tmp_path / "local" / "records.jsonl").read_bytes()
-    assert {k: v["accuracy"] for k, v in remote["methods"].items()} == {k: v["accuracy"] for k, v in local["methods"].items()}
+    local_accuracy = {k: v["accuracy"] for k, v in local["methods"].items()}
+    assert {k: v["accuracy"] for k, v in remote["methods"].items()} == local_accuracy
 
 
 def test_a_shard_that_keeps_dying_stops_the_run_and_a_rerun_resumes(cluster, local_rollouts, tmp_path):
@@ -124,5 +125,6 @@ def test_without_ray_the_error_names_the_extra(tmp_path):
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
-    assert done.stderr.strip() == "ias: error: --executor ray needs the 'ray' extra: pip install -e '.[ray]' (in the ias clone)"
+    assert done.stderr.strip() == ("ias: error: --executor ray needs the 'ray' extra: "
+                                   "pip install -e '.[ray]' (in the ias clone)")
     assert not (tmp_path / "r").exists()

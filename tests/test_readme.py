@@ -115,7 +115,9 @@ def _free_port() -> int:
 
 def _run(argv: list[str], folder: Path, block: Block, timeout: float) -> str:
     done = subprocess.run(argv, cwd=folder, env=_env(), capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, f"{block} failed (exit {done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
+    assert done.returncode == 0, (
+        f"{block} failed (exit {done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
+    )
     return done.stdout
 
 
@@ -178,7 +180,8 @@ def test_every_ias_command_in_the_readme_parses(block):
 def test_readme_blocks_run_in_order(tmp_path):
     """The runnable blocks, in README order, in one empty folder (later blocks use earlier results)."""
     outputs = {block: run_block(block, tmp_path) for block in readme_blocks() if block.mode in ("run", "server")}
-    assert (tmp_path / "runs" / "eval" / "summary.json").is_file() and (tmp_path / "runs" / "e" / "compare.json").is_file()
+    assert (tmp_path / "runs" / "eval" / "summary.json").is_file()
+    assert (tmp_path / "runs" / "e" / "compare.json").is_file()
     for block, output in outputs.items():
         if block.mode == "server":
             answer = json.loads(output)

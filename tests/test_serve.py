@@ -231,7 +231,8 @@ def test_without_the_serve_extra_the_error_names_it():
               "from ias.cli import main\nsys.exit(main(['serve', '--port', '0']))")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
-    assert done.stderr.strip() == "ias: error: ias serve needs the 'serve' extra: pip install -e '.[serve]' (in the ias clone)"
+    assert done.stderr.strip() == ("ias: error: ias serve needs the 'serve' extra: "
+                                   "pip install -e '.[serve]' (in the ias clone)")
 
 
 def test_chat_and_streams_through_the_openai_client(policy):
@@ -241,7 +242,8 @@ def test_chat_and_streams_through_the_openai_client(policy):
     with serving(policy) as server:
         client = openai.OpenAI(api_key="unused", base_url=server.url, max_retries=0)
         # Chat: a policy without a chat template (the zoo) reads the messages in its raw shape.
-        chat = client.chat.completions.create(model="arith-weak", messages=[{"role": "user", "content": "Compute 5-2."}],
+        chat = client.chat.completions.create(model="arith-weak",
+                                              messages=[{"role": "user", "content": "Compute 5-2."}],
                                               n=2, seed=9, max_tokens=40)
         assert [c.message.content for c in chat.choices] == expected[:2] and chat.object == "chat.completion"
         # Streams: each prompt's choices arrive as they are sampled; the same texts as a whole answer.
@@ -251,13 +253,15 @@ def test_chat_and_streams_through_the_openai_client(policy):
             texts.update({c.index: c.text for c in chunk.choices})
         assert [texts[k] for k in range(4)] == expected
         pieces, spent = {}, None
-        for chunk in client.chat.completions.create(model="arith-weak", messages=[{"role": "user", "content": "Compute 7+1."}],
+        for chunk in client.chat.completions.create(model="arith-weak",
+                                                    messages=[{"role": "user", "content": "Compute 7+1."}],
                                                     n=2, seed=9, max_tokens=40, stream=True,
                                                     stream_options={"include_usage": True}):
             pieces.update({c.index: c.delta.content for c in chunk.choices})
             spent = chunk.usage or spent
         assert [pieces[0], pieces[1]] == expected[2:] and spent.completion_tokens > 0
         with pytest.raises(openai.BadRequestError, match="logprobs"):
-            client.chat.completions.create(model="arith-weak", messages=[{"role": "user", "content": "q"}], logprobs=True)
+            client.chat.completions.create(model="arith-weak", messages=[{"role": "user", "content": "q"}],
+                                           logprobs=True)
         status, answer, _ = call(server.url, {"messages": []}, path="/chat/completions")
         assert status == 400 and answer["error"]["param"] == "messages"

