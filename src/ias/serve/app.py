@@ -274,11 +274,9 @@ def stream_answer(request: Request, job: SamplingJob, chat: bool, state: ServeSt
                 if queued.future.done() and not queued.future.cancelled() and queued.future.exception():
                     yield sse(_failure(queued.future.exception()).body())
                     return
-                try:
-                    await asyncio.wait_for(wake.wait(), max(0.0, deadline - loop.time()))
-                except asyncio.TimeoutError:
-                    limit = state.limits.request_timeout_s
-                    yield sse(BadRequest(f"no answer within {limit:g} s (--request-timeout)", status=504).body())
+                late = await _woken_or_late(wake, deadline, state)
+                if late:
+                    yield late
                     return
             state.count(queued.results)
             if job.include_usage:
@@ -332,11 +330,9 @@ def stream_reasoning(request: Request, job: ReasoningJob, chat: bool, state: Ser
                     yield sse(wave_event(chat, state.model_name, ident, created, answer, strategy))
                 if ticket.future.done():
                     break
-                try:
-                    await asyncio.wait_for(wake.wait(), max(0.0, deadline - loop.time()))
-                except asyncio.TimeoutError:
-                    limit = state.limits.request_timeout_s
-                    yield sse(BadRequest(f"no answer within {limit:g} s (--request-timeout)", status=504).body())
+                late = await _woken_or_late(wake, deadline, state)
+                if late:
+                    yield late
                     return
             if ticket.future.cancelled():
                 return
@@ -359,6 +355,16 @@ def stream_reasoning(request: Request, job: ReasoningJob, chat: bool, state: Ser
                 state.metrics.cancelled += 1
 
     return StreamingResponse(events(), media_type="text/event-stream")
+
+
+async def _woken_or_late(wake: asyncio.Event, deadline: float, state: ServeState) -> str | None:
+    """Wait for the stream's next wake-up; past `deadline` (loop time), the 504 event to send."""
+    try:
+        await asyncio.wait_for(wake.wait(), max(0.0, deadline - asyncio.get_running_loop().time()))
+        return None
+    except asyncio.TimeoutError:
+        limit = state.limits.request_timeout_s
+        return sse(BadRequest(f"no answer within {limit:g} s (--request-timeout)", status=504).body())
 
 
 def _failure(error: BaseException) -> BadRequest:

@@ -13,7 +13,6 @@ call per wave of all questions), and a question that needs no more samples gets 
 
 from __future__ import annotations
 
-import threading
 from collections import deque
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from ias.methods.engine import Answer, Engine, Run
 from ias.methods.sources import LiveSource
 from ias.serve.limits import ServeLimits
 from ias.serve.requests import BadRequest, ChatRequest, CompletionRequest, _finite_number, _whole_number, parse
-from ias.serve.scheduler import QueueFull
+from ias.serve.scheduler import WorkerThread
 from ias.types import Problem
 
 #: The knobs a request may set, and the method setting each one is (first that the method has).
@@ -176,36 +175,20 @@ class Ticket:
         self.future.cancel()
 
 
-class ReasoningScheduler:
+class ReasoningScheduler(WorkerThread):
     """The policy's and PRM's only caller: a thread stepping one engine of every request's
     question. New requests join before each step; finished ones are answered at once."""
 
     def __init__(self, source: LiveSource, max_pending: int = 256):
+        super().__init__("ias-serve-reasoning", max_pending)
         self.engine = Engine(source, isolate=True)
-        self.max_pending = max_pending
-        self._cond = threading.Condition()
         self._new: deque[Ticket] = deque()
         self._live: dict[int, Ticket] = {}  # id(run) -> its ticket
-        self._pending = 0
-        self._closed = False
-        self._thread = threading.Thread(target=self._loop, name="ias-serve-reasoning", daemon=True)
         self._thread.start()
-
-    @property
-    def depth(self) -> int:
-        """Requests submitted and not yet answered."""
-        return self._pending
 
     def submit(self, job: ReasoningJob, on_wave: Callable[[dict], None] | None = None) -> Ticket:
         ticket = Ticket(job, on_wave)
-        with self._cond:
-            if self._closed:
-                raise QueueFull("the server is shutting down")
-            if self._pending >= self.max_pending:
-                raise QueueFull(f"{self._pending} requests are already waiting (--max-queue {self.max_pending})")
-            self._pending += 1
-            self._new.append(ticket)
-            self._cond.notify()
+        self._admit(self._new, ticket)
         return ticket
 
     def close(self, timeout: float = 300.0) -> None:
@@ -214,8 +197,7 @@ class ReasoningScheduler:
             for ticket in [*self._new, *self._live.values()]:
                 ticket.cancel()
             self._cond.notify()
-        if threading.current_thread() is not self._thread:
-            self._thread.join(timeout)
+        self._join(timeout)
 
     def _loop(self) -> None:
         while True:

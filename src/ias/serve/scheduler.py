@@ -50,36 +50,57 @@ class Job:
         self.future.cancel()
 
 
-class Scheduler:
-    """The policy's only caller: a worker thread running steps of fairly chosen units."""
+class WorkerThread:
+    """A server's one thread over its models, with its bounded admission: requests submitted
+    and not yet answered are counted (`depth`); past `max_pending`, or once closing,
+    `_admit` raises `QueueFull`. Subclasses run `_loop` and count an answered request out."""
 
-    def __init__(self, policy: Policy, max_pending: int = 256, step_samples: int = 256):
-        self.policy = policy
+    def __init__(self, name: str, max_pending: int):
         self.max_pending = max_pending
-        self.step_samples = step_samples
         self._cond = threading.Condition()
-        self._waiting: deque[Job] = deque()  # jobs with units left, in round-robin order
         self._pending = 0
         self._closed = False
-        self._thread = threading.Thread(target=self._loop, name="ias-serve-scheduler", daemon=True)
-        self._thread.start()
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
 
     @property
     def depth(self) -> int:
         """Requests submitted and not yet answered (waiting or running)."""
         return self._pending
 
-    def submit(self, prompts: list[str], n: int, params: SamplingParams, seed: int,
-               on_unit: Callable[[int, list[Sample]], None] | None = None) -> Job:
-        job = Job(prompts, n, params, seed, on_unit)
+    def _admit(self, queue: deque, item) -> None:
+        """Queue a new request for the thread, or refuse it (full, or shutting down)."""
         with self._cond:
             if self._closed:
                 raise QueueFull("the server is shutting down")
             if self._pending >= self.max_pending:
                 raise QueueFull(f"{self._pending} requests are already waiting (--max-queue {self.max_pending})")
             self._pending += 1
-            self._waiting.append(job)
+            queue.append(item)
             self._cond.notify()
+
+    def _join(self, timeout: float) -> None:
+        """Wait for the thread's step in progress (not from the thread itself)."""
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        raise NotImplementedError
+
+
+class Scheduler(WorkerThread):
+    """The policy's only caller: a worker thread running steps of fairly chosen units."""
+
+    def __init__(self, policy: Policy, max_pending: int = 256, step_samples: int = 256):
+        super().__init__("ias-serve-scheduler", max_pending)
+        self.policy = policy
+        self.step_samples = step_samples
+        self._waiting: deque[Job] = deque()  # jobs with units left, in round-robin order
+        self._thread.start()
+
+    def submit(self, prompts: list[str], n: int, params: SamplingParams, seed: int,
+               on_unit: Callable[[int, list[Sample]], None] | None = None) -> Job:
+        job = Job(prompts, n, params, seed, on_unit)
+        self._admit(self._waiting, job)
         return job
 
     def close(self, timeout: float = 300.0) -> None:
@@ -92,8 +113,7 @@ class Scheduler:
                 self._end(job)
             self._waiting.clear()
             self._cond.notify()
-        if threading.current_thread() is not self._thread:
-            self._thread.join(timeout)
+        self._join(timeout)
 
     def _loop(self) -> None:
         while True:
