@@ -18,6 +18,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generator, Sequence, Union
 
+from ias.scaling.budget import UNREAD
+from ias.scaling.select import answer_key, select
 from ias.types import Problem
 
 
@@ -169,8 +171,6 @@ def question_estimate(reading: QuestionReading, estimate: str = "median", calibr
     """The question's chance of success by the PRM: the calibrated `lower` quantile or the
     `median` (the score); `calibrated=False`: the raw score. Unreadable: `UNREAD` (0), so a
     budget from it is the largest, never the smallest."""
-    from ias.scaling.budget import UNREAD
-
     if not calibrated:
         value = reading.raw_score
     elif estimate == "lower" and reading.lower is not None:
@@ -184,8 +184,6 @@ def choose(samples: Sequence[Scored], how: str, calibrated: bool = True) -> Choi
     """The sample chosen by a selection rule (best, majority, weighted) and its confidence:
     the chosen sample's calibrated score under a PRM rule, the winning answer's share of the
     votes under majority (no PRM was read)."""
-    from ias.scaling.select import answer_key, select
-
     i = select([s.answer for s in samples], [sample_score(s, calibrated) for s in samples], how)
     if i is None:
         return Choice.of(None, 0.0)
