@@ -15,17 +15,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Sequence
 
-from tqdm import tqdm
-
 from ias.executors import Executor, LocalExecutor, Parts
 from ias.metrics import bootstrap_ci
 from ias.policy.base import Policy, SamplingParams
 from ias.prm.base import PRM
-from ias.records import RecordWriter, claim_folder, read_records, write_json
+from ias.records import RecordWriter, read_records
+from ias.stage import Meter, Plan, run_stage
 from ias.tasks.base import Task
 from ias.tasks.grading import recording_timeouts
 from ias.types import Problem
 
+RECORDS_FILE = "records.jsonl"
 TIMING_FILE = "timing.jsonl"
 RECORD_KEYS = ("id", "correct", "usage")  # what every strategy's record holds and `summarize` reads
 
@@ -65,31 +65,60 @@ def run_dataset(
     `executor` runs the batches elsewhere (a started `RayExecutor`; `policy` and `prm` are
     then unused); records are appended in batch order either way, so the file is the same.
     """
-    out = Path(out)
     config = {**config, **strategy.config(), "seed": seed, "sampling": params.to_dict()}
-    claim_folder(out / "config.json", config)
-    records_path, timing_path = out / "records.jsonl", out / TIMING_FILE
-    done = {r["id"] for r in read_records(records_path, RECORD_KEYS)}
-    todo = [p for p in problems if p.id not in done]
-    started = time.time()
-    with RecordWriter(records_path) as writer, RecordWriter(timing_path) as clock, tqdm(
-        total=len(problems), initial=len(problems) - len(todo), desc=strategy.name, unit="problem",
-        disable=not progress, dynamic_ncols=True,
-    ) as bar:
-        batches = [todo[start : start + batch_problems] for start in range(0, len(todo), batch_problems)]
-        executor = executor or LocalExecutor(Parts(task, policy, prm))
-        mark = started
-        for records in executor.map(batches, StrategyWork(strategy, params, seed)):
-            now = time.time()
-            clock.write(batch_timing(records, now - mark))  # first: a crash between the two leaves no record untimed
-            writer.write(records)
-            bar.update(len(records))
-            mark = now
-    wanted = {p.id for p in problems}
-    records = [r for r in read_records(records_path, RECORD_KEYS) if r["id"] in wanted]
-    summary = summarize(records, config, time.time() - started, read_timing(timing_path))
-    write_json(out / "summary.json", summary)
-    return summary
+    return run_stage(
+        RunStore(Path(out)), problems, StrategyWork(strategy, params, seed),
+        executor or LocalExecutor(Parts(task, policy, prm)), config,
+        batch_problems=batch_problems, desc=strategy.name, progress=progress,
+    )
+
+
+class RunStore:
+    """A run folder's `records.jsonl` (a finished problem's record is kept and never redone,
+    so a resume goes on from the problems without one) and `timing.jsonl`."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.records_path, self.timing_path = folder / RECORDS_FILE, folder / TIMING_FILE
+
+    def resume(self, problems: Sequence[Problem], size: int, meter: Meter) -> Plan:
+        stored = read_records(self.records_path, RECORD_KEYS)
+        done = {r["id"] for r in stored}
+        todo = [p for p in problems if p.id not in done]
+        wanted = {p.id for p in problems}
+        return Plan([todo[start : start + size] for start in range(0, len(todo), size)],
+                    meter.units([r for r in stored if r["id"] in wanted]))
+
+    def writer(self) -> TimedWriter:
+        return TimedWriter(self.records_path, self.timing_path)
+
+    def summary(self, problems: Sequence[Problem], config: dict, wall_s: float) -> dict:
+        """The problems asked for (a folder may hold more, from a run with a larger limit)."""
+        wanted = {p.id for p in problems}
+        records = [r for r in read_records(self.records_path, RECORD_KEYS) if r["id"] in wanted]
+        return summarize(records, config, wall_s, read_timing(self.timing_path))
+
+
+class TimedWriter:
+    """Appends a batch's records, and first their share of the time since the last batch."""
+
+    def __init__(self, records_path: Path, timing_path: Path):
+        self._records, self._clock = RecordWriter(records_path), RecordWriter(timing_path)
+        self._mark = time.time()
+
+    def write(self, records: list[dict]) -> None:
+        now = time.time()
+        # Timing first: a crash between the two writes leaves no record untimed.
+        self._clock.write(batch_timing(records, now - self._mark))
+        self._records.write(records)
+        self._mark = now
+
+    def __enter__(self) -> TimedWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._records.close()
+        self._clock.close()
 
 
 @dataclass(frozen=True)

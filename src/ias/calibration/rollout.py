@@ -14,20 +14,18 @@ resumed run writes exactly the bytes an uninterrupted one writes.
 from __future__ import annotations
 
 import math
-import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
-
-from tqdm import tqdm
+from typing import Sequence
 
 from ias.calibration.montecarlo import Trajectory, prefix_targets, sample_trajectories
-from ias.calibration.store import CONFIG, SUMMARY, RolloutStore, chunks, resume_plan, rollout_count
+from ias.calibration.store import RolloutStore, chunks, resume_plan, rollout_count
 from ias.errors import UserError
 from ias.executors import Executor, LocalExecutor, Parts
-from ias.policy.base import Policy, SamplingParams
-from ias.records import claim_folder, write_json
+from ias.policy.base import Policy, SamplingParams, load_policy
+from ias.specs import RolloutSettings
+from ias.stage import Meter, Plan, run_stage
 from ias.tasks.base import Task, get_task
 from ias.tasks.grading import recording_timeouts
 from ias.types import Problem, Usage
@@ -37,9 +35,7 @@ def rollout(
     task: Task | str,
     split: str,
     policy: Policy | str,
-    n_traj: int,
-    n_mc: int,
-    max_prefix: int,
+    settings: RolloutSettings,
     out: str | Path,
     seed: int,
     limit: int | None = None,
@@ -61,86 +57,102 @@ def rollout(
     `executor` runs the chunks elsewhere (a started `RayExecutor`, whose actors hold their
     own policy: `policy` is then only its name); the store gets the same bytes either way.
     """
-    for name, value, least in (("n_traj", n_traj, 1), ("n_mc", n_mc, 1), ("max_prefix", max_prefix, 0),
-                               ("batch_problems", batch_problems, 1)):
+    check_settings(settings, batch_problems, limit)
+    task = get_task(task) if isinstance(task, str) else task
+    policy_name = policy if isinstance(policy, str) else getattr(policy, "name", type(policy).__name__)
+    executor = executor or LocalExecutor(Parts(task, load_policy(policy) if isinstance(policy, str) else policy))
+    params = params or executor.defaults
+    problems = _problems(task, split, limit)
+    config = {
+        "kind": "rollout", "task": task.name, "task_options": {}, "split": split,
+        "policy": policy_name, "n_traj": settings.n_traj, "n_mc": settings.n_mc,
+        "max_prefix": settings.max_prefix, "seed": seed, "sampling": params.to_dict(),
+        "limit": limit, **(config or {}),
+    }
+    # The whole store is summarised, which is what calibration reads: a rerun with a smaller
+    # limit keeps (and reports) the problems already rolled out.
+    return run_stage(RolloutFolder(Path(out)), problems, RolloutWork(settings, params, seed), executor, config,
+                     batch_problems=batch_problems, desc="rollout", progress=progress,
+                     meter=RolloutMeter(max_rollouts(settings)))
+
+
+def check_settings(settings: RolloutSettings, batch_problems: int, limit: int | None) -> None:
+    """Counts a rollout can run with, or a one-line error naming the first that it cannot."""
+    for name, value, least in (("n_traj", settings.n_traj, 1), ("n_mc", settings.n_mc, 1),
+                               ("max_prefix", settings.max_prefix, 0), ("batch_problems", batch_problems, 1)):
         if not isinstance(value, int) or value < least:
             raise UserError(f"{name} must be a whole number >= {least}, got {value!r}")
     if limit is not None and limit < 1:
         raise UserError(f"limit must be >= 1, got {limit}")
-    if isinstance(task, str):
-        task = get_task(task)
-    policy_name = policy if isinstance(policy, str) else getattr(policy, "name", type(policy).__name__)
-    if executor is None:
-        if isinstance(policy, str):
-            from ias.policy.base import load_policy
 
-            policy = load_policy(policy)
-        executor = LocalExecutor(Parts(task, policy))
-    params = params or executor.defaults
+
+def _problems(task: Task, split: str, limit: int | None) -> list[Problem]:
     problems = task.problems(split, limit)
     if not problems:
         raise UserError(f"task '{task.name}' split '{split}' has no problems")
     if len({p.id for p in problems}) != len(problems):
         raise UserError(f"task '{task.name}' split '{split}' repeats problem ids; ids must be unique")
+    return problems
 
-    out = Path(out)
-    config = {
-        "kind": "rollout", "task": task.name, "task_options": {}, "split": split,
-        "policy": policy_name, "n_traj": n_traj, "n_mc": n_mc,
-        "max_prefix": max_prefix, "seed": seed, "sampling": params.to_dict(),
-        "limit": limit, **(config or {}),
-    }
-    claim_folder(out / CONFIG, config)
 
-    store = RolloutStore(out)
-    by_id = {p.id: p for p in problems}
-    plan = chunks([p.id for p in problems], batch_problems)
-    stored = store.records()
-    keep, todo = resume_plan(plan, [r["id"] for r in stored])
-    store.keep_first(keep)
-    wanted = set(by_id)
-    done_rollouts = sum(rollout_count(r) for r in stored[:keep] if r["id"] in wanted)
-    del stored
-    done_problems = len(problems) - sum(len(c) for c in todo)
-    upper = n_traj * (1 + (max_prefix + 1) * n_mc)  # rollouts of a problem at most
+def max_rollouts(settings: RolloutSettings) -> int:
+    """Policy samples one problem costs at most (every trajectory continued at every prefix)."""
+    return settings.n_traj * (1 + (settings.max_prefix + 1) * settings.n_mc)
 
-    started = time.time()
-    with store.writer() as writer, tqdm(
-        total=done_rollouts + (len(problems) - done_problems) * upper, initial=done_rollouts,
-        desc="rollout", unit="rollout", disable=not progress, dynamic_ncols=True,
-    ) as bar:
-        shards = [[by_id[i] for i in ids] for ids in todo]
-        for records in executor.map(shards, RolloutWork(n_traj, n_mc, max_prefix, params, seed)):
-            writer.write(records)  # in chunk order, whichever executor ran it
-            rollouts = sum(rollout_count(r) for r in records)
-            done_problems += len(records)
-            done_rollouts += rollouts
-            bar.update(rollouts)
-            # The rollouts a problem needs depend on its trajectories' lengths: re-estimate.
-            bar.total = done_rollouts + round((len(problems) - done_problems) * done_rollouts / done_problems)
-            bar.refresh()
 
-    # The whole store, which is what calibration reads: a rerun with a smaller limit keeps
-    # (and reports) the problems already rolled out.
-    summary = summarize(store.records(), config, time.time() - started)
-    write_json(out / SUMMARY, summary)
-    return summary
+class RolloutMeter(Meter):
+    """The progress bar counts rollouts. What a problem needs depends on its trajectories'
+    lengths: the total starts at the most it can be, then is re-estimated from the problems done."""
+
+    unit = "rollout"
+
+    def __init__(self, most_per_problem: int):
+        super().__init__()
+        self.most_per_problem = most_per_problem
+
+    def units(self, records: Sequence[dict]) -> int:
+        return sum(rollout_count(r) for r in records)
+
+    def estimate(self, first: bool) -> int:
+        left = self.problems - self.done_problems
+        if first:
+            return self.done + left * self.most_per_problem
+        return self.done + round(left * self.done / self.done_problems)
+
+
+class RolloutFolder(RolloutStore):
+    """The store as a stage sees it: resumed by whole chunks, summarised whole."""
+
+    @property
+    def folder(self) -> Path:
+        return self.out
+
+    def resume(self, problems: Sequence[Problem], size: int, meter: Meter) -> Plan:
+        """Cut the store back to whole chunks (`resume_plan`) and plan the rest, the problems
+        in fixed chunks of `size`; `meter` counts what the kept records of `problems` hold."""
+        by_id = {p.id: p for p in problems}
+        stored = self.records()
+        keep, todo = resume_plan(chunks([p.id for p in problems], size), [r["id"] for r in stored])
+        self.keep_first(keep)
+        done = meter.units([r for r in stored[:keep] if r["id"] in by_id])
+        return Plan([[by_id[i] for i in ids] for ids in todo], done)
+
+    def summary(self, problems: Sequence[Problem], config: dict, wall_s: float) -> dict:
+        """Of the whole store, `problems` or not: what calibration reads."""
+        return summarize(self.records(), config, wall_s)
 
 
 @dataclass(frozen=True)
 class RolloutWork:
     """A chunk's job, picklable so that an executor can run it on another process or node."""
 
-    n_traj: int
-    n_mc: int
-    max_prefix: int
+    settings: RolloutSettings
     params: SamplingParams
     seed: int
 
     def __call__(self, parts: Parts, problems: Sequence[Problem]) -> list[dict]:
         with recording_timeouts() as timed_out:
-            records = rollout_chunk(parts.task, parts.policy, problems, self.n_traj, self.n_mc, self.max_prefix,
-                                    self.params, self.seed)
+            records = rollout_chunk(parts.task, parts.policy, problems, self.settings, self.params, self.seed)
         if timed_out:
             count_grade_timeouts(parts.task, records, timed_out)
         return records
@@ -168,26 +180,19 @@ def rollout_chunk(
     task: Task,
     policy: Policy,
     problems: Sequence[Problem],
-    n_traj: int,
-    n_mc: int,
-    max_prefix: int,
+    settings: RolloutSettings,
     params: SamplingParams,
     seed: int,
-    bar: Any = None,
 ) -> list[dict]:
     """The records of one chunk: two batched policy calls (trajectories, then continuations)."""
-    trajectories = sample_trajectories(policy, task, problems, n_traj, params, seed)
-    if bar is not None:
-        bar.update(n_traj * len(problems))
+    trajectories = sample_trajectories(policy, task, problems, settings.n_traj, params, seed)
     flat = [tr for group in trajectories for tr in group]
-    targets, _ = prefix_targets(policy, task, flat, n_mc, max_prefix, params, seed)
-    if bar is not None:
-        bar.update(sum(t.n for t in targets if not t.final))
+    targets, _ = prefix_targets(policy, task, flat, settings.n_mc, settings.max_prefix, params, seed)
     per_traj: dict[tuple[str, int], list[dict]] = {}
     mc_usage: dict[tuple[str, int], Usage] = {}
     for target in targets:
         key = (target.problem_id, target.traj)
-        entry = {"t": target.t, "correct": target.correct, "n": target.n, "p": target.p}
+        entry: dict[str, object] = {"t": target.t, "correct": target.correct, "n": target.n, "p": target.p}
         entry.update({"final": True} if target.final else {"outcomes": target.outcomes})
         per_traj.setdefault(key, []).append(entry)
         mc_usage[key] = mc_usage.get(key, Usage()) + target.usage

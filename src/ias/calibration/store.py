@@ -22,6 +22,7 @@ uninterrupted run writes.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -142,8 +143,6 @@ def iter_targets(records: Sequence[dict]) -> Iterator[TargetRow]:
 
 def read_config(out: str | Path) -> dict:
     """The `config.json` of a rollout folder: task, split, policy, sampling, n_traj, n_mc, seed..."""
-    import json
-
     path = Path(out) / CONFIG
     if not path.exists():
         raise UserError(f"{Path(out)} holds no {CONFIG}; is it a rollout folder?")
