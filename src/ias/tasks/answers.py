@@ -263,6 +263,6 @@ def parse_number(s: str) -> Fraction | None:
         return -value if sign == "-" else value
     scaled = _SCALED_RE.fullmatch(s)
     if scaled is not None and not _ANY_SCALE_RE.search(scaled.group(1)):  # 5million = 5000000
-        value = parse_number(scaled.group(1))
-        return None if value is None else value * SCALES[scaled.group(2).lower()]
+        base = parse_number(scaled.group(1))
+        return None if base is None else base * SCALES[scaled.group(2).lower()]
     return None

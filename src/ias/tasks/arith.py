@@ -98,11 +98,18 @@ ARITH_INSTRUCTION = (
     "Compute the expression one operation per step (multiplication first, then left to "
     "right), with a blank line after each step, and end with the answer in \\boxed{}."
 )
+
+
+def _worked_example(tokens: list) -> tuple[str, str]:
+    """(question, solution) of an expression whose steps never go negative."""
+    steps = solve_steps(tokens)
+    if steps is None:
+        raise ValueError(f"a worked example goes negative: {tokens}")
+    return f"Compute {''.join(map(str, tokens))}.", STEP_DELIMITER.join(steps)
+
+
 #: Worked examples in the task's own step format, made by its own solver.
-ARITH_EXAMPLES = tuple(
-    (f"Compute {''.join(map(str, tokens))}.", STEP_DELIMITER.join(solve_steps(tokens)))
-    for tokens in ([7, "+", 2, "*", 3], [9, "-", 4], [5, "*", 3, "+", 8])
-)
+ARITH_EXAMPLES = tuple(_worked_example(tokens) for tokens in ([7, "+", 2, "*", 3], [9, "-", 4], [5, "*", 3, "+", 8]))
 
 
 @dataclass

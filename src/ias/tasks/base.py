@@ -12,7 +12,11 @@ class Task(Protocol):
     """A source of problems with a way to prompt a policy and grade its answers."""
 
     name: str
-    splits: tuple[str, ...]
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """The names `problems` accepts (read-only: a task may compute them)."""
+        ...
 
     def problems(self, split: str, limit: int | None = None) -> list[Problem]:
         """The split's problems in a fixed order; `limit` keeps the first N."""
@@ -67,7 +71,8 @@ def get_task(spec: str, **options) -> Task:
         options = {"source": arg, **options}
     task = _TASKS[name](**options)
     if prompting is not None:
-        task.prompting = prompting
+        # An optional attribute outside the protocol: render_prompt reads it with getattr.
+        setattr(task, "prompting", prompting)
     return task
 
 

@@ -32,7 +32,7 @@ def data_check(task: Task, split: str) -> dict[str, Any]:
     # Grading is thread-safe; the slow cases run in helper processes, so threads overlap them.
     with recording_timeouts() as timed_out, ThreadPoolExecutor(max_workers=max(1, MAX_HELPERS)) as pool:
         results = list(pool.map(check, problems))
-    examples = []
+    examples: list[dict[str, str | None]] = []
     for problem, (ok, extracted) in zip(problems, results, strict=True):
         if not ok and len(examples) < MAX_EXAMPLES:
             examples.append({"id": problem.id, "extracted": extracted, "answer": problem.answer})

@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 from ias.errors import MissingExtraError, UserError
 from ias.tasks.answers import extract_answer
@@ -157,6 +157,14 @@ def _parse_row(file: Path, number: int, line: bytes) -> dict[str, Any] | None:
     if not isinstance(row, dict):
         raise UserError(f"{file}:{number}: a row must be a JSON object")
     return row
+
+
+@overload
+def _text_field(row: dict, name: str, where: str, *, required: Literal[True] = True) -> str: ...
+
+
+@overload
+def _text_field(row: dict, name: str, where: str, *, required: bool) -> str | None: ...
 
 
 def _text_field(row: dict, name: str, where: str, *, required: bool = True) -> str | None:

@@ -50,7 +50,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import NamedTuple
+from typing import Final, Literal, NamedTuple
 
 from ias.tasks.answers import normalize_answer, parse_number
 from ias.tasks.screening import ascii_math, refusal
@@ -265,7 +265,7 @@ except (Deadline, KeyboardInterrupt, BrokenPipeError):
 
 
 #: A helper's reply when its own timer stopped the comparison (the helper is fine).
-TIMED_OUT = "timed out"
+TIMED_OUT: Final = "timed out"
 
 
 class _Helper:
@@ -292,10 +292,12 @@ class _Helper:
             )
         except OSError as e:
             raise GraderUnavailable(f"cannot start the answer-grading helper: {e}") from e
+        assert self.proc.stdin is not None and self.proc.stdout is not None  # both opened as PIPE above
+        self._stdin, self._stdout = self.proc.stdin, self.proc.stdout
         self._buffer = b""
         self._next_id = 0
         self._poll = select.poll()
-        self._poll.register(self.proc.stdout.fileno(), select.POLLIN)
+        self._poll.register(self._stdout.fileno(), select.POLLIN)
         if self._read_line(time.monotonic() + HELPER_START_TIMEOUT) != b"ready":
             self.kill()
             raise GraderUnavailable(
@@ -303,14 +305,14 @@ class _Helper:
                 f"{sys.executable}?)"
             )
 
-    def verify(self, pred: str, ref: str, timeout: float) -> bool | str | None:
+    def verify(self, pred: str, ref: str, timeout: float) -> bool | Literal["timed out"] | None:
         """True/False, TIMED_OUT when its own timer stopped the comparison, or None when
         the helper did not answer in time or died (then it is replaced)."""
         self._next_id += 1
         request = {"id": self._next_id, "pred": pred, "ref": ref, "timeout": timeout, "places": DECIMAL_PLACES}
         try:
-            self.proc.stdin.write(json.dumps(request).encode() + b"\n")
-            self.proc.stdin.flush()
+            self._stdin.write(json.dumps(request).encode() + b"\n")
+            self._stdin.flush()
         except OSError:
             return None
         line = self._read_line(time.monotonic() + _WALL_FACTOR * timeout + _REPLY_GRACE)
@@ -322,7 +324,7 @@ class _Helper:
         return TIMED_OUT if value == b"2" else value == b"1"
 
     def _read_line(self, deadline: float) -> bytes | None:
-        fd = self.proc.stdout.fileno()
+        fd = self._stdout.fileno()
         while b"\n" not in self._buffer:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -342,7 +344,7 @@ class _Helper:
     def close(self) -> None:
         """Ask the helper to exit (end of input); kill it if it does not."""
         try:
-            self.proc.stdin.close()
+            self._stdin.close()
             self.proc.wait(timeout=2)
         except (OSError, subprocess.TimeoutExpired):
             self.kill()
@@ -365,7 +367,7 @@ class _Helper:
         self.proc.returncode = 0  # so Popen.__del__ does not track the parent's child
 
     def _close_pipes(self) -> None:
-        for pipe in (self.proc.stdin, self.proc.stdout):
+        for pipe in (self._stdin, self._stdout):
             try:
                 pipe.close()
             except OSError:
@@ -392,7 +394,7 @@ class _HelperPool:
             result = helper.verify(pred, ref, timeout)
         finally:
             self._release(helper, healthy=result is not None)
-        if result is None or result is TIMED_OUT:
+        if result is None or result == TIMED_OUT:
             logger.warning("answer check timed out after %.1fs; counted as not equal", timeout)
             return None
         return result
