@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol, Sequence, TypeVar
 
 from ias.methods.base import (
     Choice,
     Draw,
     Extend,
+    Gather,
     Question,
     QuestionReading,
     ReadQuestion,
@@ -138,7 +139,7 @@ class Engine:
             batch = []
             for method in {id(r.method): r.method for r in self.runs}.values():
                 group = [r for r in self.runs if r.method is method]
-                for run, share in zip(group, method.gather([r.request.value for r in group])):
+                for run, share in zip(group, method.gather([g.value for g in _requests(group, Gather)])):
                     self._resume(run, share)
                 batch += group
         self.runs = [r for r in self.runs if not r.done]
@@ -186,31 +187,63 @@ def run_method(method: Any, questions: Sequence[Question], source: Source) -> li
 def _answer(kind: type, batch: list[Run], source: Source) -> list[Any]:
     """The results of one kind of request for every question in `batch`, its spend counted."""
     if kind is ReadQuestion:
-        readings = source.read_questions([r.question for r in batch])
-        for run, reading in zip(batch, readings):
-            run.answer.prm_tokens += reading.prm_tokens
-        return readings
+        return _read_questions(batch, source)
     if kind is Draw:
-        drawn = source.draw([(r.question, len(r.answer.samples), r.request) for r in batch])
-        for run, samples in zip(batch, drawn):
-            answer = run.answer
-            answer.samples.extend(samples)
-            answer.n_samples += len(samples)
-            answer.generated_tokens += sum(s.generated_tokens for s in samples)
-            answer.prompt_tokens += sum(s.prompt_tokens for s in samples)
-            answer.prm_tokens += sum(s.prm_tokens for s in samples)
-            answer.waves.append({"draw": run.request.count, **run.request.note})
-        return drawn
+        return _draw(batch, source)
     if kind is Extend:
-        extended = source.extend([(r.question, r.request) for r in batch])
-        for run, groups in zip(batch, extended):
-            samples = [s for group in groups for s in group]
-            run.answer.n_samples += len(samples)
-            run.answer.generated_tokens += sum(s.generated_tokens for s in samples)
-            run.answer.prompt_tokens += sum(s.prompt_tokens for s in samples)
-            run.answer.waves.append({"extend": list(run.request.counts), **run.request.note})
-        return extended
-    read = source.read_steps([(r.question, r.request) for r in batch])
+        return _extend(batch, source)
+    return _read_steps(batch, source)
+
+
+R = TypeVar("R")
+
+
+def _requests(batch: Sequence[Run], kind: type[R]) -> list[R]:
+    """Each run's waiting request, which the engine batched as one `kind`."""
+    requests = []
+    for run in batch:
+        if not isinstance(run.request, kind):
+            raise TypeError(f"a {kind.__name__} batch holds a {type(run.request).__name__}")
+        requests.append(run.request)
+    return requests
+
+
+def _read_questions(batch: list[Run], source: Source) -> list[QuestionReading]:
+    readings = source.read_questions([r.question for r in batch])
+    for run, reading in zip(batch, readings):
+        run.answer.prm_tokens += reading.prm_tokens
+    return readings
+
+
+def _draw(batch: list[Run], source: Source) -> list[list[Scored]]:
+    requests = _requests(batch, Draw)
+    drawn = source.draw([(r.question, len(r.answer.samples), request) for r, request in zip(batch, requests)])
+    for run, request, samples in zip(batch, requests, drawn):
+        answer = run.answer
+        answer.samples.extend(samples)
+        answer.n_samples += len(samples)
+        answer.generated_tokens += sum(s.generated_tokens for s in samples)
+        answer.prompt_tokens += sum(s.prompt_tokens for s in samples)
+        answer.prm_tokens += sum(s.prm_tokens for s in samples)
+        answer.waves.append({"draw": request.count, **request.note})
+    return drawn
+
+
+def _extend(batch: list[Run], source: Source) -> list[list[list[Sample]]]:
+    requests = _requests(batch, Extend)
+    extended = source.extend([(r.question, request) for r, request in zip(batch, requests)])
+    for run, request, groups in zip(batch, requests, extended):
+        samples = [s for group in groups for s in group]
+        run.answer.n_samples += len(samples)
+        run.answer.generated_tokens += sum(s.generated_tokens for s in samples)
+        run.answer.prompt_tokens += sum(s.prompt_tokens for s in samples)
+        run.answer.waves.append({"extend": list(request.counts), **request.note})
+    return extended
+
+
+def _read_steps(batch: list[Run], source: Source) -> list[list[StepScores]]:
+    requests = _requests(batch, ReadSteps)
+    read = source.read_steps([(r.question, request) for r, request in zip(batch, requests)])
     for run, readings in zip(batch, read):
         run.answer.prm_tokens += sum(x.tokens for x in readings)
     return read
