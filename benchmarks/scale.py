@@ -33,6 +33,7 @@ import torch  # noqa: E402
 from ias.calibration.rollout import rollout  # noqa: E402
 from ias.executors import LocalExecutor, Parts, Recipe  # noqa: E402
 from ias.policy.base import load_policy  # noqa: E402
+from ias.specs import PolicySpec, RolloutSettings, TaskSpec  # noqa: E402
 from ias.tasks.base import get_task  # noqa: E402
 
 
@@ -55,7 +56,7 @@ def main() -> None:
 
     torch.set_num_threads(1)
     task = get_task("arith")
-    settings = dict(n_traj=args.n_traj, n_mc=args.n_mc, max_prefix=args.max_prefix, seed=0, limit=args.problems,
+    settings = dict(settings=RolloutSettings(args.n_traj, args.n_mc, args.max_prefix), seed=0, limit=args.problems,
                     batch_problems=args.batch_problems, progress=False)
     scratch = Path(tempfile.mkdtemp(prefix="ias-scale-"))
     figures: dict = {"problems": args.problems, "n_traj": args.n_traj, "n_mc": args.n_mc,
@@ -75,7 +76,7 @@ def main() -> None:
         figures["ray_init_s"] = round(time.time() - started, 2)
         for workers in (int(w) for w in args.workers.split(",")):
             started = time.time()
-            with RayExecutor(Recipe("arith", args.policy), workers=workers) as ray_executor:
+            with RayExecutor(Recipe(TaskSpec("arith"), PolicySpec(args.policy)), workers=workers) as ray_executor:
                 _warm_up(task, args.policy, ray_executor, scratch / f"warm-{workers}", workers, settings)
                 startup = time.time() - started
                 summary, run_s, store = _timed(task, args.policy, ray_executor, scratch / f"ray-{workers}", settings,

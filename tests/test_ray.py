@@ -16,6 +16,7 @@ from ias.cli import main
 from ias.errors import UserError
 from ias.executors import Recipe
 from ias.records import read_records
+from ias.specs import PolicySpec, RolloutSettings, TaskSpec
 from ias.tasks.base import get_task
 
 ray = pytest.importorskip("ray")  # a guard only: the `test` extra installs ray
@@ -80,10 +81,11 @@ def test_eval_pool_on_ray_equals_the_local_pool(cluster, tmp_path):
 def test_a_shard_that_keeps_dying_stops_the_run_and_a_rerun_resumes(cluster, local_rollouts, tmp_path):
     cluster.write_text("1 9\n")  # shard 1 kills every actor that starts it
     task = get_task("arith")
-    rest = {k: v for k, v in ROLLOUT.items() if k != "task"}
+    rest = {k: v for k, v in ROLLOUT.items() if k not in ("task", "n_traj", "n_mc", "max_prefix")}
+    settings = RolloutSettings(ROLLOUT["n_traj"], ROLLOUT["n_mc"], ROLLOUT["max_prefix"])
     with pytest.raises(UserError, match=r"^shard 1 .* lost its Ray actor 2 times .* rerun the same command"):
-        with RayExecutor(Recipe("arith", "arith-weak"), workers=1, max_tries=2) as executor:
-            rollout(task, out=tmp_path / "r", executor=executor, params=executor.defaults, **rest)
+        with RayExecutor(Recipe(TaskSpec("arith"), PolicySpec("arith-weak")), workers=1, max_tries=2) as executor:
+            rollout(task, settings=settings, out=tmp_path / "r", executor=executor, params=executor.defaults, **rest)
     assert cluster.read_text().split() == ["1", "7"] and executor.retries == 1
     stored = (tmp_path / "r" / "rollouts.jsonl").read_bytes()
     assert stored == b"".join(local_rollouts.splitlines(keepends=True)[:2])  # shard 0 only: in order, whole
@@ -94,7 +96,7 @@ def test_a_shard_that_keeps_dying_stops_the_run_and_a_rerun_resumes(cluster, loc
 
 def test_an_error_of_the_work_is_raised_as_is_not_retried(cluster, tmp_path):
     with pytest.raises(UserError, match=r"^unknown task 'nope'"):
-        with RayExecutor(Recipe("nope", "arith-weak"), workers=1):
+        with RayExecutor(Recipe(TaskSpec("nope"), PolicySpec("arith-weak")), workers=1):
             pass
 
 

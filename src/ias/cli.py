@@ -3,32 +3,39 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
-import math
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from ias.errors import UserError
+from ias.specs import (
+    AskRun,
+    EvalRun,
+    PRMSpec,
+    RolloutRun,
+    SolveRun,
+    add_flags,
+    finite_at_least,
+    from_keys,
+    given_keys,
+    key_value,
+    read_config,
+    whole_at_least,
+)
+
+_positive_int = whole_at_least(1)
+_nonnegative_int = whole_at_least(0)
+_nonnegative_float = finite_at_least(0.0)
 
 
-def _int_at_least(least: int):
-    """An argparse type: a whole number >= `least`, with a message naming the bound."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
-        if value < least:
-            raise argparse.ArgumentTypeError(f"expected a number >= {least}, got {value}")
-        return value
-
-    return parse
-
-
-_positive_int = _int_at_least(1)
-_nonnegative_int = _int_at_least(0)
+def _positive_float(text: str) -> float:
+    value = _nonnegative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("expected a number > 0, got 0")
+    return value
 
 
 def _levels(text: str) -> tuple[float, ...]:
@@ -40,24 +47,12 @@ def _levels(text: str) -> tuple[float, ...]:
         ) from None
 
 
-def key_value(text: str) -> tuple[str, object]:
-    """KEY=VALUE; true/false become booleans, numbers ints or floats (digits=3, lr=1e-3)."""
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got '{text}'")
-    if value.lower() in ("true", "false"):
-        return key, value.lower() == "true"
-    for number in (int, float):
-        try:
-            return key, number(value)
-        except ValueError:
-            pass
-    return key, value
-
-
-def _task_args(p: argparse.ArgumentParser, default: str | None = "arith") -> None:
-    p.add_argument("--task", default=default, required=default is None,
-                   help="arith, gsm8k, math500, jsonl:PATH or hf:NAME")
+def _task_args(p: argparse.ArgumentParser, name: str | None = "arith") -> None:
+    """`--task` (where no run spec declares it: `name` is its default, None: required) and the
+    flags that make up the task's options."""
+    if name != "spec":
+        p.add_argument("--task", default=name, required=name is None,
+                       help="arith, gsm8k, math500, jsonl:PATH or hf:NAME")
     p.add_argument("--path", help="data file for file-backed tasks (default: shared/data or IAS_DATA_DIR)")
     p.add_argument("--task-opt", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                    help="task option, repeatable: field mapping for jsonl (question_field=problem, "
@@ -80,74 +75,28 @@ def _task_options(args: argparse.Namespace) -> dict:
     return options
 
 
-def _dataset_args(p: argparse.ArgumentParser, out_default: str) -> None:
-    """Options every command that runs over a dataset shares."""
-    _task_args(p)
-    p.add_argument("--split", default="test", help="split of the task (arith: test, calib, train, seed:N)")
-    p.add_argument("--limit", type=_positive_int, help="only the split's first N problems")
-    p.add_argument("--seed", type=int, default=0, help="run seed; same seed, same records")
-    p.add_argument("--out", default=out_default, help="output folder; an existing one is resumed")
+def _run_args(p: argparse.ArgumentParser, run_cls: type) -> None:
+    """A run command's flags, each from its spec's declaration, plus `--config` and the task options."""
+    p.add_argument("--config", metavar="FILE",
+                   help="a run's settings (YAML, or .toml): e.g. the config.yaml a run folder keeps; flags win")
+    add_flags(p, run_cls)
+    _task_args(p, "spec")
 
 
-def _prm_args(p: argparse.ArgumentParser, allow_none: bool = False) -> None:
-    """The PRM and how to read it: one declaration for every command that scores."""
-    p.add_argument("--prm", default="arith-prm",
-                   help="zoo name or local PRM folder" + ("; 'none' for no PRM" if allow_none else ""))
-    p.add_argument("--prm-format", help="PRM reading format when the folder has no ias_prm.json")
-    p.add_argument("--prm-opt", type=key_value, action="append", default=[], metavar="KEY=VALUE",
-                   help="PRM loading option, repeatable: device=cuda, dtype=bfloat16, batch_size=16, max_length=4096")
+def _run_spec(args: argparse.Namespace, run_cls: type, command: str) -> tuple[Any, dict]:
+    """The config file's run (or the defaults) and the settings given as flags, by key."""
+    run = read_config(args.config, run_cls, command) if getattr(args, "config", None) else run_cls()
+    keys = given_keys(args, run_cls)
+    options = _task_options(args)
+    if options:
+        keys["task_options"] = {**run.task.options, **options}
+    if "method" in {f.name for f in dataclasses.fields(run_cls)}:
+        from ias.methods.flags import given_settings
 
-
-def _model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--policy", default="arith-weak", help="zoo name or local HF model folder")
-    _prm_args(p, allow_none=True)
-    p.add_argument("--temperature", type=float, help="sampling temperature (default: the policy's own)")
-    p.add_argument("--top-p", type=float, help="nucleus sampling threshold (default: the policy's own)")
-    p.add_argument("--max-tokens", type=_positive_int, help="most tokens per sample")
-
-
-def _nonnegative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {value:g}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = _nonnegative_float(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("expected a number > 0, got 0")
-    return value
-
-
-def _backend_args(p: argparse.ArgumentParser) -> None:
-    """Which engine samples the policy, and its options."""
-    p.add_argument("--backend", default="hf", choices=["hf", "vllm", "openai"],
-                   help="policy backend: hf (transformers, here), vllm (needs the 'vllm' extra) or openai "
-                        "(an OpenAI-compatible server; the policy is its served model name)")
-    p.add_argument("--backend-opt", type=key_value, action="append", default=[], metavar="KEY=VALUE",
-                   help="backend option, repeatable: openai: base_url=http://HOST:PORT/v1, tokenizer=NAME_OR_FOLDER, "
-                        "concurrency, timeout_s, max_retries, api_key (better: $OPENAI_API_KEY); "
-                        "hf: device, dtype, batch_size; vllm: tensor_parallel_size, dtype, max_model_len, kv_cache_gb, "
-                        "gpu_memory_utilization, enable_prefix_caching, any vllm EngineArgs field (enforce_eager=true)")
-
-
-def _backend_options(args: argparse.Namespace) -> dict:
-    return {"backend": args.backend, "backend_options": dict(args.backend_opt)}
-
-
-def _executor_args(p: argparse.ArgumentParser) -> None:
-    """Where the batched work runs: here, or sharded over Ray actors (docs/ray.md)."""
-    p.add_argument("--executor", choices=["local", "ray"], default="local",
-                   help="local (this process) or ray (actors on a Ray cluster; needs the 'ray' extra)")
-    p.add_argument("--workers", type=_positive_int, default=1, help="Ray actors, each with its own model replicas")
-    p.add_argument("--ray-address", help="Ray cluster to join: 'auto' or HOST:PORT (default: start a local one)")
-    p.add_argument("--ray-num-cpus", type=_nonnegative_float, default=1.0, help="CPUs per Ray actor")
-    p.add_argument("--ray-num-gpus", type=_nonnegative_float, default=0.0,
-                   help="GPUs per Ray actor (transformers models then go to its GPU)")
+        settings = given_settings(args)
+        if settings:
+            keys["settings"] = {**run.method.settings, **settings}
+    return run, keys
 
 
 def default_threads() -> int | None:
@@ -175,30 +124,20 @@ def _apply_threads(args: argparse.Namespace) -> None:
         torch.set_num_threads(threads)
 
 
-def _executor_options(args: argparse.Namespace) -> dict:
-    return {"executor": args.executor, "workers": args.workers, "ray_address": args.ray_address,
-            "ray_num_cpus": args.ray_num_cpus, "ray_num_gpus": args.ray_num_gpus}
-
-
-def _method_args(p: argparse.ArgumentParser, default: str) -> None:
-    """The strategy, its calibrator and tuning, and every registered method's settings as flags."""
-    from ias.methods import method_names
+def _method_args(p: argparse.ArgumentParser) -> None:
+    """Every registered method's settings as flags (the strategy itself is a spec flag)."""
     from ias.methods.flags import add_setting_flags
 
-    p.add_argument("--strategy", default=default, help="one of: " + ", ".join(method_names())
-                   + (f" (default {default})" if default else ""))
-    p.add_argument("--calibrator", help="calibrator folder from `ias calibrate` (scores become calibrated medians)")
-    p.add_argument("--tuning", metavar="PATH",
-                   help="ias-adaptive's tuned settings and confidence map: tune/tuning.json of `ias eval --tune-split` "
-                        "(or its eval folder); flags given here win")
     add_setting_flags(p)
 
 
-def _method_options(args: argparse.Namespace) -> dict:
-    from ias.methods.flags import given_settings
+def _prm_flags(p: argparse.ArgumentParser) -> None:
+    """The PRM and how to read it, for the commands that take no run spec (calibrate, calib-eval)."""
+    add_flags(p, EvalRun, parts=("prm",), skip=frozenset({"calibrator"}))
 
-    return {"strategy": args.strategy, "calibrator": args.calibrator, "tuning": args.tuning,
-            "settings": given_settings(args)}
+
+def _prm_spec(args: argparse.Namespace) -> PRMSpec:
+    return from_keys(EvalRun, given_keys(args, EvalRun)).prm
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -215,40 +154,22 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
 
     solve = sub.add_parser("solve", help="run a strategy over a task split and summarise it")
-    _dataset_args(solve, "runs/solve")
-    _model_args(solve)
-    _method_args(solve, "bon")
-    solve.add_argument("--batch-problems", type=_positive_int, default=32, help="problems per batched call")
-    _backend_args(solve)
+    _run_args(solve, SolveRun)
+    _method_args(solve)
 
     ask = sub.add_parser("ask", help="answer one typed question with a strategy; print its confidence and cost")
     ask.add_argument("question", help="the question, e.g. \"What is 17*23?\"")
-    _task_args(ask)
-    ask.add_argument("--seed", type=int, default=0, help="run seed; same seed, same answer")
-    _model_args(ask)
-    _method_args(ask, "ias-adaptive")
+    add_flags(ask, AskRun, skip=frozenset({"split", "limit"}))
+    _task_args(ask, "spec")
     ask.add_argument("--json", action="store_true", help="print the whole answer (samples, waves) as JSON")
-    _backend_args(ask)
+    _method_args(ask)
 
     roll = sub.add_parser("rollout", help="Monte-Carlo success targets of prefixes (calibration data)")
-    _dataset_args(roll, "runs/rollout")
-    roll.set_defaults(split="calib")
-    roll.add_argument("--policy", default="arith-weak", help="zoo name or local HF model folder")
-    roll.add_argument("--temperature", type=float, help="sampling temperature (default: the policy's own)")
-    roll.add_argument("--top-p", type=float, help="nucleus sampling threshold (default: the policy's own)")
-    roll.add_argument("--max-tokens", type=_positive_int, help="most tokens per sample")
-    roll.add_argument("--n-traj", type=_positive_int, default=8, help="trajectories per problem")
-    roll.add_argument("--n-mc", type=_positive_int, default=8, help="continuations per prefix")
-    roll.add_argument("--max-prefix", type=_nonnegative_int, default=20,
-                      help="continue prefixes t = 0 .. max-prefix (t = T is always kept, by correctness)")
-    roll.add_argument("--batch-problems", type=_positive_int, default=16,
-                      help="problems per chunk (two batched policy calls, one synced write)")
-    _executor_args(roll)
-    _backend_args(roll)
+    _run_args(roll, RolloutRun)
 
     cal = sub.add_parser("calibrate", help="fit a calibrator of a PRM for the policy of a rollout folder")
     cal.add_argument("--rollouts", required=True, help="folder written by `ias rollout`")
-    _prm_args(cal)
+    _prm_flags(cal)
     cal.add_argument("--method", default="quantile-head",
                      help="quantile-lora (the paper's: LoRA + quantile reader), "
                           "quantile-head (frozen PRM + small head, seconds), temperature, isotonic or histogram")
@@ -264,48 +185,38 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("calib-eval", help="calibration metrics of a PRM (and calibrators) on rollouts")
     ev.add_argument("--rollouts", required=True, help="folder written by `ias rollout` (not the one fitted on)")
-    _prm_args(ev)
+    _prm_flags(ev)
     ev.add_argument("--calibrator", help="calibrator folder from `ias calibrate`")
     ev.add_argument("--compare", metavar="FIT_ROLLOUTS", help="fit every method on this rollout folder and compare")
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--out", required=True, help="folder for metrics.json, reliability.png, compare.json")
 
-    from ias.evaluation import STRATEGIES as EVAL_STRATEGIES
-
     evl = sub.add_parser("eval", help="every strategy (fixed, adaptive, peers) on one shared sample pool")
-    _dataset_args(evl, "runs/eval")
-    evl.add_argument("--policy", default="arith-weak", help="zoo name or local HF model folder")
-    _prm_args(evl)
-    evl.add_argument("--calibrator",
-                     help="calibrator folder from `ias calibrate` (IAS budgets from its lowest quantile)")
-    evl.add_argument("--strategies",
-                     help="comma-separated subset of: " + ", ".join(EVAL_STRATEGIES) + " (default: all)")
-    evl.add_argument("--n-max", type=_positive_int, default=64, help="samples per problem in the pool (N_max)")
-    evl.add_argument("--coverage", type=float, default=0.99, help="IAS target coverage C")
-    evl.add_argument("--batch-problems", type=_positive_int, default=16, help="problems per pool chunk")
-    evl.add_argument("--tune-split", metavar="SPLIT",
-                     help="adds ias-bon-tuned: its estimate (lower quantile or median) and coverage are chosen on "
-                          "this split's own pool (e.g. calib), never on the evaluated problems")
-    evl.add_argument("--tune-limit", type=_positive_int, help="only the tuning split's first N problems")
-    evl.add_argument("--tolerance", type=float, default=0.015,
-                     help="tuning: the cheapest setting within this accuracy of bon@N_max (default 0.015)")
-    evl.add_argument("--orderings", type=_positive_int, default=16,
-                     help="each method's figures are expected over this many seeded orderings of every question's "
-                          "pool (1: the pool as drawn, what `ias solve` with the same seed does; default 16)")
-    evl.add_argument("--k-max", type=_positive_int, default=8, help="beam searches: most beams kept (K_max)")
-    evl.add_argument("--m-max", type=_positive_int, default=8, help="beam searches: most samples per beam (M_max)")
-    evl.add_argument("--beam-freq", type=_positive_int, default=1, help="beam searches: steps between PRM readings")
-    evl.add_argument("--beam-rounds", type=_positive_int, default=16,
-                     help="beam searches: PRM readings before the beams are continued to the end (default 16)")
-    evl.add_argument("--temperature", type=float, help="sampling temperature (default: the policy's own)")
-    evl.add_argument("--top-p", type=float, help="nucleus sampling threshold (default: the policy's own)")
-    evl.add_argument("--max-tokens", type=_positive_int, help="most tokens per sample")
-    _executor_args(evl)
-    _backend_args(evl)
+    _run_args(evl, EvalRun)
+    srv = _serve_parser(sub)
+    data = sub.add_parser("data", help="inspect task data")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    check = data_sub.add_parser("check", help="grade every reference solution against its answer")
+    _task_args(check, None)
+    check.add_argument("--split", default="test")
 
+    zoo = sub.add_parser("zoo", help="the built-in tiny models")
+    zoo_sub = zoo.add_subparsers(dest="zoo_command", required=True)
+    train = zoo_sub.add_parser("train", help="train a zoo model from its recipe")
+    train.add_argument("name", help="arith-weak, arith-strong or arith-prm")
+    train.add_argument("--out", help="folder to save to (default: a fresh folder under runs/zoo)")
+    train.add_argument("--policy", help="for arith-prm: the policy folder whose rollouts label it")
+    train.add_argument("--no-eval", action="store_true", help="skip the figures after training")
+    info = zoo_sub.add_parser("info", help="sizes, seeds and measured figures of the zoo models")
+    info.add_argument("--json", action="store_true", help="print JSON")
+    for command in (demo, solve, ask, roll, cal, ev, evl, srv, train):  # the commands that run models
+        _threads_arg(command)
+    return parser
+
+
+def _serve_parser(sub: Any) -> argparse.ArgumentParser:
     srv = sub.add_parser("serve", help="an OpenAI-compatible server (/v1/completions) over a policy (extra 'serve')")
-    srv.add_argument("--policy", default="arith-weak", help="zoo name or local HF model folder")
-    _backend_args(srv)
+    add_flags(srv, AskRun, parts=("policy",))
     srv.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     srv.add_argument("--port", type=_nonnegative_int, default=8000, help="port (0: a free one, printed)")
     srv.add_argument("--served-model-name", help="the model name clients ask for (default: --policy)")
@@ -331,28 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
     reasoning = srv.add_argument_group(
         "answering with a strategy (without --strategy: a plain sampling server)",
         "completions and chat completions are answered by the method, its compute adapted to each question")
-    _prm_args(reasoning)
-    _task_args(reasoning)
-    _method_args(srv, default=None)  # its settings are a group of their own (groups do not nest in help)
-
-    data = sub.add_parser("data", help="inspect task data")
-    data_sub = data.add_subparsers(dest="data_command", required=True)
-    check = data_sub.add_parser("check", help="grade every reference solution against its answer")
-    _task_args(check, default=None)
-    check.add_argument("--split", default="test")
-
-    zoo = sub.add_parser("zoo", help="the built-in tiny models")
-    zoo_sub = zoo.add_subparsers(dest="zoo_command", required=True)
-    train = zoo_sub.add_parser("train", help="train a zoo model from its recipe")
-    train.add_argument("name", help="arith-weak, arith-strong or arith-prm")
-    train.add_argument("--out", help="folder to save to (default: a fresh folder under runs/zoo)")
-    train.add_argument("--policy", help="for arith-prm: the policy folder whose rollouts label it")
-    train.add_argument("--no-eval", action="store_true", help="skip the figures after training")
-    info = zoo_sub.add_parser("info", help="sizes, seeds and measured figures of the zoo models")
-    info.add_argument("--json", action="store_true", help="print JSON")
-    for command in (demo, solve, ask, roll, cal, ev, evl, srv, train):  # the commands that run models
-        _threads_arg(command)
-    return parser
+    add_flags(reasoning, AskRun, parts=("prm", "task", "method"), skip=frozenset({"split", "limit"}))
+    _task_args(reasoning, "spec")
+    _method_args(srv)  # its settings are a group of their own (groups do not nest in help)
+    return srv
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -373,139 +266,143 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     if "threads" in args:
         _apply_threads(args)
-    if args.command == "demo":
-        import torch
+    return _COMMANDS[args.command](args)
 
-        from ias.demo import run_demo
 
-        print(f"torch threads: {torch.get_num_threads()} (--threads N to change)")
-        run_demo(out=Path(args.out), quick=args.quick, seed=args.seed, problems=args.problems, n_max=args.n_max)
+def _run_demo(args: argparse.Namespace) -> int:
+    import torch
+
+    from ias.demo import run_demo
+
+    print(f"torch threads: {torch.get_num_threads()} (--threads N to change)")
+    run_demo(out=Path(args.out), quick=args.quick, seed=args.seed, problems=args.problems, n_max=args.n_max)
+    return 0
+
+
+def _run_solve(args: argparse.Namespace) -> int:
+    from ias.api import solve
+    from ias.report import print_summary
+
+    run, keys = _run_spec(args, SolveRun, "solve")
+    summary = solve(run, **keys)
+    out = Path(keys.get("out", run.out))
+    print_summary(summary)
+    print(f"records: {out / 'records.jsonl'}  summary: {out / 'summary.json'}  config: {out / 'config.yaml'}")
+    return 0
+
+
+def _run_ask(args: argparse.Namespace) -> int:
+    from ias.solver import answer_block, answer_json, ask
+
+    run, keys = _run_spec(args, AskRun, "ask")
+    answer = ask(args.question, run, **keys)
+    print(json.dumps(answer_json(answer)) if args.json else answer_block(answer))
+    return 0
+
+
+def _run_rollout(args: argparse.Namespace) -> int:
+    from ias.api import rollout
+
+    run, keys = _run_spec(args, RolloutRun, "rollout")
+    summary = rollout(run, **keys)
+    out = Path(keys.get("out", run.out))
+    total = summary["usage"]["total"]
+    print(f"{summary['n_problems']} problems, {summary['n_trajectories']} trajectories, "
+          f"{summary['n_prefix_targets']} prefix targets from {summary['n_rollouts']} rollouts; "
+          f"policy accuracy {summary['trajectory_accuracy']}, mean p~ at t=0 {summary['mean_p_t0']}; "
+          f"{total['generated_tokens']} tokens generated")
+    print(f"rollouts: {out / 'rollouts.jsonl'}  summary: {out / 'summary.json'}")
+    return 0
+
+
+def _run_calibrate(args: argparse.Namespace) -> int:
+    from ias.api import calibrate
+
+    prm = _prm_spec(args)
+    info = calibrate(args.rollouts, prm=prm.model, method=args.method, out=args.out, levels=args.levels,
+                     conformal=args.conformal, held_out=args.held_out, seed=args.seed, prm_format=prm.format,
+                     prm_options=prm.options, lora=dict(args.lora))
+    shown = ("method", "levels", "policy", "prm", "fit_seconds", "metrics_held_out")
+    print(json.dumps({k: info[k] for k in shown}))
+    print(f"calibrator: {args.out}")
+    return 0
+
+
+def _run_calib_eval(args: argparse.Namespace) -> int:
+    from ias.api import calib_eval
+    from ias.report import print_calibration
+
+    prm = _prm_spec(args)
+    report = calib_eval(args.rollouts, prm=prm.model, out=args.out, calibrator=args.calibrator,
+                        compare=args.compare, seed=args.seed, prm_format=prm.format, prm_options=prm.options)
+    print_calibration(report)
+    print(f"metrics: {Path(args.out) / 'metrics.json'}  plot: {Path(args.out) / 'reliability.png'}")
+    return 0
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from ias.api import evaluate
+    from ias.report import eval_table, tuning_line
+
+    run, keys = _run_spec(args, EvalRun, "eval")
+    summary = evaluate(run, **keys)
+    out = Path(keys.get("out", run.out))
+    print(eval_table(summary))
+    if summary.get("tuning"):
+        print(tuning_line(summary["tuning"]))
+    print(f"summary: {out / 'summary.json'}  report: {out / 'report.md'}  config: {out / 'config.yaml'}")
+    return 0
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from ias.methods.flags import given_settings
+    from ias.serve import ServeOptions, serve
+    from ias.serve.limits import ServeLimits
+
+    limits = ServeLimits(api_key=args.api_key or None, max_request_bytes=args.max_request_bytes,
+                         max_prompt_chars=args.max_prompt_chars, max_n=args.max_n, max_samples=args.max_samples,
+                         max_queue=args.max_queue, request_timeout_s=args.request_timeout,
+                         read_timeout_s=args.read_timeout, access_log=not args.no_access_log)
+    options = ServeOptions(host=args.host, port=args.port, served_model_name=args.served_model_name,
+                           fail_first=args.fail_first, grace_s=args.grace, limits=limits)
+    run, keys = _run_spec(args, AskRun, "serve")
+    if "strategy" not in keys and ({"calibrator", "tuning", "settings"} & set(keys) or given_settings(args)):
+        raise UserError("--calibrator, --tuning and strategy settings need --strategy")
+    reasoning = from_keys(AskRun, keys, run)
+    serve(reasoning.policy, options, reasoning if "strategy" in keys else None)
+    return 0
+
+
+def _run_data(args: argparse.Namespace) -> int:
+    from ias.tasks.base import get_task
+    from ias.tasks.check import data_check
+
+    task = get_task(args.task, **_task_options(args))
+    print(json.dumps(data_check(task, args.split)))
+    return 0
+
+
+def _run_zoo(args: argparse.Namespace) -> int:
+    from ias.zoo import info, train
+
+    if args.zoo_command == "train":
+        result = train(args.name, out=Path(args.out) if args.out else None, policy=args.policy,
+                       evaluate=not args.no_eval)
+        print(json.dumps(result))
         return 0
-    if args.command == "solve":
-        from ias.api import solve
-        from ias.report import print_summary
+    data = info()
+    if args.json:
+        print(json.dumps(data))
+    else:
+        from ias.report import print_zoo
 
-        summary = solve(
-            task=args.task, split=args.split, policy=args.policy,
-            prm=None if args.prm == "none" else args.prm,
-            out=args.out, limit=args.limit, seed=args.seed, temperature=args.temperature, top_p=args.top_p,
-            max_tokens=args.max_tokens, task_options=_task_options(args), prm_format=args.prm_format,
-            prm_options=dict(args.prm_opt),
-            batch_problems=args.batch_problems, **_method_options(args), **_backend_options(args),
-        )
-        print_summary(summary)
-        print(f"records: {Path(args.out) / 'records.jsonl'}  summary: {Path(args.out) / 'summary.json'}")
-        return 0
-    if args.command == "ask":
-        from ias.solver import answer_block, answer_json, ask
+        print_zoo(data)
+    return 0
 
-        answer = ask(
-            args.question, task=args.task, policy=args.policy, prm=None if args.prm == "none" else args.prm,
-            seed=args.seed, temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens,
-            task_options=_task_options(args), prm_format=args.prm_format, prm_options=dict(args.prm_opt),
-            **_method_options(args), **_backend_options(args),
-        )
-        print(json.dumps(answer_json(answer)) if args.json else answer_block(answer))
-        return 0
-    if args.command == "rollout":
-        from ias.api import rollout
 
-        summary = rollout(
-            task=args.task, split=args.split, policy=args.policy, n_traj=args.n_traj, n_mc=args.n_mc,
-            max_prefix=args.max_prefix, out=args.out, limit=args.limit, seed=args.seed,
-            temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens,
-            task_options=_task_options(args), batch_problems=args.batch_problems, **_executor_options(args),
-            **_backend_options(args),
-        )
-        total = summary["usage"]["total"]
-        print(f"{summary['n_problems']} problems, {summary['n_trajectories']} trajectories, "
-              f"{summary['n_prefix_targets']} prefix targets from {summary['n_rollouts']} rollouts; "
-              f"policy accuracy {summary['trajectory_accuracy']}, mean p~ at t=0 {summary['mean_p_t0']}; "
-              f"{total['generated_tokens']} tokens generated")
-        print(f"rollouts: {Path(args.out) / 'rollouts.jsonl'}  summary: {Path(args.out) / 'summary.json'}")
-        return 0
-    if args.command == "calibrate":
-        from ias.api import calibrate
-
-        info = calibrate(args.rollouts, prm=args.prm, method=args.method, out=args.out, levels=args.levels,
-                         conformal=args.conformal, held_out=args.held_out, seed=args.seed, prm_format=args.prm_format,
-                         prm_options=dict(args.prm_opt), lora=dict(args.lora))
-        shown = ("method", "levels", "policy", "prm", "fit_seconds", "metrics_held_out")
-        print(json.dumps({k: info[k] for k in shown}))
-        print(f"calibrator: {args.out}")
-        return 0
-    if args.command == "calib-eval":
-        from ias.api import calib_eval
-        from ias.report import print_calibration
-
-        report = calib_eval(args.rollouts, prm=args.prm, out=args.out, calibrator=args.calibrator,
-                            compare=args.compare, seed=args.seed, prm_format=args.prm_format,
-                            prm_options=dict(args.prm_opt))
-        print_calibration(report)
-        print(f"metrics: {Path(args.out) / 'metrics.json'}  plot: {Path(args.out) / 'reliability.png'}")
-        return 0
-    if args.command == "eval":
-        from ias.api import evaluate
-        from ias.report import eval_table, tuning_line
-
-        summary = evaluate(
-            task=args.task, split=args.split, policy=args.policy, prm=args.prm, calibrator=args.calibrator,
-            strategies=args.strategies.split(",") if args.strategies else None, n_max=args.n_max,
-            coverage=args.coverage, out=args.out, limit=args.limit, seed=args.seed, task_options=_task_options(args),
-            prm_format=args.prm_format, prm_options=dict(args.prm_opt), batch_problems=args.batch_problems,
-            **_executor_options(args),
-            **_backend_options(args), tune_split=args.tune_split, tune_limit=args.tune_limit,
-            tolerance=args.tolerance, k_max=args.k_max, m_max=args.m_max, beam_freq=args.beam_freq,
-            beam_rounds=args.beam_rounds, temperature=args.temperature,
-            top_p=args.top_p, max_tokens=args.max_tokens, orderings=args.orderings,
-        )
-        print(eval_table(summary))
-        if summary.get("tuning"):
-            print(tuning_line(summary["tuning"]))
-        print(f"summary: {Path(args.out) / 'summary.json'}  report: {Path(args.out) / 'report.md'}")
-        return 0
-    if args.command == "serve":
-        from ias.methods.flags import given_settings
-        from ias.serve import serve
-        from ias.serve.limits import ServeLimits
-
-        limits = ServeLimits(api_key=args.api_key or None, max_request_bytes=args.max_request_bytes,
-                             max_prompt_chars=args.max_prompt_chars, max_n=args.max_n, max_samples=args.max_samples,
-                             max_queue=args.max_queue, request_timeout_s=args.request_timeout,
-                             read_timeout_s=args.read_timeout, access_log=not args.no_access_log)
-        reasoning = {}
-        if args.strategy is not None:
-            reasoning = {**_method_options(args), "prm": args.prm, "prm_format": args.prm_format,
-                         "prm_options": dict(args.prm_opt), "task": args.task, "task_options": _task_options(args)}
-        elif args.calibrator or args.tuning or given_settings(args):
-            raise UserError("--calibrator, --tuning and strategy settings need --strategy")
-        serve(args.policy, host=args.host, port=args.port, served_model_name=args.served_model_name,
-              fail_first=args.fail_first, limits=limits, grace_s=args.grace, **_backend_options(args), **reasoning)
-        return 0
-    if args.command == "data":
-        from ias.tasks.base import get_task
-        from ias.tasks.check import data_check
-
-        task = get_task(args.task, **_task_options(args))
-        print(json.dumps(data_check(task, args.split)))
-        return 0
-    if args.command == "zoo":
-        from ias.zoo import info, train
-
-        if args.zoo_command == "train":
-            result = train(args.name, out=Path(args.out) if args.out else None, policy=args.policy,
-                           evaluate=not args.no_eval)
-            print(json.dumps(result))
-            return 0
-        data = info()
-        if args.json:
-            print(json.dumps(data))
-        else:
-            from ias.report import print_zoo
-
-            print_zoo(data)
-        return 0
-    raise AssertionError(args.command)
+_COMMANDS = {"demo": _run_demo, "solve": _run_solve, "ask": _run_ask, "rollout": _run_rollout,
+             "calibrate": _run_calibrate, "calib-eval": _run_calib_eval, "eval": _run_eval, "serve": _run_serve,
+             "data": _run_data, "zoo": _run_zoo}
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from ias.calibration.metrics import ece
 from ias.errors import UserError
@@ -33,12 +33,14 @@ from ias.methods.ias_adaptive import ConfidenceMap
 from ias.methods.sources import PoolSource
 from ias.methods.strategy import MethodStrategy
 from ias.metrics import bootstrap_ci
+from ias.policy.base import SamplingParams
 from ias.records import RecordWriter, read_records, write_json
 from ias.scaling import adaptive
 from ias.scaling.adaptive import ORDERINGS, Outcome, expected
 from ias.scaling.bon import BestOfN
 from ias.scaling.budget import UNREAD, oracle_allocation
 from ias.scaling.select import SELECTIONS, aggregate
+from ias.specs import EvalRun, EvalSettings
 from ias.types import Problem, split_steps
 
 STRATEGIES = ("bon", "ias-bon", "ias-bon-median", "ias-bon-tuned", "ias-bon-uncalibrated", "ias-seq", "fleet",
@@ -73,25 +75,40 @@ def fixed_sizes(n_max: int) -> list[int]:
     return [*sizes, n_max]
 
 
-def run_eval(
-    problems, task, policy, prm, plain_prm, params, seed: int, out: Path, config: dict,
-    strategies: Sequence[str], budget: Budget, batch_problems: int = 16, progress: bool = True,
-    executor=None, tune_problems=None, tune_config: dict | None = None, tolerance: float = 0.015,
-    orderings: int = ORDERINGS,
-) -> dict:
+@dataclass(frozen=True)
+class EvalParts:
+    """The loaded parts an eval runs on: the task, the policy, the (calibrated) PRM that scores
+    the pool, the raw PRM that reads the questions, the sampling settings, and an executor that
+    produces the pool elsewhere (Ray; then policy and scoring PRM are None)."""
+
+    task: Any
+    policy: Any
+    prm: Any
+    plain_prm: Any
+    params: SamplingParams
+    executor: Any = None
+
+
+def run_eval(run: EvalRun, parts: EvalParts, problems: Sequence[Problem],
+             tune_problems: Sequence[Problem] | None = None) -> dict:
     """The pool (resumable), then every strategy run on it in `orderings` orderings of each
     question's samples (1: the pool as drawn, the run `ias solve` makes); returns `summary.json`.
 
-    `executor` (see `ias.executors`) produces the pool elsewhere, e.g. on Ray actors.
     `tune_problems` (other problems than the evaluated ones, e.g. the `calib` split) get a
-    pool of their own in `out/tune`, claimed with `tune_config` (the main pool's settings know
-    nothing of it), on which `ias-bon-tuned` chooses its estimate and coverage (`tune_budget`)
-    before it is measured here.
+    pool of their own in `out/tune`, claimed with the tuning split's settings (the main pool's
+    know nothing of it), on which `ias-bon-tuned` chooses its estimate and coverage
+    (`tune_budget`) and `ias-adaptive` its settings before they are measured here.
     """
     from ias.runner import run_dataset
 
-    out = Path(out)
-    strategies = check_strategies(strategies)
+    task, policy, prm, plain_prm, params, executor = (parts.task, parts.policy, parts.prm, parts.plain_prm,
+                                                      parts.params, parts.executor)
+    seed, out, batch_problems, progress = run.seed, Path(run.out), run.batch_problems, run.progress
+    budget, tolerance, orderings = Budget.of(run.eval), run.eval.tolerance, run.eval.orderings
+    config = {**run.task.record(), **run.policy.record(), **run.prm.record()}
+    # The tuning split is no setting of the main pool (its records do not depend on it): its own pool's.
+    tune_config = {**config, "split": run.eval.tune_split, "limit": run.eval.tune_limit} if tune_problems else None
+    strategies = check_strategies(run.eval.strategies or [s for s in STRATEGIES if s != TUNED or tune_problems])
     if TUNED in strategies and not (tune_problems and tune_config):
         raise UserError(f"strategy '{TUNED}' needs problems to tune on (--tune-split, e.g. calib)")
 
@@ -178,6 +195,12 @@ class Budget:
     m_max: int = 8  # beam search: most samples per kept beam
     beam_freq: int = 1  # beam search: steps between PRM readings
     beam_rounds: int = 16  # beam search: rounds before the beams are continued to the end
+
+    @classmethod
+    def of(cls, settings: EvalSettings) -> Budget:
+        """The knobs of an eval's settings (declared there, `ias.specs.EvalSettings`)."""
+        return cls(coverage=settings.coverage, n_max=settings.n_max, k_max=settings.k_max, m_max=settings.m_max,
+                   beam_freq=settings.beam_freq, beam_rounds=settings.beam_rounds)
 
     def shared(self) -> dict:
         """The knobs under the methods' setting names."""

@@ -7,8 +7,8 @@ records back **in shard order**, so the caller appends them to its resumable sto
 as a local run would: the same bytes, whatever executor and number of workers.
 
 - `LocalExecutor` holds live parts and runs each shard in turn.
-- `RayExecutor` (`ias.ray_executor`, the `ray` extra) gets a `Recipe` instead of live
-  objects, and each of its actors builds its own replica of the parts from it.
+- `RayExecutor` (`ias.ray_executor`, the `ray` extra) gets a `Recipe` (the run's task,
+  policy and PRM specs) instead of live objects, and each of its actors builds its own replica of the parts from it.
 """
 
 from __future__ import annotations
@@ -17,13 +17,11 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Protocol, Sequence
 
-from ias.errors import UserError
 from ias.policy.base import Policy, SamplingParams
 from ias.prm.base import PRM
+from ias.specs import ExecutorSpec, PolicySpec, PRMSpec, TaskSpec
 from ias.tasks.base import Task
 from ias.types import Problem
-
-EXECUTORS = ("local", "ray")
 
 
 @dataclass
@@ -43,21 +41,15 @@ class Work(Protocol):
 
 @dataclass(frozen=True)
 class Recipe:
-    """How a worker builds its own parts: names and options, never live models.
+    """How a worker builds its own parts: the run's specs, never live models.
 
     `cwd` is the driver's folder: relative paths (a local model, a calibrator, a data file)
     mean the same on a worker of the same machine or of a shared filesystem.
     """
 
-    task: str
-    policy: str
-    task_options: dict = field(default_factory=dict)
-    backend: str = "hf"
-    backend_options: dict = field(default_factory=dict)
-    prm: str | None = None
-    prm_format: str | None = None
-    prm_options: dict = field(default_factory=dict)
-    calibrator: str | None = None
+    task: TaskSpec
+    policy: PolicySpec
+    prm: PRMSpec | None = None
     cwd: str = field(default_factory=os.getcwd)
 
     def build(self, device: str | None = None) -> Parts:
@@ -67,17 +59,17 @@ class Recipe:
         from ias.prm.base import load_prm
         from ias.tasks.base import get_task
 
-        backend_options = dict(self.backend_options)
-        if device and self.backend == "hf":
+        backend_options = dict(self.policy.options)
+        if device and self.policy.backend == "hf":
             backend_options.setdefault("device", device)
-        task = get_task(self.task, **self.task_options)
-        policy = load_policy(self.policy, backend=self.backend, **backend_options)
+        task = get_task(self.task.name, **self.task.options)
+        policy = load_policy(self.policy.model, backend=self.policy.backend, **backend_options)
         prm = None
-        if self.prm is not None:
-            prm_options = {**({"device": device} if device else {}), **self.prm_options}
-            prm = load_prm(self.prm, prm_format=self.prm_format, **prm_options)
-            if self.calibrator is not None:
-                prm = calibrated_prm(prm, self.calibrator)
+        if self.prm is not None and self.prm.model is not None:
+            prm_options = {**({"device": device} if device else {}), **self.prm.options}
+            prm = load_prm(self.prm.model, prm_format=self.prm.format, **prm_options)
+            if self.prm.calibrator is not None:
+                prm = calibrated_prm(prm, self.prm.calibrator)
         return Parts(task, policy, prm)
 
 
@@ -117,22 +109,8 @@ class LocalExecutor:
         pass
 
 
-def check_executor(kind: str, workers: int = 1, address: str | None = None,
-                   num_cpus: float = 1.0, num_gpus: float = 0.0) -> None:
-    """A user's executor settings, checked before anything is loaded."""
-    if kind not in EXECUTORS:
-        raise UserError(f"unknown executor '{kind}'; known: {', '.join(EXECUTORS)}")
-    if not isinstance(workers, int) or workers < 1:
-        raise UserError(f"--workers must be a whole number >= 1, got {workers!r}")
-    if kind == "local" and (workers != 1 or address is not None):
-        raise UserError("--workers and --ray-address need --executor ray")
-    if num_cpus < 0 or num_gpus < 0:
-        raise UserError(f"--ray-num-cpus and --ray-num-gpus must be >= 0, got {num_cpus} and {num_gpus}")
-
-
-def open_executor(recipe: Recipe, workers: int = 1, address: str | None = None,
-                  num_cpus: float = 1.0, num_gpus: float = 0.0) -> Executor:
-    """A Ray executor of `workers` actors built from `recipe`; without Ray, which extra to install."""
+def open_executor(recipe: Recipe, spec: ExecutorSpec) -> Executor:
+    """A Ray executor of `spec.workers` actors built from `recipe`; without Ray, which extra to install."""
     try:
         import ray  # noqa: F401
     except ImportError:
@@ -141,4 +119,5 @@ def open_executor(recipe: Recipe, workers: int = 1, address: str | None = None,
         raise MissingExtraError("--executor ray", "ray") from None
     from ias.ray_executor import RayExecutor
 
-    return RayExecutor(recipe, workers=workers, address=address, num_cpus=num_cpus, num_gpus=num_gpus)
+    return RayExecutor(recipe, workers=spec.workers, address=spec.address, num_cpus=spec.num_cpus,
+                       num_gpus=spec.num_gpus)

@@ -16,6 +16,7 @@ from ias.methods.engine import Answer, run_method
 from ias.methods.sources import LiveSource
 from ias.methods.strategy import json_float, sample_row
 from ias.policy.base import SamplingParams
+from ias.specs import AskRun, MethodSpec, PolicySpec, PRMSpec, from_keys
 from ias.tasks.base import Task, get_task
 from ias.types import Problem
 
@@ -34,14 +35,14 @@ class Solver:
     def __init__(self, policy: Any, prm: Any = None, calibrator: str | Path | None = None,
                  strategy: str = "ias-adaptive", task: str | Task = "arith", seed: int = 0,
                  tuning: str | Path | None = None, params: SamplingParams | None = None, **settings: Any):
-        from ias.api import _policy, _prm, live_method, sampling_params
+        from ias.api import live_method, load_policy_spec, load_prm_spec, sampling_params
         from ias.calibration.calibrate import calibrated_prm
         from ias.errors import UserError
 
-        self.method = live_method(strategy, settings, tuning)
+        self.method = live_method(MethodSpec(strategy, settings, str(tuning) if tuning is not None else None))
         self.task = get_task(task) if isinstance(task, str) else task
-        self.policy = _policy(policy) if isinstance(policy, str) else policy
-        self.prm = _prm(prm, None) if isinstance(prm, str) else prm
+        self.policy = load_policy_spec(PolicySpec(policy)) if isinstance(policy, str) else policy
+        self.prm = load_prm_spec(PRMSpec(prm)) if isinstance(prm, str) else prm
         if calibrator is not None:
             if self.prm is None:
                 raise UserError("a calibrator needs a PRM")
@@ -73,20 +74,22 @@ def as_problem(question: str | Problem) -> Problem:
     return Problem(id="q-" + hashlib.sha256(question.encode()).hexdigest()[:16], question=question, answer="")
 
 
-def ask(question: str, task: str = "arith", policy: str = "arith-weak", prm: str | None = "arith-prm",
-        strategy: str = "ias-adaptive", calibrator: str | Path | None = None, tuning: str | Path | None = None,
-        settings: dict | None = None, seed: int = 0, temperature: float | None = None, top_p: float | None = None,
-        max_tokens: int | None = None, task_options: dict | None = None, prm_format: str | None = None,
-        prm_options: dict | None = None, backend: str = "hf", backend_options: dict | None = None) -> Answer:
-    """`ias ask`: one typed question answered live, with the models named as for `ias solve`."""
-    from ias.api import _hashable, _policy, _prm, live_method, sampling_params
+def ask(question: str, run: AskRun | None = None, /, **keys: Any) -> Answer:
+    """`ias ask`: one typed question answered live; `run` (an `AskRun` spec) and its settings by
+    key (`policy`, `prm`, `calibrator`, `strategy`, `settings`, `tuning`, `seed`...) as for `ias solve`."""
+    from ias.api import live_method, load_policy_spec, load_prm_spec, sampling_params
 
-    live_method(strategy, settings, tuning)  # a bad strategy or setting is named before any model loads
-    the_task = get_task(task, **(task_options or {}))
-    the_policy = _policy(policy, backend, _hashable(backend_options))
-    the_prm = _prm(prm, prm_format, _hashable(prm_options)) if prm else None
-    solver = Solver(the_policy, the_prm, calibrator, strategy, the_task, seed, tuning,
-                    sampling_params(the_policy, temperature, top_p, max_tokens), **(settings or {}))
+    run = from_keys(AskRun, keys, run)
+    live_method(run.method)  # a bad strategy or setting is named before any model loads
+    the_task = get_task(run.task.name, **run.task.options)
+    if run.prm.calibrator is not None and run.prm.model is None:
+        from ias.errors import UserError
+
+        raise UserError("a calibrator needs a PRM")
+    the_policy = load_policy_spec(run.policy)
+    the_prm = load_prm_spec(run.prm) if run.prm.model else None
+    solver = Solver(the_policy, the_prm, None, run.method.strategy, the_task, run.seed, run.method.tuning,
+                    sampling_params(the_policy, run.sampling), **run.method.settings)
     return solver.solve(question)
 
 

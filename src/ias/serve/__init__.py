@@ -12,8 +12,12 @@ limits, auth and timeouts are the operator's (`ServeLimits`).
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
+from typing import Any
 
 from ias.errors import MissingExtraError
+from ias.specs import AskRun, PolicySpec
+from ias.tasks.base import Task
 
 
 def _stack():
@@ -26,14 +30,27 @@ def _stack():
     return server
 
 
+@dataclass(frozen=True)
+class ServeOptions:
+    """How the server listens and what it allows (the policy and the strategy aside)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    served_model_name: str | None = None
+    fail_first: int = 0
+    grace_s: float = 30.0
+    limits: Any = None  # ServeLimits (needs the extra): the defaults when None
+
+
 def make_server(policy, model_name: str, host: str = "127.0.0.1", port: int = 8000, fail_first: int = 0,
-                limits=None, grace_s: float = 30.0, strategy: str | None = None, prm=None, task: str = "arith",
-                settings: dict | None = None, tuning=None, seed: int = 0, task_options: dict | None = None):
+                limits=None, grace_s: float = 30.0, strategy: str | None = None, prm=None,
+                task: str | Task = "arith", settings: dict | None = None, tuning=None):
     """A bound server (port 0: a free one; see `.url`); call `serve_forever()` or run it in a thread.
 
     With a `strategy` (and a loaded, possibly calibrated `prm`), completions are answered by
     that method of `ias.methods` with `settings` (and ias-adaptive's `tuning` file); `task`
-    formats the prompts and extracts the answers; `seed` with each request's seed seeds its samples."""
+    (a name or a loaded task) formats the prompts and extracts the answers; each request's
+    seed seeds its samples."""
     stack = _stack()
     if strategy is None:
         return stack.Server(policy, model_name, host, port, limits=limits, fail_first=fail_first, grace_s=grace_s)
@@ -43,40 +60,32 @@ def make_server(policy, model_name: str, host: str = "127.0.0.1", port: int = 80
     from ias.serve.reasoning import Reasoner
     from ias.tasks.base import get_task
 
-    the_task = get_task(task, **(task_options or {}))
+    the_task = get_task(task) if isinstance(task, str) else task
     reasoner = Reasoner(the_task, strategy, dict(settings or {}), tuned_settings(tuning) if tuning else {})
-    source = LiveSource(the_task, policy, prm, sampling_params(policy), seed, grade=False)
+    source = LiveSource(the_task, policy, prm, sampling_params(policy), 0, grade=False)
     return stack.Server(policy, model_name, host, port, limits=limits, fail_first=fail_first, grace_s=grace_s,
                         reasoner=reasoner, source=source)
 
 
-def serve(model: str, backend: str = "hf", backend_options: dict | None = None, host: str = "127.0.0.1",
-          port: int = 8000, served_model_name: str | None = None, fail_first: int = 0, limits=None,
-          grace_s: float = 30.0, strategy: str | None = None, prm: str | None = None, calibrator=None,
-          prm_format: str | None = None, prm_options: dict | None = None, task: str = "arith",
-          settings: dict | None = None, tuning=None, task_options: dict | None = None) -> None:
-    """Load the policy (and with a `strategy` the PRM and its calibrator), print the URL (one
-    line, flushed), serve until SIGTERM/SIGINT (draining first)."""
+def serve(policy: PolicySpec, options: ServeOptions, reasoning: AskRun | None = None) -> None:
+    """Load the policy (and with a `reasoning` spec its PRM, calibrator and task), print the URL
+    (one line, flushed), serve until SIGTERM/SIGINT (draining first)."""
     _stack()  # a missing extra is said before the model loads
+    from ias.api import load_policy_spec, load_prm_spec
     from ias.errors import UserError
-    from ias.policy.base import load_policy
+    from ias.tasks.base import get_task
 
-    if strategy is None and (prm or calibrator or settings or tuning):
-        raise UserError("--prm, --calibrator, --tuning and strategy settings need --strategy")
-    loaded_prm = None
-    if prm is not None:
-        from ias.calibration.calibrate import calibrated_prm
-        from ias.prm.base import load_prm
-
-        loaded_prm = load_prm(prm, prm_format=prm_format, **(prm_options or {}))
-        if calibrator is not None:
-            loaded_prm = calibrated_prm(loaded_prm, calibrator)
-    elif calibrator is not None:
-        raise UserError("--calibrator needs --prm")
-    policy = load_policy(model, backend=backend, **(backend_options or {}))
-    server = make_server(policy, served_model_name or model, host, port, fail_first, limits, grace_s,
-                         strategy=strategy, prm=loaded_prm, task=task, settings=settings, tuning=tuning,
-                         task_options=task_options)
+    loaded_prm, strategy, task, settings, tuning = None, None, None, None, None
+    if reasoning is not None:
+        if reasoning.prm.calibrator is not None and reasoning.prm.model is None:
+            raise UserError("--calibrator needs --prm")
+        loaded_prm = load_prm_spec(reasoning.prm) if reasoning.prm.model is not None else None
+        strategy, settings, tuning = reasoning.method.strategy, reasoning.method.settings, reasoning.method.tuning
+        task = get_task(reasoning.task.name, **reasoning.task.options)
+    loaded = load_policy_spec(policy)
+    server = make_server(loaded, options.served_model_name or policy.model, options.host, options.port,
+                         options.fail_first, options.limits, options.grace_s, strategy=strategy, prm=loaded_prm,
+                         task=task or "arith", settings=settings, tuning=tuning)
     answered_by = f" answering with {strategy}" if strategy else ""
     print(f"serving {server.model_name}{answered_by} at {server.url}", flush=True)  # the URL last: scripts read it
     try:
