@@ -18,8 +18,8 @@ import dataclasses
 import json
 import time
 
-from ias.api import sampling_params
 from ias.confidence import live_exit
+from ias.loaders import sampling_params
 from ias.policy.base import derive_seed, load_policy
 from ias.prompting import render_prompt
 from ias.scaling.budget import deepconf_threshold, lowest_window_confidence

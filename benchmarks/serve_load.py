@@ -132,19 +132,20 @@ def main() -> None:
 
 def strategy_load(args) -> dict:
     """The load figures of a server answering with a method, against one in-process batch."""
-    from ias.api import live_method, sampling_params
     from ias.calibration.calibrate import calibrated_prm
+    from ias.loaders import live_method, sampling_params
     from ias.methods.base import Question
     from ias.methods.engine import run_method
     from ias.methods.sources import LiveSource
     from ias.prm.base import load_prm
+    from ias.specs import MethodSpec
     from ias.types import Problem
 
     task, policy = get_task("arith"), load_policy("arith-weak")
     prm = load_prm("arith-prm")
     if args.calibrator:
         prm = calibrated_prm(prm, args.calibrator)
-    method = live_method(args.strategy, {"n_max": args.n_max}, args.tuning)
+    method = live_method(MethodSpec(args.strategy, {"n_max": args.n_max}, args.tuning))
     problems = task.problems("test")[: args.requests]
     params = sampling_params(policy)
     questions = [Question(Problem(f"seed-{k}", p.question, ""), task.extract) for k, p in enumerate(problems)]
@@ -198,7 +199,7 @@ def strategy_load(args) -> dict:
     same = sum(r["choices"][0]["text"] == a.text for (_, r), a in zip(answered, in_process))
     n = 1
     while True:  # fixed Best-of-N at the smallest N as accurate as the served answers
-        fixed, _ = batch(live_method("bon", {"n": n}))
+        fixed, _ = batch(live_method(MethodSpec("bon", {"n": n})))
         fixed_accuracy = sum(task.grade(p, a.text or "") for p, a in zip(problems, fixed)) / len(problems)
         if fixed_accuracy >= accuracy or n >= args.n_max:
             break

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 import ias
-import ias.api
+import ias.loaders
 from ias.cli import key_value
 from ias.policy.base import SamplingParams, derive_seed
 from ias.tasks.base import get_task
@@ -82,11 +82,11 @@ def throughput(policy, prompts: list[str], sizes: list[int], max_tokens: int, mi
 def eval_overhead(model: str, prm: str, backend: str, options: dict, limit: int, n_max: int) -> dict:
     """One `ias eval` with timed policy and PRM; loading happens before the clock starts."""
     spent = {"policy": 0.0, "prm": 0.0}
-    plain_policy, plain_prm = ias.api._policy, ias.api._prm
-    policy = Timed(plain_policy(model, backend, ias.api._hashable(options)), spent, "policy")
+    plain_policy, plain_prm = ias.loaders._policy, ias.loaders._prm
+    policy = Timed(plain_policy(model, backend, ias.loaders._hashable(options)), spent, "policy")
     scorer = Timed(plain_prm(prm, None), spent, "prm")
-    ias.api._policy = lambda *args, **kwargs: policy
-    ias.api._prm = lambda *args, **kwargs: scorer
+    ias.loaders._policy = lambda *args, **kwargs: policy
+    ias.loaders._prm = lambda *args, **kwargs: scorer
     try:
         with tempfile.TemporaryDirectory() as out:
             started = time.perf_counter()
@@ -94,7 +94,7 @@ def eval_overhead(model: str, prm: str, backend: str, options: dict, limit: int,
                                    backend=backend, backend_options=options, progress=False)
             wall = time.perf_counter() - started
     finally:
-        ias.api._policy, ias.api._prm = plain_policy, plain_prm
+        ias.loaders._policy, ias.loaders._prm = plain_policy, plain_prm
     outside = wall - spent["policy"] - spent["prm"]
     return {"wall_s": round(wall, 2), "policy_s": round(spent["policy"], 2), "prm_s": round(spent["prm"], 2),
             "other_s": round(outside, 2), "overhead_share": round(outside / wall, 4),
@@ -137,7 +137,7 @@ def main() -> None:
                                "throughput": {}, "load_s": {}, "eval_overhead": {}}
     for name, (model, options) in backends.items():
         started = time.perf_counter()
-        policy = ias.api._policy(model, name, ias.api._hashable(options))  # the cached instance eval reuses
+        policy = ias.loaders._policy(model, name, ias.loaders._hashable(options))  # the cached instance eval reuses
         figures["load_s"][name] = round(time.perf_counter() - started, 1)
         figures["throughput"][name] = throughput(policy, prompts, sizes, args.max_tokens, args.min_seconds)
         if args.eval_limit:
@@ -146,7 +146,7 @@ def main() -> None:
             )
         if hasattr(policy, "close"):
             policy.close()
-        ias.api._policy.cache_clear()
+        ias.loaders._policy.cache_clear()
     print(json.dumps(figures))
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from ias.api import _policy, sampling_params
+from ias.loaders import _policy, sampling_params
 from ias.errors import UserError
 from ias.evaluation import Budget, check_strategies, fixed_sizes, replay
 from ias.methods import make_method
@@ -346,7 +346,7 @@ def test_eval_reports_the_frontier_ias_adaptive_its_confidence_and_the_oracle(tm
     import json
 
     import ias
-    from ias.api import _prm
+    from ias.loaders import _prm
     from ias.evaluation import _read_raw, fixed_sizes
     from ias.records import read_records
 

@@ -20,7 +20,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("base", ("errors", "types", "records", "metrics", "confidence")),
     ("parts", ("tasks", "policy", "prm", "prompting", "models", "gguf")),
     ("algorithms", ("scaling", "calibration", "methods")),
-    ("stages", ("runner", "stage", "executors", "ray_executor", "evaluation", "solver", "report", "specs", "zoo",
+    ("stages", ("runner", "stage", "executors", "ray_executor", "evaluation", "solver", "report", "specs", "loaders", "zoo",
                 "calibration.rollout")),
     ("api", ("api",)),
     ("front", ("cli", "serve", "demo", "ias")),
@@ -33,9 +33,6 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
     "the whole API); fix: a base-layer `ias/version.py` that __init__ re-exports",
     ("calibration.metrics", "report"): "the reliability plot uses report.py's figure helpers (`new_figure`, "
     "`save_figure`); fix: move them to a base-layer module (e.g. `ias/figures.py`) that report.py imports",
-    ("solver", "api"): "`Solver` loads its policy and PRM and builds its method with api.py's helpers "
-    "(`live_method`, `load_policy_spec`, `load_prm_spec`, `sampling_params`); fix: move them to a stages-layer "
-    "module that both import",
 }
 
 #: Function-level imports that close a cycle, allowed: a registry that imports a backend's

@@ -9,7 +9,7 @@ from collections import defaultdict
 
 import pytest
 
-from ias.api import _policy, _prm, sampling_params
+from ias.loaders import _policy, _prm, sampling_params
 from ias.errors import UserError
 from ias.methods import make_method
 from ias.methods.base import Extend, Question, ReadQuestion, ReadSteps, unit

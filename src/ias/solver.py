@@ -35,9 +35,9 @@ class Solver:
     def __init__(self, policy: Any, prm: Any = None, calibrator: str | Path | None = None,
                  strategy: str = "ias-adaptive", task: str | Task = "arith", seed: int = 0,
                  tuning: str | Path | None = None, params: SamplingParams | None = None, **settings: Any):
-        from ias.api import live_method, load_policy_spec, load_prm_spec, sampling_params
         from ias.calibration.calibrate import calibrated_prm
         from ias.errors import UserError
+        from ias.loaders import live_method, load_policy_spec, load_prm_spec, sampling_params
 
         self.method = live_method(MethodSpec(strategy, settings, str(tuning) if tuning is not None else None))
         self.task = get_task(task) if isinstance(task, str) else task
@@ -77,7 +77,7 @@ def as_problem(question: str | Problem) -> Problem:
 def ask(question: str, run: AskRun | None = None, /, **keys: Any) -> Answer:
     """`ias ask`: one typed question answered live; `run` (an `AskRun` spec) and its settings by
     key (`policy`, `prm`, `calibrator`, `strategy`, `settings`, `tuning`, `seed`...) as for `ias solve`."""
-    from ias.api import live_method, load_policy_spec, load_prm_spec, sampling_params
+    from ias.loaders import live_method, load_policy_spec, load_prm_spec, sampling_params
 
     run = from_keys(AskRun, keys, run)
     live_method(run.method)  # a bad strategy or setting is named before any model loads

@@ -54,7 +54,7 @@ def make_server(policy, model_name: str, host: str = "127.0.0.1", port: int = 80
     stack = _stack()
     if strategy is None:
         return stack.Server(policy, model_name, host, port, limits=limits, fail_first=fail_first, grace_s=grace_s)
-    from ias.api import sampling_params
+    from ias.loaders import sampling_params
     from ias.methods.sources import LiveSource
     from ias.methods.tuning import tuned_settings
     from ias.serve.reasoning import Reasoner
@@ -71,8 +71,8 @@ def serve(policy: PolicySpec, options: ServeOptions, reasoning: AskRun | None = 
     """Load the policy (and with a `reasoning` spec its PRM, calibrator and task), print the URL
     (one line, flushed), serve until SIGTERM/SIGINT (draining first)."""
     _stack()  # a missing extra is said before the model loads
-    from ias.api import load_policy_spec, load_prm_spec
     from ias.errors import UserError
+    from ias.loaders import load_policy_spec, load_prm_spec
     from ias.tasks.base import get_task
 
     loaded_prm, strategy, task, settings, tuning = None, None, None, None, None
