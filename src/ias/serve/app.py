@@ -15,6 +15,7 @@ import secrets
 import sys
 import time
 import traceback
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -259,7 +260,7 @@ def stream_answer(request: Request, job: SamplingJob, chat: bool, state: ServeSt
     queued.future.add_done_callback(lambda _: loop.call_soon_threadsafe(wake.set))
     ident = new_id(chat)
 
-    async def events():
+    async def events() -> AsyncIterator[str]:
         deadline = loop.time() + state.limits.request_timeout_s
         sent: set[int] = set()
         try:
@@ -271,16 +272,18 @@ def stream_answer(request: Request, job: SamplingJob, chat: bool, state: ServeSt
                         yield stream_chunk(chat, state.model_name, ident, i * job.n, samples, job.params)
                 if len(sent) == len(job.prompts):
                     break
-                if queued.future.done() and not queued.future.cancelled() and queued.future.exception():
-                    yield sse(_failure(queued.future.exception()).body())
+                error = queued.future.exception() if queued.future.done() and not queued.future.cancelled() else None
+                if error is not None:
+                    yield sse(_failure(error).body())
                     return
                 late = await _woken_or_late(wake, deadline, state)
                 if late:
                     yield late
                     return
-            state.count(queued.results)
+            results = queued.all_results()
+            state.count(results)
             if job.include_usage:
-                yield usage_chunk(chat, state.model_name, ident, queued.results)
+                yield usage_chunk(chat, state.model_name, ident, results)
             yield sse("[DONE]")
         finally:
             if len(sent) < len(job.prompts):  # the client left, the time ran out, or sampling failed
@@ -302,6 +305,8 @@ async def reason(request: Request, job: ReasoningJob, chat: bool, state: ServeSt
 
 
 def submit_question(state: ServeState, job: ReasoningJob, on_wave=None) -> Ticket:
+    if state.reasoning is None:  # a server with a reasoner always has its scheduler (Server builds both)
+        raise RuntimeError("this server answers no reasoning requests")
     try:
         return state.reasoning.submit(job, on_wave)
     except QueueFull as err:
@@ -318,7 +323,7 @@ def stream_reasoning(request: Request, job: ReasoningJob, chat: bool, state: Ser
     ticket.future.add_done_callback(lambda _: loop.call_soon_threadsafe(wake.set))
     ident, created, strategy = new_id(chat), int(time.time()), job.method.name
 
-    async def events():
+    async def events() -> AsyncIterator[str]:
         deadline = loop.time() + state.limits.request_timeout_s
         sent, finished = 0, False
         try:
@@ -336,8 +341,9 @@ def stream_reasoning(request: Request, job: ReasoningJob, chat: bool, state: Ser
                     return
             if ticket.future.cancelled():
                 return
-            if ticket.future.exception() is not None:
-                yield sse(_failure(ticket.future.exception()).body())
+            error = ticket.future.exception()
+            if error is not None:
+                yield sse(_failure(error).body())
                 return
             answer = ticket.future.result()
             finished = True

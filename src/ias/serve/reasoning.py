@@ -212,20 +212,20 @@ class ReasoningScheduler(WorkerThread):
                 if ticket.cancelled:
                     self._end(ticket)
                     continue
-                ticket.run = self.engine.start(ticket.job.method, ticket.job.question)
-                self._after(ticket)
+                run = ticket.run = self.engine.start(ticket.job.method, ticket.job.question)
+                self._after(ticket, run)
             for ticket in list(self._live.values()):
                 if ticket.cancelled:  # its client left or its time ran out: no more work for it
-                    self.engine.drop(ticket.run)
+                    if ticket.run is not None:  # always set once live
+                        self.engine.drop(ticket.run)
                     self._end(ticket)
             if self.engine.busy:
                 for run in self.engine.step():
                     if id(run) in self._live:
-                        self._after(self._live[id(run)])
+                        self._after(self._live[id(run)], run)
 
-    def _after(self, ticket: Ticket) -> None:
-        """Tell the ticket's waiter of new waves, and answer it once its question is done."""
-        run = ticket.run
+    def _after(self, ticket: Ticket, run: Run) -> None:
+        """Tell the ticket's waiter of new waves, and answer it once its question (`run`) is done."""
         self._live[id(run)] = ticket
         if ticket.on_wave is not None and not ticket.cancelled:
             ticket.on_wave({})

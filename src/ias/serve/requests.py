@@ -225,13 +225,14 @@ def _job(request: _Sampling, prompts: list[str], max_tokens: int | None, logprob
     if longest > limits.max_prompt_chars:  # refused by length, before any tokenizing
         raise BadRequest(f"a prompt has {longest} characters; this server takes at most {limits.max_prompt_chars}",
                          "prompt")
-    settings = {
-        "temperature": defaults.temperature if request.temperature is None else request.temperature,
-        "top_p": defaults.top_p if request.top_p is None else request.top_p,
-        "max_tokens": defaults.max_tokens if max_tokens is None else max_tokens,
-    }
     try:
-        params = SamplingParams(**settings, stop=request.stop, logprobs=logprobs)
+        params = SamplingParams(
+            temperature=defaults.temperature if request.temperature is None else request.temperature,
+            top_p=defaults.top_p if request.top_p is None else request.top_p,
+            max_tokens=defaults.max_tokens if max_tokens is None else max_tokens,
+            stop=request.stop,
+            logprobs=logprobs,
+        )
     except UserError as err:
         raise BadRequest(str(err), str(err).split()[0]) from None
     include_usage = bool(request.stream_options and request.stream_options.include_usage)

@@ -49,6 +49,13 @@ class Job:
         self.cancelled = True
         self.future.cancel()
 
+    def all_results(self) -> list[list[Sample]]:
+        """Every prompt's samples, once all have come back."""
+        done = [samples for samples in self.results if samples is not None]
+        if len(done) < len(self.results):
+            raise RuntimeError(f"{len(self.results) - len(done)} of the job's prompts have no samples yet")
+        return done
+
 
 class WorkerThread:
     """A server's one thread over its models, with its bounded admission: requests submitted

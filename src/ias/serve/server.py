@@ -47,9 +47,12 @@ class Server:
                  limits: ServeLimits | None = None, fail_first: int = 0, grace_s: float = 30.0,
                  reasoner: Reasoner | None = None, source: LiveSource | None = None):
         limits = limits or ServeLimits()
-        self.state = ServeState(policy, model_name, limits, Scheduler(policy, max_pending=limits.max_queue),
-                                fail_first=fail_first, reasoner=reasoner,
-                                reasoning=ReasoningScheduler(source, limits.max_queue) if reasoner else None)
+        if reasoner and source is None:
+            raise ValueError("a server with a reasoner needs the LiveSource its questions are answered from")
+        scheduler = Scheduler(policy, max_pending=limits.max_queue)
+        reasoning = ReasoningScheduler(source, limits.max_queue) if reasoner and source is not None else None
+        self.state = ServeState(policy, model_name, limits, scheduler, fail_first=fail_first, reasoner=reasoner,
+                                reasoning=reasoning)
         try:
             self.socket = socket.create_server((host, port), backlog=2048, reuse_port=False)
         except OSError as err:
