@@ -28,7 +28,7 @@ from ias.types import Sample
 class _Row:
     prompt: int  # index into the prompt list
     sample: int  # j in 0..n-1
-    seed: np.uint64
+    seed: np.uint64 | np.ndarray  # mix64 of two ints: a numpy uint64
     ids: list[int]
     text: str = ""
     logprobs: list[float] | None = None
@@ -55,7 +55,8 @@ class HFPolicy:
         with hub_errors(model):
             self.tokenizer = AutoTokenizer.from_pretrained(path)
             self.model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
-        self.model.to(device).eval()
+        # transformers wraps `to` with functools.wraps, whose stub types the call as unbound.
+        self.model.to(device).eval()  # type: ignore[arg-type]
         self.device = torch.device(device)
         self.batch_size = batch_size
         self.progress = progress  # a bar over the samples of calls larger than one batch
@@ -113,7 +114,7 @@ class HFPolicy:
         return out
 
     def _to_sample(self, row: _Row, prompt_tokens: int, params: SamplingParams) -> Sample:
-        text = self.tokenizer.decode(row.ids, skip_special_tokens=True)
+        text = self._decode(row.ids)
         stop_hit = None
         if row.finish == "stop":
             cut, stop_hit = _first_stop(text, params.stop)
@@ -161,7 +162,11 @@ class HFPolicy:
                     continue
                 if longest_stop and self._stopped(row, token, params.stop, longest_stop):
                     row.finish = "stop"
-                elif params.exit_below is not None and exits_now(row.logprobs, params.exit_below, params.exit_window):
+                elif (
+                    params.exit_below is not None
+                    and row.logprobs is not None  # kept whenever exit_below is set (_needs_logprobs)
+                    and exits_now(row.logprobs, params.exit_below, params.exit_window)
+                ):
                     row.finish = "exit"  # DeepConf: its confidence fell; what it would write is never computed
                 elif len(row.ids) >= limits[a]:
                     row.finish = "length"
@@ -184,8 +189,15 @@ class HFPolicy:
             row.text += self._pieces[token]
             tail = row.text[-(longest + 1) :]
         else:  # a character is at most 4 byte tokens; 2 more for a cut character or space at the start
-            tail = self.tokenizer.decode(row.ids[-(4 * longest + 2) :], skip_special_tokens=True)
+            tail = self._decode(row.ids[-(4 * longest + 2) :])
         return any(s in tail for s in stops)
+
+    def _decode(self, ids: list[int]) -> str:
+        """The text of one sequence of ids (transformers types `decode` as str, or list[str] for a batch)."""
+        text = self.tokenizer.decode(ids, skip_special_tokens=True)
+        if not isinstance(text, str):
+            raise TypeError(f"the tokenizer decoded one sequence into {type(text).__name__}")
+        return text
 
     def _forward(self, ids, mask, positions, cache) -> torch.Tensor:
         out = self.model(

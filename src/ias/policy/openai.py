@@ -36,11 +36,14 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from ias.errors import PromptTooLong, UserError
 from ias.policy.base import SamplingParams, register_policy, sample_offsets
 from ias.types import Sample
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 _MAX_RETRY_AFTER_S = 60.0
 _MAX_BACKOFF_S = 8.0
@@ -93,7 +96,7 @@ class OpenAIPolicy:
         self._http = _Http(self.base_url, None if key is None else str(key), float(timeout_s), int(max_retries),
                            float(backoff_s))
         self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="ias-openai")
-        self.tokenizer = None
+        self.tokenizer: PreTrainedTokenizerBase | None = None
         generation: dict[str, Any] = {}
         if tokenizer is not None:
             self.tokenizer, generation = _load_tokenizer(str(tokenizer))
@@ -139,6 +142,8 @@ class OpenAIPolicy:
         ]
 
     def _encode(self, text: str) -> list[int]:
+        if self.tokenizer is None:
+            raise ValueError("counting prompt tokens needs the tokenizer option")
         return self.tokenizer(text, verbose=False)["input_ids"]
 
     def _body(self, prompt: str, n: int, params: SamplingParams, seed: int, prompt_len: int | None, i: int) -> dict:
