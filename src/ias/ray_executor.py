@@ -213,7 +213,7 @@ class RayExecutor:
 def _check_reachable(address: str | None, timeout_s: float = 5.0) -> None:
     """A HOST:PORT that does not answer is an error now (Ray itself would retry for minutes)."""
     host, sep, port = (address or "").rpartition(":")
-    if not sep or "://" in address or not port.isdigit():
+    if not address or not sep or "://" in address or not port.isdigit():
         return  # "auto", a ray:// client address, or none: Ray checks those quickly itself
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()

@@ -38,8 +38,11 @@ def prm_verification(
     for k, group in enumerate(groups):
         answers = [task.extract(t.text) for t in group]
         scores = finals[k * n : (k + 1) * n]
-        bon += group[select(answers, scores, "best")].correct
-        majority += group[select(answers, scores, "majority")].correct
+        best, voted = select(answers, scores, "best"), select(answers, scores, "majority")
+        if best is None or voted is None:  # no samples: nothing chosen, nothing right
+            continue
+        bon += group[best].correct
+        majority += group[voted].correct
     return {
         "policy": getattr(policy, "name", "?"),
         "problems": len(problems),

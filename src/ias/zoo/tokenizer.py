@@ -5,7 +5,7 @@ from __future__ import annotations
 import string
 
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-from transformers import PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]
 STEP_TAG = "<step>"
@@ -32,12 +32,13 @@ def build_char_tokenizer() -> PreTrainedTokenizerFast:
         pad_token="<pad>",
         additional_special_tokens=[STEP_TAG],
     )
-    fast.add_bos_token = True
+    # transformers declares this property's setter apart from its getter, so mypy sees it read-only.
+    fast.add_bos_token = True  # type: ignore[misc]
     fast.padding_side = "left"
     return fast
 
 
-def save_tokenizer(tokenizer: PreTrainedTokenizerFast, folder) -> None:
+def save_tokenizer(tokenizer: PreTrainedTokenizerBase, folder) -> None:
     """Save, naming the generic fast-tokenizer class so older transformers and vLLM load it too."""
     import json
     from pathlib import Path

@@ -43,11 +43,11 @@ def plant_error(steps: list[str], rng: random.Random) -> tuple[list[str], int] |
 
     Returns (steps, k) or None when the solution has no step to corrupt.
     """
-    candidates = [k for k, s in enumerate(steps) if STEP_RE.match(s)]
+    candidates = [(k, match) for k, s in enumerate(steps) if (match := STEP_RE.match(s))]
     if not candidates:
         return None
-    k = rng.choice(candidates)
-    a, op, b, value, rest = STEP_RE.match(steps[k]).groups()
+    k, match = rng.choice(candidates)
+    a, op, b, value, rest = match.groups()
     value = int(value)
     if rest is None or rng.random() < 0.6:
         wrong = value + rng.choice([-10, -2, -1, 1, 2, 10]) if value >= 10 else value + rng.choice([1, 2, 3])
@@ -162,6 +162,8 @@ def train_prm(spec: PRMSpec, out: Path, policy_path: str | None = None, progress
     tokenizer = policy.tokenizer
     encoded = [(prm_input(fmt, tokenizer, q, s), labels) for q, s, labels in examples]
     newline = tokenizer.convert_tokens_to_ids("\n")
+    if not isinstance(newline, int):  # one token in, one id out; transformers types it as either
+        raise TypeError(f"the tokenizer gave {newline!r} as the id of the newline token")
     model = from_policy(policy_path, tag_id=tag_token_id(fmt, tokenizer), start_ids=(newline, newline))
     model.lm_head.requires_grad_(False)  # keep the policy's own sense of what each step should say
     # The new head learns fast; the policy's body, which already reads arithmetic, slowly.
