@@ -20,8 +20,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("base", ("errors", "types", "records", "metrics", "confidence")),
     ("parts", ("tasks", "policy", "prm", "prompting", "models", "gguf")),
     ("algorithms", ("scaling", "calibration", "methods")),
-    ("stages", ("runner", "stage", "executors", "ray_executor", "evaluation", "solver", "report", "specs", "loaders", "zoo",
-                "calibration.rollout")),
+    ("stages", ("runner", "stage", "executors", "ray_executor", "evaluation", "solver", "report", "specs", "loaders",
+                "zoo", "calibration.rollout")),
     ("api", ("api",)),
     ("front", ("cli", "serve", "demo", "ias")),
 )
