@@ -15,12 +15,13 @@ from ias.calibration.rollout import rollout
 from ias.calibration.store import load_targets
 from ias.errors import UserError
 from ias.prm.base import load_prm
+from ias.specs import RolloutSettings
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     out = tmp_path_factory.mktemp("rollouts")
-    rollout("arith", "calib", "arith-weak", n_traj=4, n_mc=4, max_prefix=20, out=out, seed=0, limit=40,
+    rollout("arith", "calib", "arith-weak", RolloutSettings(n_traj=4, n_mc=4, max_prefix=20), out=out, seed=0, limit=40,
             batch_problems=40, progress=False)
     rows = load_targets(out)
     score, hidden, _, kept = prm_readings(load_prm("arith-prm"), rows)

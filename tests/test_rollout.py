@@ -16,6 +16,7 @@ from ias.calibration.store import chunks, load_targets, resume_plan
 from ias.errors import UserError
 from ias.policy.base import load_policy
 from ias.records import read_records
+from ias.specs import RolloutSettings
 from ias.tasks.base import get_task
 from ias.types import split_steps
 
@@ -49,7 +50,9 @@ class Counting:
 
 
 def _run(task, policy, out, **kw):
-    return rollout(task, "calib", policy, out=out, **{**SMALL, **kw})
+    kw = {**SMALL, **kw}
+    settings = RolloutSettings(**{key: kw.pop(key) for key in ("n_traj", "n_mc", "max_prefix")})
+    return rollout(task, "calib", policy, settings, out=out, **kw)
 
 
 def test_records_targets_and_summary(tmp_path, task, policy):
@@ -160,6 +163,7 @@ _SCRIPT = textwrap.dedent(
     torch.set_num_threads(1)
     from ias.calibration.rollout import rollout
     from ias.policy.base import load_policy
+    from ias.specs import RolloutSettings
 
     class Slow:  # gives the test time to kill the run between chunks or inside one
         def __init__(self, policy):
@@ -168,7 +172,7 @@ _SCRIPT = textwrap.dedent(
             time.sleep(0.2)
             return self.policy.sample(*args)
 
-    rollout("arith", "calib", Slow(load_policy("arith-weak")), 2, 2, 20, sys.argv[1], 0,
+    rollout("arith", "calib", Slow(load_policy("arith-weak")), RolloutSettings(2, 2, 20), sys.argv[1], 0,
             limit=6, batch_problems=1, progress=False)
     """
 )
