@@ -4,6 +4,8 @@ orderings, oracles and tuning."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from ias.loaders import _policy, sampling_params
@@ -17,6 +19,7 @@ from ias.methods.sources import PoolSource
 from ias.scaling import adaptive
 from ias.scaling.bon import BestOfN
 from ias.scaling.budget import n_ias
+from ias.scaling.pool import PoolProblem
 from ias.tasks.base import get_task
 from ias.types import Problem
 
@@ -28,13 +31,14 @@ def sample(answer, correct, score=0.5, tokens=10, quantiles=None, logprobs=None,
 
 
 def pool(samples, lower=0.5, qid="x"):
-    return {"id": qid, "question": "q", "samples": samples,
-            "question_reading": {"score": lower, "quantiles": [lower, lower, lower], "prm_tokens": 7}}
+    """A pool record (keys an older pool may lack get their defaults)."""
+    return PoolProblem.from_json({"id": qid, "question": "q", "samples": samples, "question_reading": {
+        "score": lower, "quantiles": [lower, lower, lower], "prm_tokens": 7}})
 
 
 def run(method, *records):
     """The method's answers on pool records, as the engine runs it live."""
-    questions = [Question(Problem(r["id"], r["question"], ""), lambda text: None) for r in records]
+    questions = [Question(Problem(r.id, r.question, ""), lambda text: None) for r in records]
     return run_method(method, questions, PoolSource(list(records)))
 
 
@@ -124,12 +128,12 @@ def test_tuning_picks_the_cheapest_setting_within_tolerance_of_fixed_best_of_n()
 
     reading = {"score": 0.9, "quantiles": [0.1, 0.9, 0.95], "prm_tokens": 7}
     easy = {"id": "e", "question": "q", "samples": [sample("1", True, score=0.9)] * 64, "question_reading": reading}
-    tuning = tune_budget([easy] * 3, Budget(n_max=64))
+    tuning = tune_budget([PoolProblem.from_json(easy)] * 3, Budget(n_max=64))
     assert (tuning["estimate"], tuning["coverage"]) == ("median", 0.5)  # one sample each: n_ias(0.9, 0.5) == 1
     assert tuning["bon@64_accuracy"] == 1.0 and len(tuning["grid"]) == 12
     # Only the 41st sample is right: only the lower quantile at C = 0.99 draws it (n_ias(0.1, 0.99) == 44).
     hard = {**easy, "samples": [sample("2", False, score=0.5)] * 40 + [sample("1", True, score=0.95)] * 24}
-    tuning = tune_budget([hard], Budget(n_max=64))
+    tuning = tune_budget([PoolProblem.from_json(hard)], Budget(n_max=64))
     assert (tuning["estimate"], tuning["coverage"]) == ("lower", 0.99)
     assert [g["accuracy"] for g in tuning["grid"]].count(1.0) == 1
 
@@ -215,10 +219,10 @@ def test_orderings_are_seeded_permutations_and_every_method_is_averaged_over_the
     record = pool([sample(str(j), j == 0, score=j / 10) for j in range(8)])
     first, again, other = (adaptive.reorder(record, 3, k) for k in (0, 0, 1))
     assert first is record  # ordering 0: the pool as drawn, the run `ias solve` makes
-    assert [s["answer"] for s in first["samples"]] == [s["answer"] for s in again["samples"]]
-    assert [s["answer"] for s in first["samples"]] != [s["answer"] for s in other["samples"]]
-    assert sorted(s["answer"] for s in first["samples"]) == [str(j) for j in range(8)]
-    assert record["samples"][0]["answer"] == "0"  # the pool itself is left alone
+    assert [s.answer for s in first.samples] == [s.answer for s in again.samples]
+    assert [s.answer for s in first.samples] != [s.answer for s in other.samples]
+    assert sorted(s.answer for s in first.samples) == [str(j) for j in range(8)]
+    assert record.samples[0].answer == "0"  # the pool itself is left alone
     # One right sample in 8: the first one of an ordering is right in about 1/8 of them.
     runs = replay([record], ["bon"], Budget(n_max=8), orderings=64)["bon@1"][0]
     share = adaptive.expected(runs).correct
@@ -257,7 +261,6 @@ def test_ias_adaptive_stops_on_a_confident_answer_and_reports_its_confidence():
     # A map fitted on choices where a 0.3 is right half the time says so.
     fitted = adaptive.fit_confidence([adaptive.prefix_view(pool([sample("1", k % 2 == 0, score=0.3)] * 4))
                                       for k in range(4)])
-    import dataclasses
     assert run(dataclasses.replace(priced, confidence_map=fitted), unsure)[0].confidence == 0.5
 
 
@@ -273,7 +276,7 @@ def test_the_tuning_replay_of_ias_adaptive_is_the_method():
     records = [pool([sample(str(rng.randint(0, 3)), rng.random() < 0.4, score=rng.random(), tokens=rng.randint(5, 60))
                      for _ in range(16)], lower=rng.random(), qid=str(k)) for k in range(12)]
     mapping = adaptive.fit_confidence([adaptive.prefix_view(r) for r in records])
-    short = [{**r, "samples": r["samples"][:11]} for r in records[:4]]  # the replays cap at a smaller pool
+    short = [dataclasses.replace(r, samples=r.samples[:11]) for r in records[:4]]  # the replays cap at a smaller pool
     views = [adaptive.prefix_view(r) for r in records + short]
     assert sorted(mapping.by_band) == [0, 1, 2, 3, 4]  # 1, 2-3, 4-7, 8-15 and 16 samples drawn
     readings = [adaptive.read_view(v, mapping) for v in views]
@@ -317,7 +320,7 @@ def test_tuned_settings_keep_their_budget_on_the_tuning_pool_and_oracle_alloc_sp
     hard = pool([sample("2", False, score=0.1, tokens=50)] * 12 + [sample("1", True, score=0.9, tokens=50)] * 4,
                 lower=0.3)
     hopeless = pool([sample("2", False, score=0.05, tokens=50)] * 16, lower=0.1)
-    records = [{**r, "id": str(k)} for k, r in enumerate([easy, hard, hopeless] * 2)]
+    records = [dataclasses.replace(r, id=str(k)) for k, r in enumerate([easy, hard, hopeless] * 2)]
     tuned = tune_adaptive(records, Budget(n_max=16), tolerance=0.01)
     grid = {(g["target"], g["price"], g["wave"], g["prior"], g["growth"]): g for g in tuned["grid"]}
     cheapest = min(tuned["grid"], key=lambda g: g["tokens"])
@@ -380,6 +383,6 @@ def test_eval_reports_the_frontier_ias_adaptive_its_confidence_and_the_oracle(tm
     assert "## Against the fixed-N frontier" in (tmp_path / "report.md").read_text()
     assert (tmp_path / "pareto.png").stat().st_size > 0
     # Without a calibrator the raw PRM re-read of every pool sample is the pool's own score.
-    pool = read_records(tmp_path / "pool" / "records.jsonl")
-    _read_raw(_prm("arith-prm", None), pool)
-    assert all(s["raw_score"] == pytest.approx(s["score"], abs=1e-5) for r in pool for s in r["samples"])
+    pool = _read_raw(_prm("arith-prm", None), [PoolProblem.from_json(r)
+                                                for r in read_records(tmp_path / "pool" / "records.jsonl")])
+    assert all(s.has_raw and s.raw_score == pytest.approx(s.score, abs=1e-5) for r in pool for s in r.samples)

@@ -39,6 +39,7 @@ from ias.scaling import adaptive
 from ias.scaling.adaptive import ORDERINGS, Outcome, expected
 from ias.scaling.bon import BestOfN
 from ias.scaling.budget import UNREAD, oracle_allocation
+from ias.scaling.pool import PoolProblem, ProblemOutcomes
 from ias.scaling.select import SELECTIONS, aggregate
 from ias.specs import EvalRun, EvalSettings
 from ias.types import Problem, split_steps
@@ -112,14 +113,14 @@ def run_eval(run: EvalRun, parts: EvalParts, problems: Sequence[Problem],
     if TUNED in strategies and not (tune_problems and tune_config):
         raise UserError(f"strategy '{TUNED}' needs problems to tune on (--tune-split, e.g. calib)")
 
-    def pool(folder: Path, chosen, settings: dict) -> tuple[dict, list[dict]]:
+    def pool(folder: Path, chosen, settings: dict) -> tuple[dict, list[PoolProblem]]:
         summary = run_dataset(
             BestOfN(n=budget.n_max, score_question=True, name="pool"), chosen, task, policy, prm,
             dataclasses.replace(params, logprobs=True), seed, folder, settings,
             batch_problems=batch_problems, progress=progress, executor=executor,
         )
         wanted = {p.id for p in chosen}
-        return summary, [r for r in read_records(folder / "records.jsonl") if r["id"] in wanted]
+        return summary, [PoolProblem.from_json(r) for r in read_records(folder / "records.jsonl") if r["id"] in wanted]
 
     tuning = None
     if tune_problems and tune_config and (TUNED in strategies or any(a in strategies for a in ADAPTIVE)):
@@ -136,12 +137,11 @@ def run_eval(run: EvalRun, parts: EvalParts, problems: Sequence[Problem],
         write_json(out / "tune" / "tuning.json", tuning)
     pool_summary, records = pool(out / "pool", problems, config)
     # The raw PRM's reading of each question (and, for the uncalibrated twins, of each sample).
-    for r, x in zip(records, plain_prm.score([(r["question"], []) for r in records])):
-        r["question_reading"]["raw_score"] = x.scores[0] if x.scores and not x.skipped else None
-    raw = [UNREAD if r["question_reading"]["raw_score"] is None else r["question_reading"]["raw_score"]
-           for r in records]
+    plain = plain_prm.score([(r.question, []) for r in records])
+    records = [r.with_raw_question(x.scores[0] if x.scores and not x.skipped else None) for r, x in zip(records, plain)]
+    raw = [UNREAD if x is None else x for x in (r.reading().raw_score for r in records)]
     if any(VARIANTS.get(name, ("", {}))[1].get("calibrated") is False for name in strategies):
-        _read_raw(plain_prm, records)
+        records = _read_raw(plain_prm, records)
     by_ordering = replay(records, strategies, budget, tuning, seed, orderings, task.extract)
     # Names with a colon are the frontier's and the sweeps' points, summarised on their own.
     outcomes = {name: [expected(runs) for runs in results] for name, results in by_ordering.items() if ":" not in name}
@@ -158,7 +158,7 @@ def run_eval(run: EvalRun, parts: EvalParts, problems: Sequence[Problem],
                                  out / name, config, batch_problems=batch_problems, progress=progress,
                                  executor=executor)
         by_id = {r["id"]: r for r in read_records(out / name / "records.jsonl")}
-        outcomes[name] = [_mapped(_search_outcome(by_id[r["id"]]), search_confidence) for r in records]
+        outcomes[name] = [_mapped(_search_outcome(by_id[r.id]), search_confidence) for r in records]
         by_ordering[name] = [[o] for o in outcomes[name]]
         methods[name] = _method_summary(outcomes[name], wall_s=summary_of["wall_s"])
         methods[name]["grade_timeouts"] = summary_of.get("grade_timeouts", 0)
@@ -265,7 +265,7 @@ def _planned(strategies: Sequence[str], budget: Budget, tuning: dict | None) -> 
 
 
 def replay(
-    records: list[dict], strategies: Sequence[str], budget: Budget, tuning: dict | None = None, seed: int = 0,
+    records: list[PoolProblem], strategies: Sequence[str], budget: Budget, tuning: dict | None = None, seed: int = 0,
     orderings: int = ORDERINGS, extract=None,
 ) -> dict[str, list[list[Outcome]]]:
     """Every asked-for method run on the pool in each of `orderings` orderings of every
@@ -273,7 +273,7 @@ def replay(
     runs it live, so a replay and a live run cannot differ; and the oracles.
     `extract`: the task's answer extractor (step-level methods only; they do not run here)."""
     shuffled = [[adaptive.reorder(r, seed, k) for r in records] for k in range(orderings)]
-    questions = [Question(Problem(r["id"], r["question"], ""), extract or _no_answer) for r in records]
+    questions = [Question(Problem(r.id, r.question, ""), extract or _no_answer) for r in records]
     plan = _planned(strategies, budget, tuning)
     confidence = _confidence_map((tuning or {}).get("adaptive"))
     sources = [PoolSource(rows) for rows in shuffled]  # each reads its pool once, for every method
@@ -313,7 +313,7 @@ def _outcome(answer: Answer, confidence: ConfidenceMap | None) -> Outcome:
                    stated)
 
 
-def _oracles(shuffled: list[list[dict]], views: list[list], strategies: Sequence[str], budget: Budget,
+def _oracles(shuffled: list[list[PoolProblem]], views: list[list], strategies: Sequence[str], budget: Budget,
              confidence: ConfidenceMap) -> dict[str, list[list[Outcome]]]:
     """`oracle-ias` and `oracle-alloc@B` (which know every question's true curve), on every
     ordering (`shuffled[k][i]`, `views[k][i]`)."""
@@ -346,7 +346,7 @@ def _confidence_map(tuned: dict | None) -> ConfidenceMap:
     return ConfidenceMap.from_dict(tuned["confidence_map"]) if tuned else ConfidenceMap()
 
 
-def tune_adaptive(records: list[dict], budget: Budget, tolerance: float, seed: int = 0) -> dict:
+def tune_adaptive(records: list[PoolProblem], budget: Budget, tolerance: float, seed: int = 0) -> dict:
     """`ias-adaptive`'s confidence map and settings, from a tuning pool (other problems than
     the evaluated ones), every setting expected over the same number of orderings."""
     shuffled = [[adaptive.reorder(r, seed, k) for r in records] for k in range(ORDERINGS)]
@@ -354,7 +354,7 @@ def tune_adaptive(records: list[dict], budget: Budget, tolerance: float, seed: i
     confidence = adaptive.fit_confidence([v for row in views for v in row])
     growth = method_class("ias-adaptive").growth  # the latency setting the method runs with
     grid = adaptive.adaptive_grid(views, shuffled, budget.n_max, confidence, growth)
-    one_sample = sum(sum(s["generated_tokens"] for s in r["samples"]) / len(r["samples"]) for r in records)
+    one_sample = sum(sum(s.generated_tokens for s in r.samples) / len(r.samples) for r in records)
     return {**adaptive.choose_settings(grid, tolerance, one_sample), "confidence_map": confidence.to_dict(),
             "n_problems": len(records), "grid": grid}
 
@@ -404,22 +404,24 @@ def confidence_ece(by_ordering: dict[str, list[list[Outcome]]]) -> dict:
     return {"calibrated": of("ias-adaptive"), "uncalibrated": of("ias-adaptive-uncalibrated")}
 
 
-def _read_raw(plain_prm, records: list[dict]) -> None:
-    """Every pool sample's raw PRM score (`raw_score`, last step), for the uncalibrated twin."""
-    pairs = [(r["question"], split_steps(s["text"])) for r in records for s in r["samples"]]
-    readings = iter(plain_prm.score(pairs))
+def _read_raw(plain_prm, records: list[PoolProblem]) -> list[PoolProblem]:
+    """The records with every sample's raw PRM score (`raw_score`, last step), for the uncalibrated twin."""
+    pairs = [(r.question, split_steps(s.text)) for r in records for s in r.samples]
+    scores = [aggregate(x.scores, "last") for x in plain_prm.score(pairs)]
+    out, start = [], 0
     for r in records:
-        for s in r["samples"]:
-            score = aggregate(next(readings).scores, "last")
-            s["raw_score"] = None if score == float("-inf") else score
+        mine = scores[start:start + len(r.samples)]
+        out.append(r.with_raw_samples([None if x == float("-inf") else x for x in mine]))
+        start += len(r.samples)
+    return out
 
 
-def tune_budget(records: list[dict], budget: Budget, tolerance: float = 0.015) -> dict:
+def tune_budget(records: list[PoolProblem], budget: Budget, tolerance: float = 0.015) -> dict:
     """The cheapest IAS setting (estimate x coverage) whose accuracy on these problems' pool
     (as drawn) stays within `tolerance` of fixed Best-of-N_max there; the most accurate one
     if none does. Tuned on other problems than the evaluated ones, the choice is an honest one.
     """
-    questions = [Question(Problem(r["id"], r["question"], ""), _no_answer) for r in records]
+    questions = [Question(Problem(r.id, r.question, ""), _no_answer) for r in records]
     source = PoolSource(records)
 
     def run(name: str, **settings) -> tuple[float, int]:
@@ -455,7 +457,8 @@ def _untimed_note(folder: Path, summary: dict) -> list[str]:
 
 
 def _search_outcome(record: dict) -> Outcome:
-    """A live search's result and what it spent (samples: step continuations drawn)."""
+    """A live search's result and what it spent (samples: step continuations drawn), from its
+    `ias solve` record (`ias.methods.strategy`'s shape, a dict)."""
     usage = record["usage"]
     return Outcome(record["answer"], bool(record["correct"]), usage["samples"], usage["generated_tokens"],
                    usage["prm_tokens"], record.get("confidence"))  # records from before confidences: None
@@ -480,17 +483,13 @@ def _method_summary(results: list[Outcome], wall_s: float | None = None,
     }
 
 
-def _write_records(path: Path, records: list[dict], raw_t0: list[float], outcomes: dict[str, list[Outcome]]) -> None:
+def _write_records(path: Path, records: list[PoolProblem], raw_t0: list[float],
+                   outcomes: dict[str, list[Outcome]]) -> None:
     """Per problem: its true success rate in the pool, its budget estimates, every method's outcome."""
     path.unlink(missing_ok=True)
     with RecordWriter(path) as writer:
         writer.write([
-            {
-                "id": r["id"],
-                "p_true": round(sum(s["correct"] for s in r["samples"]) / len(r["samples"]), 4),
-                "p_lower": round(adaptive.lower_bound(r), 4),
-                "p_uncalibrated": round(raw, 4),
-                "methods": {name: results[k].to_dict() for name, results in outcomes.items()},
-            }
+            ProblemOutcomes(r.id, r.p_true, adaptive.lower_bound(r), raw,
+                            {name: results[k] for name, results in outcomes.items()}).to_json()
             for k, (r, raw) in enumerate(zip(records, raw_t0))
         ])

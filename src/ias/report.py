@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ias.scaling.pool import Outcome, PoolProblem
+
 
 def table(headers: list[str], rows: list[list]) -> str:
     """A plain fixed-width table."""
@@ -135,7 +137,7 @@ def verdict_line(summary: dict, name: str = "ias-adaptive") -> str:
             f"{v['gain']:+.3f} over fixed N at equal tokens (best fixed N: {best['accuracy']}); {saving}")
 
 
-def eval_plots(out, summary: dict, records: list[dict], outcomes: dict, budget) -> None:
+def eval_plots(out, summary: dict, records: list[PoolProblem], outcomes: dict[str, list[Outcome]], budget) -> None:
     """`pareto.png` (accuracy against generated tokens: the fixed-N curve of each selection
     rule, every method, each swept knob and each `@B` family as a line) and `budget.png`
     (tokens each adaptive method spent on a problem against its true success rate)."""
@@ -173,7 +175,7 @@ def eval_plots(out, summary: dict, records: list[dict], outcomes: dict, budget) 
 
     fig = new_figure(figsize=(7, 4.5))
     ax = fig.subplots()
-    p_true = [sum(s["correct"] for s in r["samples"]) / len(r["samples"]) for r in records]
+    p_true = [r.p_true for r in records]
     for name in ("oracle-ias", "ias-bon", "ias-bon-uncalibrated", "ias-adaptive", "ias-beam"):
         if name in outcomes:
             ax.scatter(p_true, [max(1, o.tokens) for o in outcomes[name]], s=10, alpha=0.6, label=name)

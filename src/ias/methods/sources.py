@@ -21,6 +21,7 @@ from ias.methods.base import Draw, Extend, Question, QuestionReading, ReadSteps,
 from ias.policy.base import Policy, SamplingParams, derive_seed
 from ias.prm.base import PRM, StepScores
 from ias.prompting import render_prompt
+from ias.scaling.pool import PoolProblem, PoolSample
 from ias.scaling.select import aggregate
 from ias.tasks.base import Task
 from ias.types import STEP_DELIMITER, Sample, split_steps
@@ -178,8 +179,8 @@ class PoolSource:
     `live` (if any) samples. Step-level requests go to `live`: a search cannot be replayed
     on whole samples."""
 
-    def __init__(self, records: Sequence[dict], live: LiveSource | None = None):
-        self.records = {r["id"]: r for r in records}
+    def __init__(self, records: Sequence[PoolProblem], live: LiveSource | None = None):
+        self.records = {r.id: r for r in records}
         self.live = live
         self._scored: dict[str, list[Scored]] = {}
         self._unscored: dict[str, list[Scored]] = {}
@@ -187,9 +188,8 @@ class PoolSource:
     def read_questions(self, questions: Sequence[Question]) -> list[QuestionReading]:
         out = []
         for q in questions:
-            r = self.records[q.id]["question_reading"]
-            out.append(QuestionReading(r["score"], r["quantiles"][0] if r.get("quantiles") else None,
-                                       r.get("raw_score", r["score"]), r["prm_tokens"]))
+            r = self.records[q.id].reading()
+            out.append(QuestionReading(r.score, r.quantiles[0] if r.quantiles else None, r.raw(), r.prm_tokens))
         return out
 
     def draw(self, asks: Sequence[tuple[Question, int, Draw]]) -> list[list[Scored]]:
@@ -197,7 +197,8 @@ class PoolSource:
         for q, first, ask in asks:
             pool = self._pool(q.id) if ask.read else self._unread(q.id)
             end = min(first + ask.count, len(pool))
-            got = pool[first:end] if ask.exit_below is None else [_cut(s, ask) for s in pool[first:end]]
+            got = pool[first:end] if ask.exit_below is None else [_cut(s, ask.exit_below, ask.exit_window)
+                                                                 for s in pool[first:end]]
             if first + ask.count > end:
                 if self.live is None:
                     raise UserError(f"the pool holds {len(pool)} samples of {q.id}; the method asked for "
@@ -222,8 +223,7 @@ class PoolSource:
         """The question's samples in this ordering, read once. A method that did not ask
         for log-probabilities is given them anyway: it does not read them."""
         if qid not in self._scored:
-            samples = self.records[qid]["samples"]
-            self._scored[qid] = [pool_sample(row, j) for j, row in enumerate(samples)]
+            self._scored[qid] = [pool_sample(row, j) for j, row in enumerate(self.records[qid].samples)]
         return self._scored[qid]
 
     def _unread(self, qid: str) -> list[Scored]:
@@ -234,24 +234,20 @@ class PoolSource:
         return self._unscored[qid]
 
 
-def _cut(sample: Scored, ask: Draw) -> Scored:
+def _cut(sample: Scored, threshold: float, window: int) -> Scored:
     """A pool sample cut where the live exit would have stopped it (its text is then
     unknown: it holds no answer)."""
     if sample.logprobs is None:
         raise UserError("the pool has no token log-probabilities for the early exit")
-    end = live_exit(sample.logprobs, sample.finish_reason, ask.exit_below, ask.exit_window)
+    end = live_exit(sample.logprobs, sample.finish_reason, threshold, window)
     if end is None:
         return sample
     return dataclasses.replace(sample, text="", answer=None, correct=False, generated_tokens=end + 1,
                                finish_reason="exit", logprobs=sample.logprobs[: end + 1])
 
 
-def pool_sample(row: dict, index: int) -> Scored:
-    """A pool record's sample as a method sees it (the pool's JSON field names)."""
-    quantiles = row.get("quantiles")
-    logprobs = row.get("logprobs")
-    return Scored(index, row["text"], row["answer"], row["score"], quantiles[0] if quantiles else None,
-                  row.get("raw_score", row["score"]), row["generated_tokens"], row["prm_tokens"],
-                  row["finish_reason"], tuple(logprobs) if logprobs is not None else None, bool(row["correct"]),
-                  row.get("prompt_tokens", 0), tuple(row["step_scores"]) if row.get("step_scores") else None,
-                  tuple(quantiles) if quantiles else None)
+def pool_sample(row: PoolSample, index: int) -> Scored:
+    """A pool record's sample as a method sees it."""
+    return Scored(index, row.text, row.answer, row.score, row.quantiles[0] if row.quantiles else None, row.raw(),
+                  row.generated_tokens, row.prm_tokens, row.finish_reason, row.logprobs, row.correct,
+                  row.prompt_tokens, row.step_scores or None, row.quantiles or None)

@@ -13,7 +13,7 @@ method calls) for hundreds of settings at once.
 from __future__ import annotations
 
 import itertools
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, fields, replace
 from functools import lru_cache
 from typing import NamedTuple, Sequence
 
@@ -32,24 +32,8 @@ from ias.scaling.budget import (
     question_share,
     wave_after,
 )
+from ias.scaling.pool import Outcome, PoolProblem
 from ias.scaling.select import best_by_prefix
-
-
-@dataclass
-class Outcome:
-    """What a method chose on one problem and what it spent. Averaged over orderings of the
-    pool (`expected`), `correct` is the chance it is right and the counts are means.
-    `confidence`: the chosen answer's chance of being right, as the method's user is told it."""
-
-    answer: str | None
-    correct: bool | float
-    samples: int | float
-    tokens: int | float
-    prm_tokens: int | float
-    confidence: float | None = None
-
-    def to_dict(self) -> dict:
-        return {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(self).items()}
 
 
 def expected(outcomes: Sequence[Outcome]) -> Outcome:
@@ -67,28 +51,28 @@ def expected(outcomes: Sequence[Outcome]) -> Outcome:
 ORDERINGS = 16
 
 
-def reorder(record: dict, seed: int, ordering: int) -> dict:
+def reorder(record: PoolProblem, seed: int, ordering: int) -> PoolProblem:
     """The record with its samples in the `ordering`-th seeded random order (a shallow copy):
     any order of independently drawn samples is an equally likely run. Ordering 0 is the
     pool as drawn: the run `ias solve` makes with the same seed."""
     if ordering == 0:
         return record
-    rng = np.random.default_rng(derive_seed(seed, record["id"], "ordering", ordering))
-    samples = record["samples"]
-    return {**record, "samples": [samples[i] for i in rng.permutation(len(samples))]}
+    rng = np.random.default_rng(derive_seed(seed, record.id, "ordering", ordering))
+    samples = record.samples
+    return replace(record, samples=tuple(samples[i] for i in rng.permutation(len(samples))))
 
 
-def lower_bound(record: dict) -> float:
+def lower_bound(record: PoolProblem) -> float:
     """The calibrated lowest quantile of the question alone (the paper budgets from the 10% one)."""
-    reading = record["question_reading"]
-    if reading["quantiles"]:
-        return reading["quantiles"][0]
-    return UNREAD if reading["score"] is None else reading["score"]
+    reading = record.reading()
+    if reading.quantiles:
+        return reading.quantiles[0]
+    return UNREAD if reading.score is None else reading.score
 
 
-def median(record: dict) -> float:
+def median(record: PoolProblem) -> float:
     """The PRM's score of the question alone (the calibrated median, with a calibrator)."""
-    score = record["question_reading"]["score"]
+    score = record.reading().score
     return UNREAD if score is None else score
 
 
@@ -134,14 +118,15 @@ def read_view(view: PrefixView, confidence: ConfidenceMap) -> Readings:
     return Readings(confidence.chosen(view.chosen_score, drawn), np.cumsum(confidence(view.scores)))
 
 
-def prefix_view(record: dict, score_key: str = "score") -> PrefixView:
-    """The record's `PrefixView`, reading each sample's `score_key` (`raw_score`: the raw PRM)."""
-    samples = record["samples"]
-    scores = [s[score_key] if s[score_key] is not None else float("-inf") for s in samples]
-    chosen = best_by_prefix([s["answer"] for s in samples], scores)
+def prefix_view(record: PoolProblem, raw: bool = False) -> PrefixView:
+    """The record's `PrefixView`, reading each sample's score (`raw`: the raw PRM's)."""
+    samples = record.samples
+    read = [s.raw() if raw else s.score for s in samples]
+    scores = [x if x is not None else float("-inf") for x in read]
+    chosen = best_by_prefix([s.answer for s in samples], scores)
     return PrefixView(chosen, np.array([_unit(scores[i]) for i in chosen]),
-                      np.array([bool(samples[i]["correct"]) for i in chosen]),
-                      np.array([_unit(x) for x in scores]), np.cumsum([s["generated_tokens"] for s in samples]))
+                      np.array([samples[i].correct for i in chosen]),
+                      np.array([_unit(x) for x in scores]), np.cumsum([s.generated_tokens for s in samples]))
 
 
 def adaptive_size(view: PrefixView, readings: Readings, question: float, settings: AdaptiveSettings,
@@ -235,7 +220,7 @@ def _wave_ends(first: int, settings: AdaptiveSettings, width: int) -> np.ndarray
     return _wave_ends_cached(first, settings.wave, settings.growth, width)
 
 
-def adaptive_grid(views: Sequence[Sequence[PrefixView]], records: Sequence[Sequence[dict]], n_max: int,
+def adaptive_grid(views: Sequence[Sequence[PrefixView]], records: Sequence[Sequence[PoolProblem]], n_max: int,
                   confidence: ConfidenceMap, growth: float = 1.0) -> list[dict]:
     """Every setting's accuracy, mean samples per question and tokens on reordered records
     (`records[k][i]`: ordering k of question i), expected over the orderings; every setting
@@ -280,24 +265,22 @@ def selected_curves(views: Sequence[Sequence[PrefixView]]) -> list[list[float]]:
     return [np.mean([row[i].chosen_correct for row in views], axis=0).tolist() for i in range(len(views[0]))]
 
 
-def oracle_alloc(records: Sequence[dict], views: Sequence[PrefixView], sizes: Sequence[int]) -> list[Outcome]:
+def oracle_alloc(records: Sequence[PoolProblem], views: Sequence[PrefixView], sizes: Sequence[int]) -> list[Outcome]:
     """`oracle-alloc` on one ordering: question i gets `sizes[i]` samples (from the true curves)."""
     return [_best_of_first(r, v, n) for r, v, n in zip(records, views, sizes)]
 
 
-def oracle_ias(record: dict, view: PrefixView, coverage: float, n_max: int) -> Outcome:
+def oracle_ias(record: PoolProblem, view: PrefixView, coverage: float, n_max: int) -> Outcome:
     """N_IAS from the question's true success rate (its share of right samples in the pool):
     no estimator of p budgets better by the IAS rule; not free of the rule's own limits."""
-    samples = record["samples"]
-    p = sum(s["correct"] for s in samples) / len(samples)
-    return _best_of_first(record, view, n_ias(p, coverage, 1, min(n_max, len(samples))))
+    return _best_of_first(record, view, n_ias(record.p_true, coverage, 1, min(n_max, len(record.samples))))
 
 
-def _best_of_first(record: dict, view: PrefixView, n: int) -> Outcome:
+def _best_of_first(record: PoolProblem, view: PrefixView, n: int) -> Outcome:
     """The best-scored of a record's first n samples and what drawing and reading them cost."""
-    samples = record["samples"][:n]
+    samples = record.samples[:n]
     chosen = samples[view.chosen[n - 1]]
-    return Outcome(chosen["answer"], bool(chosen["correct"]), n, sum(s["generated_tokens"] for s in samples),
-                   sum(s["prm_tokens"] for s in samples), float(view.chosen_score[n - 1]))
+    return Outcome(chosen.answer, chosen.correct, n, sum(s.generated_tokens for s in samples),
+                   sum(s.prm_tokens for s in samples), float(view.chosen_score[n - 1]))
 
 
