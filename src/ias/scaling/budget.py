@@ -266,9 +266,10 @@ def _token_confidences(token_logprobs: Sequence[Sequence[float]] | Sequence[floa
     if all(nested):
         rows = []
         for i, top in enumerate(token_logprobs):
-            if len(top) == 0:
+            values = np.asarray(top, dtype=float)
+            if values.size == 0:
                 raise UserError(f"token {i} has no top-k log-probabilities")
-            rows.append(-float(np.mean(np.asarray(top, dtype=float))))
+            rows.append(-float(np.mean(values)))
         conf = np.asarray(rows, dtype=float)
     elif not any(nested):
         conf = np.asarray(token_logprobs, dtype=float)
