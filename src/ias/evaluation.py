@@ -244,6 +244,8 @@ def _planned(strategies: Sequence[str], budget: Budget, tuning: dict | None) -> 
         if name in strategies:
             plan[name] = _method(name, budget)
     if TUNED in strategies:
+        if tuning is None:
+            raise UserError(f"strategy '{TUNED}' needs problems to tune on (--tune-split, e.g. calib)")
         plan[TUNED] = _method("ias-bon", budget, estimate=tuning["estimate"], coverage=tuning["coverage"])
     for name, (knob, values) in SWEEPS.items():
         if name in strategies:
@@ -379,7 +381,7 @@ def _point(runs: list[list[Outcome]]) -> dict:
             "tokens": round(sum(o.tokens for o in problems), 1)}
 
 
-def _sweeps(by_ordering: dict[str, list[list[Outcome]]]) -> dict[str, list[dict]]:
+def _sweeps(by_ordering: dict[str, list[list[Outcome]]]) -> dict[str, dict]:
     """Each adaptive method's main knob swept on the evaluated problems (drawn as a line;
     never used to choose a setting): `sweep:<method>:<knob>=<value>`."""
     sweeps: dict[str, dict] = {}
@@ -396,10 +398,11 @@ def confidence_ece(by_ordering: dict[str, list[list[Outcome]]]) -> dict:
     """ECE of `ias-adaptive`'s stated confidence against its correctness over every
     (evaluated problem, ordering), and of the raw PRM score of the uncalibrated twin's answers."""
     def of(name: str) -> float | None:
-        runs = [o for r in by_ordering.get(name, []) for o in r]
-        if not runs:
+        stated = [(o.confidence, float(o.correct)) for r in by_ordering.get(name, []) for o in r
+                  if o.confidence is not None]
+        if not stated:
             return None
-        return round(ece([o.confidence for o in runs], [float(o.correct) for o in runs]), 4)
+        return round(ece([c for c, _ in stated], [y for _, y in stated]), 4)
 
     return {"calibrated": of("ias-adaptive"), "uncalibrated": of("ias-adaptive-uncalibrated")}
 
@@ -429,7 +432,7 @@ def tune_budget(records: list[PoolProblem], budget: Budget, tolerance: float = 0
         return sum(bool(a.choice.correct) for a in answers) / len(answers), sum(a.generated_tokens for a in answers)
 
     reference, bon_tokens = run("bon", n=budget.n_max)
-    grid = []
+    grid: list[dict[str, Any]] = []
     for estimate in ("lower", "median"):
         for coverage in TUNE_COVERAGES:
             accuracy, tokens = run("ias-bon", estimate=estimate, coverage=coverage)
@@ -471,6 +474,8 @@ def _method_summary(results: list[Outcome], wall_s: float | None = None,
     correct = [float(o.correct) for o in results]
     tokens = sum(o.tokens for o in results)
     if wall_s is None:
+        if share_of is None:
+            raise ValueError("a method's summary needs its measured wall time or the pool's to share")
         pool_wall, pool_tokens = share_of
         wall_s = pool_wall * tokens / pool_tokens
     return {
