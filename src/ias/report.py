@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
+from ias.figures import new_figure, save_figure
 from ias.scaling.pool import Outcome, PoolProblem
 
 
@@ -186,22 +184,6 @@ def eval_plots(out, summary: dict, records: list[PoolProblem], outcomes: dict[st
     if ax.get_legend_handles_labels()[0]:  # no adaptive method asked for: an empty plot, no legend
         ax.legend(fontsize=8)
     save_figure(fig, out / "budget.png")
-
-
-def new_figure(figsize: tuple[float, float]):
-    """A figure drawn off-screen without pyplot: no global backend switch (a notebook calling
-    the API keeps its own), no figure registry to leak into, laid out at every save."""
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=figsize, layout="tight")
-
-
-def save_figure(fig, path) -> None:
-    """Write a PNG atomically (a temporary file renamed): a crash leaves the old plot or none."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    fig.savefig(tmp, dpi=120, format="png")
-    os.replace(tmp, path)
 
 
 def write_eval_report(path, summary: dict) -> None:

@@ -167,7 +167,7 @@ def reliability_plot(
     targets). A lower panel shows how many pairs each bin holds, so that a wild point
     backed by three prefixes is read as such.
     """
-    from ias.report import new_figure, save_figure
+    from ias.figures import new_figure, save_figure
 
     series = dict(predictions) if isinstance(predictions, Mapping) else {"prediction": predictions}
     path = Path(path)
