@@ -1,10 +1,11 @@
 """`ias calibrate`: fit a calibrator on rollouts, save it as a folder, and load it back as a PRM.
 
 A calibrator turns the PRM's reading at a step tag into quantiles of the policy's success
-probability: `quantile-head` and the baselines map the reading (score, hidden state) after
-the PRM; `quantile-lora` changes the PRM itself (an adapter and a quantile reader). The
-folder holds `calibration.json` (method, levels, policy, PRM, data, metrics, conformal
-shift, version) and the weights. `calibrated_prm(prm, folder)` gives a PRM, accepted
+probability. Every method implements `calibrator.Calibrator` (fit, predict, save, load, wrap)
+and is found by name in `registry.CALIBRATORS`: `quantile-head` and the baselines map the
+reading after the PRM, `quantile-lora` changes the PRM itself. The folder holds
+`calibration.json` (method, levels, policy, PRM, data, metrics, conformal shift, the method's
+own fields, version) and the weights. `calibrated_prm(prm, folder)` gives a PRM, accepted
 anywhere a PRM is, whose scores are calibrated medians.
 """
 
@@ -17,77 +18,40 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from safetensors import SafetensorError
 
+from ias.calibration.calibrator import LEVELS, Calibrator, Prefixes, check_levels, median_column
 from ias.calibration.metrics import brier, coverage, ece, overestimation
-from ias.calibration.posthoc import BASELINES, baseline_from_dict
-from ias.calibration.quantile_head import (
-    LEVELS,
-    QuantileHead,
-    check_levels,
-    fit_quantile_head,
-    median_column,
-    prm_readings,
-    split_by_problem,
-)
-from ias.calibration.quantile_lora import (
-    LORA_DEFAULTS,
-    fit_quantile_lora,
-    load_quantile_lora,
-    quantiles_of,
-    save_quantile_lora,
-)
-from ias.calibration.store import load_targets, read_config, target_resolution
+from ias.calibration.quantile_head import read_prefixes, split_by_problem
+from ias.calibration.registry import CALIBRATORS, calibrator_class
+from ias.calibration.store import TargetRow, load_targets, read_config, target_resolution
 from ias.errors import UserError
 from ias.models import require_whole_weights
-from ias.prm.base import PRM, StepScores
+from ias.prm.base import PRM, require_readable
 from ias.records import write_json
 
 CALIBRATION_FILE = "calibration.json"
-METHODS = ("quantile-lora", "quantile-head", *BASELINES)
-QUANTILE_METHODS = ("quantile-lora", "quantile-head")
+METHODS = tuple(CALIBRATORS)  # the built-in methods, in `--compare` order
+QUANTILE_METHODS = tuple(name for name, kind in CALIBRATORS.items() if kind.quantiles)
+# Fields a method's `save` fills (the baselines' map, quantile-lora's settings), null for the
+# others: every calibration.json has them, as files written before the registry do.
+METHOD_FIELDS: dict[str, Any] = {"posthoc": None, "lora": None}
 
 
-@dataclass
-class Calibrator:
-    """Quantiles of success from PRM readings: a quantile head or a post-hoc map of the score."""
-
-    method: str
-    levels: tuple[float, ...]
-    head: QuantileHead | None = None
-    posthoc: object | None = None
-    shift: float = 0.0  # conformal: subtracted from the lowest quantile
-
-    def predict(self, score: np.ndarray, hidden: np.ndarray | None) -> np.ndarray:
-        """[N, levels] quantiles; a post-hoc method gives one calibrated value (its level 0.5)."""
-        if self.head is not None:
-            q = self.head.predict(score, hidden)
-        else:
-            q = np.asarray(self.posthoc.predict(score), dtype=np.float32)[:, None]
-        return lowered(q, self.shift)
-
-    @property
-    def needs_hidden(self) -> bool:
-        return self.head is not None
-
-    @property
-    def median_index(self) -> int:
-        return median_column(self.levels)
-
-
-def load_calibrator(folder: str | Path) -> Calibrator:
-    """A map-after-the-PRM calibrator (quantile-head or a baseline) from its folder."""
-    info = read_calibration(folder)
-    if info["method"] == "quantile-lora":
-        raise UserError(f"{folder} is a quantile-lora calibrator: it changes the PRM; load it with calibrated_prm")
+def load_calibrator(folder: str | Path, prm: PRM | None = None) -> Calibrator:
+    """The calibrator in `folder`, checked against the `prm` it will read (one that changes the
+    PRM loads onto it, and cannot load without it)."""
+    info = read_calibration(folder) if prm is None else read_calibration_for(prm, folder)
+    kind = calibrator_class(info["method"])
+    if kind.changes_prm and prm is None:
+        raise UserError(f"{folder} is a {info['method']} calibrator: it changes the PRM; load it with calibrated_prm")
     with _loading(folder):
-        if info["method"] == "quantile-head":
-            head = QuantileHead.load(folder)
-            return Calibrator("quantile-head", head.levels, head=head, shift=_shift(info))
-        return Calibrator(info["method"], (0.5,), posthoc=baseline_from_dict(info["posthoc"]))
+        calibrator = kind.load(Path(folder), info, prm)
+    calibrator.shift = _shift(info)
+    return calibrator
 
 
 def _refit(folder: str | Path) -> str:
@@ -115,7 +79,7 @@ def read_calibration(folder: str | Path) -> dict:
         info = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:  # ValueError: bad JSON or bad UTF-8
         raise UserError(f"{path} is damaged or truncated ({type(err).__name__}); {_refit(folder)}") from None
-    if not isinstance(info, dict) or info.get("method") not in METHODS:
+    if not isinstance(info, dict) or info.get("method") not in CALIBRATORS:
         raise UserError(f"{path} names no calibration method; {_refit(folder)}")
     return info
 
@@ -124,8 +88,8 @@ def read_calibration_for(prm: PRM, folder: str | Path) -> dict:
     """`calibration.json` of a calibrator checked against the PRM it is applied to: one fitted
     on another PRM's readings would map numbers it never saw, silently."""
     info = read_calibration(folder)
-    fitted, given = info.get("prm"), getattr(prm, "name", None)
-    if fitted is not None and given is not None and _prm_key(fitted) != _prm_key(given):
+    fitted, given = info.get("prm"), prm.name
+    if fitted is not None and _prm_key(fitted) != _prm_key(given):
         raise UserError(f"calibrator {folder} was fitted for PRM {fitted}, not {given}; "
                         f"fit one with `ias calibrate --prm {given}`")
     return info
@@ -141,24 +105,9 @@ def _shift(info: dict) -> float:
     return float((info.get("conformal") or {}).get("shift", 0.0))
 
 
-def lowered(q: np.ndarray, shift: float) -> np.ndarray:
-    """`q` with the conformal shift subtracted from its lowest quantile (clipped at 0)."""
-    if not shift:
-        return q
-    q = q.copy()
-    q[:, 0] = np.clip(q[:, 0] - shift, 0.0, 1.0)
-    return q
-
-
 def calibrated_prm(prm: PRM, folder: str | Path) -> PRM:
     """`prm` calibrated by the calibrator in `folder`: scores are medians, `quantiles` all levels."""
-    info = read_calibration_for(prm, folder)
-    if info["method"] == "quantile-lora":
-        with _loading(folder):
-            adapted = load_quantile_lora(prm, Path(folder))
-        adapted.quantile_reader.shift = _shift(info)
-        return adapted
-    return CalibratedPRM(prm, load_calibrator(folder))
+    return load_calibrator(folder, prm).wrap(prm)
 
 
 def calibrate(
@@ -179,79 +128,92 @@ def calibrate(
     a part that fits the shift and a part that measures it (metrics on the shift's own rows
     would be in-sample coverage). `data.held_out_problems` lists the problems nothing was
     fitted on, so `calib-eval` on the same rollouts scores only those.
-    `lora` overrides quantile-lora's settings (rank, alpha, dropout, every, epochs, lr, batch_rows).
+    `lora` overrides the method's settings (quantile-lora: rank, alpha, dropout, every, epochs, lr, batch_rows).
     """
-    if method not in METHODS:
-        raise UserError(f"unknown calibration method '{method}'; known: {', '.join(METHODS)}")
+    kind = calibrator_class(method)
     levels = check_levels(levels)
-    if conformal is not None and not (0 < conformal < 1 and method in QUANTILE_METHODS):
+    settings = kind.check_settings(method, lora)
+    if conformal is not None and not (0 < conformal < 1 and kind.quantiles):
         raise UserError("--conformal ALPHA needs a quantile method and 0 < ALPHA < 1")
     if not 0 <= held_out < 1:
         raise UserError(f"held-out share must be in [0, 1), got {held_out}")
+    readable = require_readable(prm, "calibration")
     all_rows = load_targets(rollouts)
-    score, hidden, _, kept = prm_readings(prm, all_rows)
-    rows = [all_rows[k] for k in kept]
-    target = np.array([r.p for r in rows], dtype=np.float32)
+    data = read_prefixes(readable, all_rows, hidden=kind.needs_hidden)
+    split = split_rows(data.rows, held_out, conformal, seed)
+    started = time.time()
+    calibrator = kind.fit(method, readable, data.take(split.fit), levels, seed, settings)
+    fit_seconds = time.time() - started
+    shift = fit_conformal(calibrator, data.take(split.conformal), conformal) if conformal is not None else None
+    held_metrics = held_out_metrics(calibrator, data, split)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    own = calibrator.save(out)
+    from ias import __version__
+
+    config = read_config(rollouts)
+    info = {
+        "method": method,
+        "levels": list(calibrator.levels),
+        "policy": config.get("policy"),
+        "prm": prm.name,
+        "data": data_info(rollouts, config, data.rows, len(all_rows), split),
+        "fit_seconds": round(fit_seconds, 2),
+        "metrics_held_out": held_metrics,
+        "conformal": shift,
+        **METHOD_FIELDS,
+        "version": __version__,
+    }
+    info.update(own)
+    write_json(out / CALIBRATION_FILE, info)
+    return info
+
+
+@dataclass(frozen=True)
+class Split:
+    """Row indices: fitted on, held out, and of the held-out ones those that fit the conformal
+    shift and those the metrics are measured on."""
+
+    fit: list[int]
+    held: list[int]
+    conformal: list[int]
+    scored: list[int]
+
+
+def split_rows(rows: Sequence[TargetRow], held_out: float, conformal: float | None, seed: int) -> Split:
+    """Rows split by problem (never by prefix); a split that is refused is refused before any fit."""
     fit, held = split_by_problem(rows, held_out, seed)
     if not fit:
         problems = len({r.problem_id for r in rows})
         raise UserError(f"--held-out {held_out} of {problems} problem(s) holds out every one, leaving none to fit "
                         "on; lower --held-out or roll out more problems")
-    conf, scored = conformal_split(rows, held, seed) if conformal is not None else ([], held)
-    if conformal is not None:
-        conformal_rank(len(conf), conformal)  # refused now, not after a long fit
-    out = Path(out)
-    started = time.time()
-    if method == "quantile-lora":
-        adapted = fit_quantile_lora(prm, [rows[i] for i in fit], levels, seed, lora)
-        calibrator = Calibrator(method, adapted.quantile_reader.levels)
+    if conformal is None:
+        return Split(fit, held, [], held)
+    conf, scored = conformal_split(rows, held, seed)
+    conformal_rank(len(conf), conformal)  # refused now, not after a long fit
+    return Split(fit, held, conf, scored)
 
-        def predict(idx: list[int]) -> np.ndarray:
-            return lowered(quantiles_of(adapted, [rows[i] for i in idx]), calibrator.shift)
-    else:
-        if method == "quantile-head":
-            head = fit_quantile_head(score[fit], hidden[fit], target[fit], levels, seed=seed)
-            calibrator = Calibrator(method, head.levels, head=head)
-        else:
-            calibrator = Calibrator(method, (0.5,), posthoc=BASELINES[method]().fit(score[fit], target[fit]))
 
-        def predict(idx: list[int]) -> np.ndarray:
-            return calibrator.predict(score[idx], hidden[idx])
-    fit_seconds = time.time() - started
-    conformal_info = None
-    if conformal is not None:
-        calibrator.shift = conformal_shift(predict(conf)[:, 0], target[conf], conformal)
-        conformal_info = {"alpha": conformal, "shift": calibrator.shift, "rows": len(conf)}
-    scored_q = predict(scored) if scored else None
-    out.mkdir(parents=True, exist_ok=True)
-    if method == "quantile-lora":
-        save_quantile_lora(adapted, out)
-    elif calibrator.head is not None:
-        calibrator.head.save(out)
-    from ias import __version__
+def fit_conformal(calibrator: Calibrator, data: Prefixes, alpha: float) -> dict:
+    """Sets the calibrator's conformal shift from `data`; returns `calibration.json`'s `conformal`."""
+    calibrator.shift = conformal_shift(calibrator.predict(data)[:, 0], data.target, alpha)
+    return {"alpha": alpha, "shift": calibrator.shift, "rows": len(data.rows)}
 
-    rollout_config = read_config(rollouts)
-    info = {
-        "method": method,
-        "levels": list(calibrator.levels),
-        "policy": rollout_config.get("policy"),
-        "prm": getattr(prm, "name", None),
-        "data": {"rollouts": str(Path(rollouts).resolve()), "rows": len(rows),
-                 "unreadable_rows": len(all_rows) - len(rows),
-                 "fit_rows": len(fit), "held_out_rows": len(held), "conformal_rows": len(conf),
-                 "metrics_rows": len(scored), "held_out_problems": sorted({rows[i].problem_id for i in scored}),
-                 "task": rollout_config.get("task"), "split": rollout_config.get("split")},
-        "fit_seconds": round(fit_seconds, 2),
-        "metrics_held_out": (
-            metrics(scored_q, target[scored], calibrator.levels, target_resolution(rows)) if scored else None
-        ),
-        "conformal": conformal_info,
-        "posthoc": calibrator.posthoc.to_dict() if calibrator.posthoc is not None else None,
-        "lora": {**LORA_DEFAULTS, **(lora or {})} if method == "quantile-lora" else None,
-        "version": __version__,
-    }
-    write_json(out / CALIBRATION_FILE, info)
-    return info
+
+def held_out_metrics(calibrator: Calibrator, data: Prefixes, split: Split) -> dict | None:
+    """Metrics on the held-out rows that neither the fit nor the conformal shift saw (None if none)."""
+    if not split.scored:
+        return None
+    scored = data.take(split.scored)
+    return metrics(calibrator.predict(scored), scored.target, calibrator.levels, target_resolution(data.rows))
+
+
+def data_info(rollouts: str | Path, config: dict, rows: list[TargetRow], total: int, split: Split) -> dict:
+    """`calibration.json`'s `data`: where the rows came from and how they were used."""
+    return {"rollouts": str(Path(rollouts).resolve()), "rows": len(rows), "unreadable_rows": total - len(rows),
+            "fit_rows": len(split.fit), "held_out_rows": len(split.held), "conformal_rows": len(split.conformal),
+            "metrics_rows": len(split.scored), "held_out_problems": sorted({rows[i].problem_id for i in split.scored}),
+            "task": config.get("task"), "split": config.get("split")}
 
 
 def conformal_split(rows: Sequence, held: list[int], seed: int) -> tuple[list[int], list[int]]:
@@ -306,23 +268,3 @@ def metrics(q: np.ndarray, p: np.ndarray, levels: Sequence[float], resolution: f
                                for i, b in enumerate(levels)} if quantile else {},
         "rows": int(len(p)),
     }
-
-
-class CalibratedPRM:
-    """A PRM whose step scores are calibrated: `scores` hold the median, `quantiles` all levels."""
-
-    def __init__(self, prm: PRM, calibrator: Calibrator):
-        self.prm = prm
-        self.calibrator = calibrator
-        self.name = f"{getattr(prm, 'name', 'prm')}+{calibrator.method}"
-
-    def score(self, items: Sequence[tuple[str, list[str]]], hidden: bool = False) -> list[StepScores]:
-        readings = self.prm.score(items, hidden=self.calibrator.needs_hidden or hidden)
-        for reading in readings:
-            if reading.skipped or not reading.scores:
-                continue
-            q = self.calibrator.predict(np.asarray(reading.scores, dtype=np.float32), reading.hidden)
-            reading.raw_scores = reading.scores
-            reading.quantiles = q.tolist()
-            reading.scores = q[:, self.calibrator.median_index].tolist()
-        return readings

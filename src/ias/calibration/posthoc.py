@@ -9,7 +9,7 @@ easy question scored 0.8 from a hard one scored 0.8. Each is a small class with
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -37,7 +37,10 @@ class _Fitted:
 
     def _need_fit(self) -> None:
         if not self.fitted:
-            raise RuntimeError(f"{type(self).__name__} is not fitted; call fit(r, p) first")
+            raise self._unfitted()
+
+    def _unfitted(self) -> RuntimeError:
+        return RuntimeError(f"{type(self).__name__} is not fitted; call fit(r, p) first")
 
     @property
     def fitted(self) -> bool:  # pragma: no cover - overridden
@@ -161,14 +164,19 @@ class IsotonicRegression(_Fitted):
         self.x, self.y = xs[keep], fitted[keep]
         return self
 
+    def _points(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.x is None or self.y is None:
+            raise self._unfitted()
+        return self.x, self.y
+
     def predict(self, r: ArrayLike) -> np.ndarray:
-        self._need_fit()
+        x, y = self._points()
         (r,) = _arrays(("r", r))
-        return np.interp(r, self.x, self.y)
+        return np.interp(r, x, y)
 
     def to_dict(self) -> dict[str, Any]:
-        self._need_fit()
-        return {"method": self.method, "x": self.x.tolist(), "y": self.y.tolist()}
+        x, y = self._points()
+        return {"method": self.method, "x": x.tolist(), "y": y.tolist()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> IsotonicRegression:
@@ -201,32 +209,51 @@ class HistogramBinning(_Fitted):
         self.values = [None if c == 0 else float(m) for c, m in zip(rel.counts, rel.mean_target)]
         return self
 
+    def _values(self) -> list[float | None]:
+        if self.values is None:
+            raise self._unfitted()
+        return self.values
+
     def predict(self, r: ArrayLike) -> np.ndarray:
-        self._need_fit()
+        values = self._values()
         (r,) = _arrays(("r", r))
         _check_range("r", r)
         idx = np.minimum((r * self.bins).astype(int), self.bins - 1)
-        table = np.array([np.nan if v is None else v for v in self.values])
+        table = np.array([np.nan if v is None else v for v in values])
         out = table[idx]
         return np.where(np.isnan(out), r, out)
 
     def to_dict(self) -> dict[str, Any]:
-        self._need_fit()
-        return {"method": self.method, "bins": self.bins, "values": list(self.values)}
+        return {"method": self.method, "bins": self.bins, "values": list(self._values())}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> HistogramBinning:
         return cls(int(data["bins"]), list(data["values"]))
 
 
-BASELINES: dict[str, type] = {
+class PosthocMap(Protocol):
+    """What every baseline offers: fit a map of the score, apply it, and round-trip it through JSON."""
+
+    method: str
+
+    def fit(self, r: ArrayLike, p: ArrayLike) -> PosthocMap: ...
+
+    def predict(self, r: ArrayLike) -> np.ndarray: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PosthocMap: ...
+
+
+BASELINES: dict[str, type[PosthocMap]] = {
     "temperature": TemperatureScaling,
     "isotonic": IsotonicRegression,
     "histogram": HistogramBinning,
 }
 
 
-def baseline_from_dict(data: dict[str, Any]):
+def baseline_from_dict(data: dict[str, Any]) -> PosthocMap:
     """A fitted baseline from its `to_dict()`, whatever its method."""
     method = data.get("method")
     if method not in BASELINES:

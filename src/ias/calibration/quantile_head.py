@@ -14,23 +14,26 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
+from ias.calibration.calibrator import (
+    LEVELS,
+    Calibrator,
+    MapCalibrator,
+    Prefixes,
+    check_levels,
+    require_hidden,
+)
 from ias.calibration.store import TargetRow
 from ias.errors import UserError
+from ias.prm.base import PRM, ReadablePRM
 
-LEVELS = (0.1, 0.5, 0.9)
 HEAD_FILE = "quantile_head.safetensors"
 EPS = 1e-6
-
-
-def median_column(levels: Sequence[float]) -> int:
-    """The column of the level nearest 0.5: the point estimate every metric and ranking uses."""
-    return min(range(len(levels)), key=lambda i: abs(levels[i] - 0.5))
 
 
 def pinball(q: torch.Tensor, p: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
@@ -39,18 +42,11 @@ def pinball(q: torch.Tensor, p: torch.Tensor, levels: torch.Tensor) -> torch.Ten
     return torch.maximum(levels * diff, (levels - 1) * diff).mean()
 
 
-def check_levels(levels: Sequence[float]) -> tuple[float, ...]:
-    """The levels as floats, or a UserError: output column i is read as level i, so the
-    levels must be given increasing (sorted quantiles would be mislabelled otherwise)."""
-    values = [float(b) for b in levels]
-    if not values or values != sorted(values) or not all(0 < b < 1 for b in values) or len(set(values)) != len(values):
-        raise UserError(f"quantile levels (--levels) must be distinct, increasing and inside (0, 1), "
-                        f"e.g. 0.1,0.5,0.9; got {values}")
-    return tuple(values)
-
-
 class QuantileHead(nn.Module):
     """Monotone quantiles of success from (PRM score, hidden state at the tag)."""
+
+    mean: torch.Tensor  # buffers: the hidden state's standardisation, fitted once
+    scale: torch.Tensor
 
     def __init__(self, width: int, levels: Sequence[float] = LEVELS):
         super().__init__()
@@ -125,7 +121,36 @@ def fit_quantile_head(
     return head.eval()
 
 
-def reading_plan(rows: Sequence[TargetRow], prm=None) -> tuple[list[tuple[str, list[str]]], list[tuple[int, int]]]:
+class QuantileHeadCalibrator(MapCalibrator):
+    """`quantile-head` as a calibrator: the frozen PRM's reading mapped by a fitted head."""
+
+    needs_hidden = True
+
+    def __init__(self, method: str, head: QuantileHead):
+        super().__init__(method, head.levels)
+        self.head = head
+
+    @classmethod
+    def fit(cls, method: str, prm: ReadablePRM, data: Prefixes, levels: tuple[float, ...], seed: int,
+            settings: dict[str, Any]) -> Calibrator:
+        hidden = require_hidden(data.hidden, method)
+        return cls(method, fit_quantile_head(data.score, hidden, data.target, levels, seed=seed))
+
+    def map(self, score: np.ndarray, hidden: np.ndarray | None) -> np.ndarray:
+        return self.head.predict(score, require_hidden(hidden, self.method))
+
+    def save(self, folder: Path) -> dict[str, Any]:
+        self.head.save(folder)
+        return {}
+
+    @classmethod
+    def load(cls, folder: Path, info: dict[str, Any], prm: PRM | None) -> Calibrator:
+        return cls(info["method"], QuantileHead.load(folder))
+
+
+def reading_plan(
+    rows: Sequence[TargetRow], prm: ReadablePRM | None = None
+) -> tuple[list[tuple[str, list[str]]], list[tuple[int, int]]]:
     """The PRM inputs that read every row, and for each row (input index, tag index).
 
     One input per trajectory (its longest prefix: a causal PRM's reading at tag t sees only
@@ -158,9 +183,9 @@ def reading_plan(rows: Sequence[TargetRow], prm=None) -> tuple[list[tuple[str, l
     return items, where
 
 
-def _fits(prm):
-    """Whether the PRM reads an input whole (always, for a PRM that does not say its limit)."""
-    if prm is None or not hasattr(prm, "encode") or not hasattr(prm, "max_length"):
+def _fits(prm: ReadablePRM | None) -> Callable[[str, list[str]], bool]:
+    """Whether the PRM reads an input whole (always, when no PRM is given)."""
+    if prm is None:
         return lambda question, steps: True
 
     def fits(question: str, steps: list[str]) -> bool:
@@ -172,7 +197,7 @@ def _fits(prm):
     return fits
 
 
-def prm_readings(prm, rows: Sequence[TargetRow], hidden: bool = True) -> Readings:
+def prm_readings(prm: ReadablePRM, rows: Sequence[TargetRow], hidden: bool = True) -> Readings:
     """The PRM's reading of every row it can read (score, hidden state, quantiles if calibrated).
 
     Rows of an input the PRM skips (longer than it allows) are left out; callers report how many.
@@ -185,10 +210,17 @@ def prm_readings(prm, rows: Sequence[TargetRow], hidden: bool = True) -> Reading
     at = [where[k] for k in kept]
     score = np.asarray([readings[i].scores[j] for i, j in at], dtype=np.float32)
     states = np.stack([readings[i].hidden[j] for i, j in at]).astype(np.float32) if hidden else None
+    read = [(readings[i].quantiles, j) for i, j in at]
     quantiles = None
-    if all(readings[i].quantiles is not None for i, _ in at):
-        quantiles = np.asarray([readings[i].quantiles[j] for i, j in at], dtype=np.float32)
+    if all(q is not None for q, _ in read):
+        quantiles = np.asarray([q[j] for q, j in read if q is not None], dtype=np.float32)
     return Readings(score, states, quantiles, kept)
+
+
+def read_prefixes(prm: ReadablePRM, rows: Sequence[TargetRow], hidden: bool) -> Prefixes:
+    """The rows the PRM can read, with its readings (hidden states only when asked)."""
+    readings = prm_readings(prm, rows, hidden=hidden)
+    return Prefixes([rows[k] for k in readings.kept], readings.score, readings.hidden)
 
 
 class Readings(NamedTuple):

@@ -18,21 +18,24 @@ import json
 import random
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from ias.calibration.quantile_head import LEVELS, check_levels, median_column, pinball, prm_readings, reading_plan
+from ias.calibration.calibrator import LEVELS, Calibrator, Prefixes, check_levels, median_column
+from ias.calibration.quantile_head import pinball, prm_readings, reading_plan
 from ias.calibration.store import TargetRow
 from ias.errors import UserError
+from ias.prm.base import PRM, AdaptablePRM, ReadablePRM, require_adaptable
 
 READER_FILE = "quantile_reader.safetensors"
 READER_INFO = "quantile_reader.json"
 # The paper's settings: rank 2, alpha 32, dropout 0.1 on attention q/v of every 4th layer,
 # 3 epochs, lr 1e-4, batches of about 32 prefixes.
-LORA_DEFAULTS = {"rank": 2, "alpha": 32, "dropout": 0.1, "every": 4, "epochs": 3, "lr": 1e-4, "batch_rows": 32}
+LORA_DEFAULTS: dict[str, Any] = {"rank": 2, "alpha": 32, "dropout": 0.1, "every": 4, "epochs": 3, "lr": 1e-4,
+                                 "batch_rows": 32}
 
 
 class QuantileReader(nn.Module):
@@ -92,8 +95,8 @@ def lora_layers(model: nn.Module, every: int) -> list[int]:
     return list(range(0, count, every))
 
 
-def fit_quantile_lora(prm, rows: Sequence[TargetRow], levels: Sequence[float] = LEVELS, seed: int = 0,
-                      settings: dict | None = None):
+def fit_quantile_lora(prm: PRM, rows: Sequence[TargetRow], levels: Sequence[float] = LEVELS, seed: int = 0,
+                      settings: dict | None = None) -> AdaptablePRM:
     """A fresh copy of `prm` with a trained LoRA adapter and quantile reader attached.
 
     `settings` override `LORA_DEFAULTS`. Whole trajectories stay together in a batch: one
@@ -106,7 +109,7 @@ def fit_quantile_lora(prm, rows: Sequence[TargetRow], levels: Sequence[float] = 
     s = {**LORA_DEFAULTS, **(settings or {})}
     import peft  # a core dependency, imported here so `import ias` stays light
     torch.manual_seed(seed)
-    adapted = prm.fresh_copy()
+    adapted = require_adaptable(prm, "quantile-lora calibration").fresh_copy()
     layer, positive, negative = adapted.reading_layer()
     reader = QuantileReader.from_reading_layer(layer, positive, negative, levels)
     config = peft.LoraConfig(
@@ -140,7 +143,10 @@ def fit_quantile_lora(prm, rows: Sequence[TargetRow], levels: Sequence[float] = 
     return adapted
 
 
-def _examples(prm, rows: Sequence[TargetRow]) -> list[tuple[list[int], list[int], list[tuple[int, float]]]]:
+Example = tuple[list[int], list[int], list[tuple[int, float]]]  # input ids, tag positions, [(tag index, target)]
+
+
+def _examples(prm: ReadablePRM, rows: Sequence[TargetRow]) -> list[Example]:
     """(input ids, tag positions, [(tag index, target)]) per readable PRM input."""
     items, where = reading_plan(rows, prm)
     targets: dict[int, list[tuple[int, float]]] = {}
@@ -157,7 +163,7 @@ def _examples(prm, rows: Sequence[TargetRow]) -> list[tuple[list[int], list[int]
     return out
 
 
-def _batches(examples: list, batch_rows: int):
+def _batches(examples: list, batch_rows: int) -> Iterator[list]:
     """Consecutive groups of inputs holding about `batch_rows` labelled tags each."""
     batch, size = [], 0
     for example in examples:
@@ -170,27 +176,81 @@ def _batches(examples: list, batch_rows: int):
         yield batch
 
 
-def save_quantile_lora(adapted, folder: Path) -> None:
+def save_quantile_lora(adapted: AdaptablePRM, folder: Path) -> None:
     adapted.model.save_pretrained(str(folder))
-    adapted.quantile_reader.save(folder)
+    _reader(adapted).save(folder)
 
 
-def load_quantile_lora(prm, folder: Path):
+def _reader(adapted: AdaptablePRM) -> QuantileReader:
+    """The quantile reader quantile-lora attached to `adapted`."""
+    reader = adapted.quantile_reader
+    if not isinstance(reader, QuantileReader):
+        raise RuntimeError(f"PRM '{adapted.name}' carries no quantile reader: it was not adapted by quantile-lora")
+    return reader
+
+
+def load_quantile_lora(prm: PRM, folder: Path) -> AdaptablePRM:
     """A fresh copy of `prm` with the folder's adapter and quantile reader: scores are medians."""
     import peft  # a core dependency, imported here so `import ias` stays light
-    if not hasattr(prm, "fresh_copy"):
-        raise UserError("a quantile-lora calibrator needs a transformers PRM (backend 'hf')")
+    plain = require_adaptable(prm, "quantile-lora calibration")
     reader = QuantileReader.load(folder)
-    adapted = prm.fresh_copy()
+    adapted = plain.fresh_copy()
     adapted.model = peft.PeftModel.from_pretrained(adapted.model, str(folder)).eval()
     adapted.quantile_reader = reader.to(adapted.device)
     adapted.name = f"{prm.name}+quantile-lora"
     return adapted
 
 
-def quantiles_of(adapted, rows: Sequence[TargetRow]) -> np.ndarray:
+def quantiles_of(adapted: ReadablePRM, rows: Sequence[TargetRow]) -> np.ndarray:
     """[rows, levels] quantiles of rows the plain PRM could read (the adapted one reads the same inputs)."""
     readings = prm_readings(adapted, rows, hidden=False)
     if len(readings.kept) != len(rows):
         raise UserError("the adapted PRM could not read every prefix the plain PRM read")
+    if readings.quantiles is None:
+        raise RuntimeError(f"PRM '{adapted.name}' reads no quantiles: it was not adapted by quantile-lora")
     return readings.quantiles
+
+
+class QuantileLoraCalibrator(Calibrator):
+    """`quantile-lora` as a calibrator: an adapted copy of the PRM whose quantile reader
+    gives the quantiles (and holds the conformal shift, so the adapted PRM applies it)."""
+
+    changes_prm = True
+    defaults = LORA_DEFAULTS
+
+    def __init__(self, method: str, adapted: AdaptablePRM, settings: dict[str, Any]):
+        self.reader = _reader(adapted)
+        super().__init__(method, self.reader.levels)
+        self.adapted = adapted
+        self.settings = settings
+
+    @property
+    def shift(self) -> float:
+        return self.reader.shift
+
+    @shift.setter
+    def shift(self, value: float) -> None:
+        self.reader.shift = float(value)
+
+    @classmethod
+    def fit(cls, method: str, prm: ReadablePRM, data: Prefixes, levels: tuple[float, ...], seed: int,
+            settings: dict[str, Any]) -> Calibrator:
+        return cls(method, fit_quantile_lora(prm, data.rows, levels, seed, settings), settings)
+
+    def predict(self, data: Prefixes) -> np.ndarray:
+        return quantiles_of(self.adapted, data.rows)
+
+    def save(self, folder: Path) -> dict[str, Any]:
+        save_quantile_lora(self.adapted, folder)
+        return {"lora": self.settings}
+
+    @classmethod
+    def load(cls, folder: Path, info: dict[str, Any], prm: PRM | None) -> Calibrator:
+        if prm is None:  # load_calibrator refuses this first, with the fix
+            raise TypeError(f"the {info['method']} calibrator in {folder} loads onto the PRM it adapts")
+        return cls(info["method"], load_quantile_lora(prm, folder), {**LORA_DEFAULTS, **(info.get("lora") or {})})
+
+    def wrap(self, prm: PRM) -> PRM:
+        """The adapted copy of `prm` (the PRM `load` was given): scores are medians."""
+        self.adapted.name = f"{prm.name}+{self.method}"
+        return self.adapted

@@ -11,14 +11,14 @@ import math
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 
 import ias.prm.likelihood  # noqa: F401  (registers the zoo PRM's architecture with transformers)
 from ias.errors import UserError
 from ias.models import hub_errors, resolve_model
-from ias.prm.base import StepScores, register_prm
+from ias.prm.base import QuantileReading, StepScores, register_prm
 from ias.prm.format import check_format_tokens, load_format, prm_input
 
 _SAID_PAST_TRAINING: set[tuple[str, int]] = set()  # (PRM, max_length) already told on stderr
@@ -40,8 +40,8 @@ class HFPRM:
         from transformers import AutoConfig, AutoTokenizer
 
         check_prm_options(dtype, batch_size, max_length)
-        self.options = dict(prm_format=prm_format, device=device, dtype=dtype, batch_size=batch_size,
-                            max_length=max_length)
+        self.options: dict[str, Any] = dict(prm_format=prm_format, device=device, dtype=dtype,
+                                            batch_size=batch_size, max_length=max_length)
         path = resolve_model(model)
         self.name = model
         self.format = load_format(path, prm_format)  # a hub id has no local ias_prm.json: --prm-format
@@ -67,7 +67,8 @@ class HFPRM:
                 self.tokenizer.encode(tok, add_special_tokens=False)[-1]
                 for tok in (self.format.plus, self.format.minus)
             ]
-        self.quantile_reader = None  # set by quantile-lora calibration: reads quantiles, not the head
+        # Set by quantile-lora calibration: reads quantiles in the reading layer's place.
+        self.quantile_reader: QuantileReading | None = None
 
     def fresh_copy(self) -> HFPRM:
         """The same PRM loaded anew: adapters are injected in place, so never into a shared one."""
@@ -97,7 +98,7 @@ class HFPRM:
     def forward_reading_inputs(self, ids: torch.Tensor, mask: torch.Tensor, hidden: bool = False):
         """The model's output and the reading layer's input at every position (one forward)."""
         layer = self.reading_layer()[0]
-        captured = {}
+        captured: dict[str, torch.Tensor] = {}
         handle = layer.register_forward_hook(lambda module, args, out: captured.__setitem__("x", args[0]))
         try:
             output = self.model(input_ids=ids, attention_mask=mask, output_hidden_states=hidden)
@@ -173,16 +174,19 @@ def _load_model(path: str, config, reading: str, dtype):
     return model
 
 
-def _load_with_info(path: str, config, reading: str, dtype):
+def _load_with_info(path: str, config, reading: str, dtype) -> tuple[Any, dict]:
+    """The model and transformers' loading report (`output_loading_info`, a pair its stubs do not say)."""
     from transformers import AutoModel, AutoModelForCausalLM, AutoModelForTokenClassification
 
+    loaded: Any
     if reading == "tokens":
-        model, info = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, output_loading_info=True)
+        loaded = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, output_loading_info=True)
     elif any("ProcessRewardModel" in a for a in (getattr(config, "architectures", None) or [])):
         # Qwen2.5-Math-PRM ships its own modelling code with a 2-class head at every token.
-        model, info = AutoModel.from_pretrained(path, dtype=dtype, trust_remote_code=True, output_loading_info=True)
+        loaded = AutoModel.from_pretrained(path, dtype=dtype, trust_remote_code=True, output_loading_info=True)
     else:
-        model, info = AutoModelForTokenClassification.from_pretrained(path, dtype=dtype, output_loading_info=True)
+        loaded = AutoModelForTokenClassification.from_pretrained(path, dtype=dtype, output_loading_info=True)
+    model, info = loaded
     return model, info
 
 
