@@ -342,6 +342,38 @@ def test_tuned_settings_keep_their_budget_on_the_tuning_pool_and_oracle_alloc_sp
     assert main[0].samples == 1 and main[2].samples < main[1].samples  # few for easy and hopeless, more for hard
 
 
+def test_ias_adaptive_at_b_keeps_to_fixed_n_tokens_with_a_margin_for_other_problems():
+    """`ias-adaptive@B` is the most accurate setting whose tokens' upper bound over resamples of
+    the tuning questions (`tokens_high`) is within fixed N = B's, not merely their mean: a
+    setting that only just fits the tuning pool overspends on other problems half the time."""
+    import random
+
+    from ias.evaluation import tune_adaptive
+
+    rng = random.Random(5)
+    records = [pool([sample(str(rng.randint(0, 3)), rng.random() < p, score=rng.random(), tokens=rng.randint(5, 90))
+                     for _ in range(16)], lower=p, qid=str(k))
+               for k, p in enumerate(rng.choice((0.0, 0.1, 0.4, 0.9)) for _ in range(24))]
+    tuned = tune_adaptive(records, Budget(n_max=16), tolerance=0.01)
+    grid = tuned["grid"]
+    assert all(g["tokens_high"] >= g["tokens"] for g in grid)
+    assert any(g["tokens_high"] > 1.02 * g["tokens"] for g in grid)  # a margin where spends differ, not the mean
+    one = sum(sum(s.generated_tokens for s in r.samples) / len(r.samples) for r in records)
+    for b, settings in tuned["by_budget"].items():
+        chosen = next(g for g in grid if all(g[k] == v for k, v in settings.items()))
+        fits = [g for g in grid if g["tokens_high"] <= int(b) * one]
+        if not fits:
+            assert chosen["tokens"] == min(g["tokens"] for g in grid)
+            continue
+        assert chosen in fits and chosen["accuracy"] == max(g["accuracy"] for g in fits)
+    by_mean = [g for g in grid if g["tokens"] <= 8 * one]  # the mean alone admits settings the bound refuses
+    assert any(g["tokens_high"] > 8 * one for g in by_mean)
+    # @B compare at equal tokens and may take waves growing by half; the main setting keeps the
+    # method's own growth (its live wall time is what was measured).
+    own = make_method("ias-adaptive").growth
+    assert {g["growth"] for g in grid} == {own, *adaptive.BUDGET_GROWTHS} and tuned["settings"]["growth"] == own
+
+
 def test_eval_reports_the_frontier_ias_adaptive_its_confidence_and_the_oracle(tmp_path):
     """A real (small) `ias eval` with a tuning split: the frontier of every selection rule,
     ias-adaptive tuned on the tuning pool with its @B family, the oracle, the ECE of the

@@ -355,9 +355,10 @@ def tune_adaptive(records: list[PoolProblem], budget: Budget, tolerance: float, 
     views = [[adaptive.prefix_view(r) for r in rows] for rows in shuffled]
     confidence = adaptive.fit_confidence([v for row in views for v in row])
     growth = method_class("ias-adaptive").growth  # the latency setting the method runs with
-    grid = adaptive.adaptive_grid(views, shuffled, budget.n_max, confidence, growth)
+    grid = [g for x in dict.fromkeys((growth, *adaptive.BUDGET_GROWTHS))  # @B may also take BUDGET_GROWTHS
+            for g in adaptive.adaptive_grid(views, shuffled, budget.n_max, confidence, x)]
     one_sample = sum(sum(s.generated_tokens for s in r.samples) / len(r.samples) for r in records)
-    return {**adaptive.choose_settings(grid, tolerance, one_sample), "confidence_map": confidence.to_dict(),
+    return {**adaptive.choose_settings(grid, tolerance, one_sample, growth), "confidence_map": confidence.to_dict(),
             "n_problems": len(records), "grid": grid}
 
 
