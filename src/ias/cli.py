@@ -319,6 +319,8 @@ def _run_calibrate(args: argparse.Namespace) -> int:
     from ias.api import calibrate
 
     prm = _prm_spec(args)
+    if prm.model is None:
+        raise UserError("ias calibrate needs a PRM (--prm)")
     info = calibrate(args.rollouts, prm=prm.model, method=args.method, out=args.out, levels=args.levels,
                      conformal=args.conformal, held_out=args.held_out, seed=args.seed, prm_format=prm.format,
                      prm_options=prm.options, lora=dict(args.lora))
@@ -333,6 +335,8 @@ def _run_calib_eval(args: argparse.Namespace) -> int:
     from ias.report import print_calibration
 
     prm = _prm_spec(args)
+    if prm.model is None:
+        raise UserError("ias calib-eval needs a PRM (--prm)")
     report = calib_eval(args.rollouts, prm=prm.model, out=args.out, calibrator=args.calibrator,
                         compare=args.compare, seed=args.seed, prm_format=prm.format, prm_options=prm.options)
     print_calibration(report)

@@ -100,30 +100,68 @@ def run_eval(run: EvalRun, parts: EvalParts, problems: Sequence[Problem],
     know nothing of it), on which `ias-bon-tuned` chooses its estimate and coverage
     (`tune_budget`) and `ias-adaptive` its settings before they are measured here.
     """
-    from ias.runner import run_dataset
-
-    task, policy, prm, plain_prm, params, executor = (parts.task, parts.policy, parts.prm, parts.plain_prm,
-                                                      parts.params, parts.executor)
-    seed, out, batch_problems, progress = run.seed, Path(run.out), run.batch_problems, run.progress
-    budget, tolerance, orderings = Budget.of(run.eval), run.eval.tolerance, run.eval.orderings
-    config = {**run.task.record(), **run.policy.record(), **run.prm.record()}
-    # The tuning split is no setting of the main pool (its records do not depend on it): its own pool's.
-    tune_config = {**config, "split": run.eval.tune_split, "limit": run.eval.tune_limit} if tune_problems else None
+    ev = _Eval(run, parts)
     strategies = check_strategies(run.eval.strategies or [s for s in STRATEGIES if s != TUNED or tune_problems])
-    if TUNED in strategies and not (tune_problems and tune_config):
+    if TUNED in strategies and not tune_problems:
         raise UserError(f"strategy '{TUNED}' needs problems to tune on (--tune-split, e.g. calib)")
+    tuning = ev.tune(problems, tune_problems, strategies) if tune_problems else None
+    pool_summary, records = ev.pool(ev.out / "pool", problems, ev.config)
+    # The raw PRM's reading of each question (and, for the uncalibrated twins, of each sample).
+    plain = parts.plain_prm.score([(r.question, []) for r in records])
+    records = [r.with_raw_question(x.scores[0] if x.scores and not x.skipped else None) for r, x in zip(records, plain)]
+    raw = [UNREAD if x is None else x for x in (r.reading().raw_score for r in records)]
+    if any(VARIANTS.get(name, ("", {}))[1].get("calibrated") is False for name in strategies):
+        records = _read_raw(parts.plain_prm, records)
+    by_ordering = replay(records, strategies, ev.budget, tuning, run.seed, run.eval.orderings, parts.task.extract)
+    # Names with a colon are the frontier's and the sweeps' points, summarised on their own.
+    outcomes = {name: [expected(runs) for runs in results] for name, results in by_ordering.items() if ":" not in name}
+    share_of = (pool_summary["wall_s"], pool_summary["usage"]["generated_tokens"] or 1)
+    methods = {name: _method_summary(results, share_of=share_of) for name, results in outcomes.items()}
+    notes = _untimed_note(ev.out / "pool", pool_summary)
+    if any(a in strategies for a in ADAPTIVE) and not (tuning and "adaptive" in tuning):
+        notes.append("no tuning split: ias-adaptive ran with its default settings and its confidence is the chosen "
+                     "sample's calibrated score (no map); pass --tune-split for ias-adaptive@B and a fitted map")
+    search_confidence = _confidence_map((tuning or {}).get("adaptive"))  # the same map as the replayed methods'
+    for name in (s for s in SEARCHES if s in strategies):
+        outcomes[name], methods[name], search_notes = ev.search(name, problems, records, search_confidence)
+        by_ordering[name] = [[o] for o in outcomes[name]]
+        notes += search_notes
+    summary = _eval_summary(ev, len(records), by_ordering, methods, pool_summary, tuning, notes)
+    _write_records(ev.out / "records.jsonl", records, raw, outcomes)
+    write_json(ev.out / "summary.json", summary)
+    from ias.report import eval_plots, write_eval_report
 
-    def pool(folder: Path, chosen, settings: dict) -> tuple[dict, list[PoolProblem]]:
+    eval_plots(ev.out, summary, records, outcomes, ev.budget)
+    write_eval_report(ev.out / "report.md", summary)
+    return summary
+
+
+class _Eval:
+    """One eval's settings and parts, and the runs it makes on them: the pools and the searches."""
+
+    def __init__(self, run: EvalRun, parts: EvalParts):
+        self.run, self.parts, self.out = run, parts, Path(run.out)
+        self.budget = Budget.of(run.eval)
+        self.config = {**run.task.record(), **run.policy.record(), **run.prm.record()}
+
+    def pool(self, folder: Path, chosen: Sequence[Problem], config: dict) -> tuple[dict, list[PoolProblem]]:
+        """The N_max-sample pool of `chosen` in `folder` (resumable), and its records."""
+        from ias.runner import run_dataset
+
+        parts = self.parts
         summary = run_dataset(
-            BestOfN(n=budget.n_max, score_question=True, name="pool"), chosen, task, policy, prm,
-            dataclasses.replace(params, logprobs=True), seed, folder, settings,
-            batch_problems=batch_problems, progress=progress, executor=executor,
+            BestOfN(n=self.budget.n_max, score_question=True, name="pool"), chosen, parts.task, parts.policy,
+            parts.prm, dataclasses.replace(parts.params, logprobs=True), self.run.seed, folder, config,
+            batch_problems=self.run.batch_problems, progress=self.run.progress, executor=parts.executor,
         )
         wanted = {p.id for p in chosen}
         return summary, [PoolProblem.from_json(r) for r in read_records(folder / "records.jsonl") if r["id"] in wanted]
 
-    tuning = None
-    if tune_problems and tune_config and (TUNED in strategies or any(a in strategies for a in ADAPTIVE)):
+    def tune(self, problems: Sequence[Problem], tune_problems: Sequence[Problem], strategies: Sequence[str]) \
+            -> dict | None:
+        """The tuning split's own pool, and the settings chosen on it (`tune/tuning.json`)."""
+        if not (TUNED in strategies or any(a in strategies for a in ADAPTIVE)):
+            return None
         # By question text, not id: a jsonl file read under two split names gives the same
         # questions different ids, and an arith seed:N split may redraw test questions.
         evaluated = {_question_key(p.question) for p in problems}
@@ -131,56 +169,47 @@ def run_eval(run: EvalRun, parts: EvalParts, problems: Sequence[Problem],
         if overlap:
             raise UserError(f"the tuning problems include {len(overlap)} evaluated questions (e.g. {overlap[0]}); "
                             "tune on another split")
-        tune_records = pool(out / "tune" / "pool", tune_problems, tune_config)[1]
-        tuning = {"split": tune_config["split"], **tune_budget(tune_records, budget, tolerance),
-                  "adaptive": tune_adaptive(tune_records, budget, tolerance, seed)}
-        write_json(out / "tune" / "tuning.json", tuning)
-    pool_summary, records = pool(out / "pool", problems, config)
-    # The raw PRM's reading of each question (and, for the uncalibrated twins, of each sample).
-    plain = plain_prm.score([(r.question, []) for r in records])
-    records = [r.with_raw_question(x.scores[0] if x.scores and not x.skipped else None) for r, x in zip(records, plain)]
-    raw = [UNREAD if x is None else x for x in (r.reading().raw_score for r in records)]
-    if any(VARIANTS.get(name, ("", {}))[1].get("calibrated") is False for name in strategies):
-        records = _read_raw(plain_prm, records)
-    by_ordering = replay(records, strategies, budget, tuning, seed, orderings, task.extract)
-    # Names with a colon are the frontier's and the sweeps' points, summarised on their own.
-    outcomes = {name: [expected(runs) for runs in results] for name, results in by_ordering.items() if ":" not in name}
-    pool_tokens = pool_summary["usage"]["generated_tokens"] or 1
-    pool_wall = pool_summary["wall_s"]
-    notes = _untimed_note(out / "pool", pool_summary)
-    if any(a in strategies for a in ADAPTIVE) and not (tuning and "adaptive" in tuning):
-        notes.append("no tuning split: ias-adaptive ran with its default settings and its confidence is the chosen "
-                     "sample's calibrated score (no map); pass --tune-split for ias-adaptive@B and a fitted map")
-    methods = {name: _method_summary(results, share_of=(pool_wall, pool_tokens)) for name, results in outcomes.items()}
-    search_confidence = _confidence_map((tuning or {}).get("adaptive"))  # the same map as the replayed methods'
-    for name in (s for s in SEARCHES if s in strategies):
-        summary_of = run_dataset(MethodStrategy(_method(name, budget)), problems, task, policy, prm, params, seed,
-                                 out / name, config, batch_problems=batch_problems, progress=progress,
-                                 executor=executor)
-        by_id = {r["id"]: r for r in read_records(out / name / "records.jsonl")}
-        outcomes[name] = [_mapped(_search_outcome(by_id[r.id]), search_confidence) for r in records]
-        by_ordering[name] = [[o] for o in outcomes[name]]
-        methods[name] = _method_summary(outcomes[name], wall_s=summary_of["wall_s"])
-        methods[name]["grade_timeouts"] = summary_of.get("grade_timeouts", 0)
-        notes += _untimed_note(out / name, summary_of)
-    summary = {"methods": methods, "n_problems": len(records), "n_max": budget.n_max, "orderings": orderings,
-               "frontier": frontier(by_ordering, budget.n_max),
-               **({"sweeps": _sweeps(by_ordering)} if any(k.startswith("sweep:") for k in by_ordering) else {}),
-               **({"confidence_ece": confidence_ece(by_ordering)} if "ias-adaptive" in by_ordering else {}),
-               "budget": dataclasses.asdict(budget),
-               # Samples whose grading timed out (counted wrong): the pool's and each live search's.
-               "grade_timeouts": pool_summary.get("grade_timeouts", 0)
-               + sum(methods[name].get("grade_timeouts", 0) for name in SEARCHES if name in methods),
-               "pool": {"wall_s": pool_wall, "usage": pool_summary["usage"],
-                        "grade_timeouts": pool_summary.get("grade_timeouts", 0)},
-               "config": config, **({"tuning": tuning} if tuning else {}), **({"notes": notes} if notes else {})}
-    _write_records(out / "records.jsonl", records, raw, outcomes)
-    write_json(out / "summary.json", summary)
-    from ias.report import eval_plots, write_eval_report
+        # The tuning split is no setting of the main pool (its records do not depend on it): its own pool's.
+        split, limit, tolerance = self.run.eval.tune_split, self.run.eval.tune_limit, self.run.eval.tolerance
+        records = self.pool(self.out / "tune" / "pool", tune_problems, {**self.config, "split": split,
+                                                                         "limit": limit})[1]
+        tuning = {"split": split, **tune_budget(records, self.budget, tolerance),
+                  "adaptive": tune_adaptive(records, self.budget, tolerance, self.run.seed)}
+        write_json(self.out / "tune" / "tuning.json", tuning)
+        return tuning
 
-    eval_plots(out, summary, records, outcomes, budget)
-    write_eval_report(out / "report.md", summary)
-    return summary
+    def search(self, name: str, problems: Sequence[Problem], records: Sequence[PoolProblem],
+               confidence: ConfidenceMap) -> tuple[list[Outcome], dict, list[str]]:
+        """A step-level search run live into its own resumable folder: its outcomes (in the
+        pool's problem order), its summary and its notes."""
+        from ias.runner import run_dataset
+
+        parts, run = self.parts, self.run
+        summary = run_dataset(MethodStrategy(_method(name, self.budget)), problems, parts.task, parts.policy,
+                              parts.prm, parts.params, run.seed, self.out / name, self.config,
+                              batch_problems=run.batch_problems, progress=run.progress, executor=parts.executor)
+        by_id = {r["id"]: r for r in read_records(self.out / name / "records.jsonl")}
+        outcomes = [_mapped(_search_outcome(by_id[r.id]), confidence) for r in records]
+        method = {**_method_summary(outcomes, wall_s=summary["wall_s"]),
+                  "grade_timeouts": summary.get("grade_timeouts", 0)}
+        return outcomes, method, _untimed_note(self.out / name, summary)
+
+
+def _eval_summary(ev: _Eval, n_problems: int, by_ordering: dict[str, list[list[Outcome]]], methods: dict,
+                  pool_summary: dict, tuning: dict | None, notes: list[str]) -> dict:
+    """`summary.json` of an eval."""
+    n_max = ev.budget.n_max
+    return {"methods": methods, "n_problems": n_problems, "n_max": n_max,
+            "orderings": ev.run.eval.orderings, "frontier": frontier(by_ordering, n_max),
+            **({"sweeps": _sweeps(by_ordering)} if any(k.startswith("sweep:") for k in by_ordering) else {}),
+            **({"confidence_ece": confidence_ece(by_ordering)} if "ias-adaptive" in by_ordering else {}),
+            "budget": dataclasses.asdict(ev.budget),
+            # Samples whose grading timed out (counted wrong): the pool's and each live search's.
+            "grade_timeouts": pool_summary.get("grade_timeouts", 0)
+            + sum(methods[name].get("grade_timeouts", 0) for name in SEARCHES if name in methods),
+            "pool": {"wall_s": pool_summary["wall_s"], "usage": pool_summary["usage"],
+                     "grade_timeouts": pool_summary.get("grade_timeouts", 0)},
+            "config": ev.config, **({"tuning": tuning} if tuning else {}), **({"notes": notes} if notes else {})}
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,8 @@ RECORD_KEYS = ("id", "correct", "usage")  # what every strategy's record holds a
 
 
 class Strategy(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def config(self) -> dict: ...
 

@@ -16,6 +16,7 @@ import argparse
 import dataclasses
 import math
 import os
+import sys
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -453,19 +454,27 @@ def read_config(path: str | Path, run_cls: type, command: str) -> Any:
     except (OSError, UnicodeDecodeError) as err:
         raise UserError(f"cannot read --config {path}: {getattr(err, 'strerror', None) or err}") from None
     try:
-        if path.suffix == ".toml":
-            import tomllib
-
-            document = tomllib.loads(text)
-        else:
-            import yaml
-
-            document = yaml.safe_load(text)
+        document = _parse(text, path)
+    except UserError:
+        raise
     except Exception as err:  # yaml.YAMLError, tomllib.TOMLDecodeError: the parser's own message
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UserError(f"--config {path} is not valid {'TOML' if path.suffix == '.toml' else 'YAML'}: {first}") \
             from None
     return from_document(run_cls, document or {}, command, str(path))
+
+
+def _parse(text: str, path: Path) -> Any:
+    """A config file's document: TOML by its suffix (Python 3.11+), else YAML."""
+    if path.suffix != ".toml":
+        import yaml
+
+        return yaml.safe_load(text)
+    if sys.version_info >= (3, 11):
+        import tomllib
+
+        return tomllib.loads(text)
+    raise UserError(f"--config {path}: TOML needs Python 3.11 or newer; write it as YAML")
 
 
 def write_config(folder: Path, run: Any, command: str) -> None:

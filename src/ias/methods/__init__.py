@@ -28,7 +28,7 @@ _BUILTIN = {
     "ias-beam": "ias.methods.beam",
     "particle-filtering": "ias.methods.particles",
 }
-_METHODS: dict[str, type] = {}
+_METHODS: dict[str, type[Any]] = {}
 
 
 class Method(Protocol):
@@ -57,7 +57,7 @@ def method_names() -> list[str]:
     return list(dict.fromkeys([*_BUILTIN, *_METHODS]))
 
 
-def method_class(name: str) -> type:
+def method_class(name: str) -> type[Any]:
     """The settings class of method `name`; an unknown name is a one-line user error."""
     if name not in _METHODS and name in _BUILTIN:
         importlib.import_module(_BUILTIN[name])

@@ -91,41 +91,17 @@ class VLLMPolicy:
             raise UserError(f"unknown vllm backend option '{unknown[0]}'; see vllm's EngineArgs for the names")
         if tensor_parallel_size < 1:
             raise UserError(f"tensor_parallel_size must be >= 1, got {tensor_parallel_size}")
-        path = resolve_model(model)
         on_cpu = current_platform.is_cpu()
-        self._padded_dir: tempfile.TemporaryDirectory | None = None
-        if on_cpu and Path(path).is_dir():
-            head_dim = _head_dim(Path(path))
-            if head_dim is not None and head_dim not in CPU_HEAD_SIZES:
-                self._padded_dir = tempfile.TemporaryDirectory(prefix="ias-vllm-")
-                target = min((s for s in CPU_HEAD_SIZES if s % head_dim == 0), default=0)
-                path = str(pad_head_dim(Path(path), Path(self._padded_dir.name), target))
+        path = self._engine_path(model, on_cpu)
         if dtype == "auto":  # vLLM's own "auto" would run a float32 checkpoint in 16 bits
             dtype = _checkpoint_dtype(Path(path)) if Path(path).is_dir() else "auto"
-        args: dict[str, Any] = {
-            "tensor_parallel_size": tensor_parallel_size,
-            "dtype": dtype,
-            "enable_prefix_caching": enable_prefix_caching,
-            "seed": seed,
-            # On CPU a seeded request whose prompt is split over two steps crashes the worker
-            # ("CPU Generator does not use offset": it rewinds the generator, as on CUDA).
-            **({"enable_chunked_prefill": False} if on_cpu else {}),
+        args = _engine_args(known, on_cpu, {
+            "tensor_parallel_size": tensor_parallel_size, "dtype": dtype,
+            "enable_prefix_caching": enable_prefix_caching, "seed": seed,
+            **({"max_model_len": max_model_len} if max_model_len is not None else {}),
+            **({"gpu_memory_utilization": gpu_memory_utilization} if gpu_memory_utilization is not None else {}),
             **engine_options,
-        }
-        if "logprobs_mode" in known:  # vLLM >= 0.10; raw is its default there, pinned for the contract
-            args.setdefault("logprobs_mode", "raw_logprobs")
-        if max_model_len is not None:
-            args["max_model_len"] = max_model_len
-        if gpu_memory_utilization is not None:
-            args["gpu_memory_utilization"] = gpu_memory_utilization
-        if kv_cache_gb is None and on_cpu and gpu_memory_utilization is None and "kv_cache_memory_bytes" in known \
-                and "kv_cache_memory_bytes" not in args and not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
-            kv_cache_gb = CPU_DEFAULT_KV_CACHE_GB
-        if kv_cache_gb is not None:
-            if "kv_cache_memory_bytes" not in known:
-                raise UserError("kv_cache_gb needs a newer vllm (kv_cache_memory_bytes); set VLLM_CPU_KVCACHE_SPACE "
-                                "or gpu_memory_utilization instead")
-            args["kv_cache_memory_bytes"] = int(kv_cache_gb * (1 << 30))
+        }, kv_cache_gb)
         self.name = model
         self.progress = progress
         self._vllm = vllm
@@ -140,6 +116,19 @@ class VLLMPolicy:
             top_p=1.0 if shipped.top_p is None else float(shipped.top_p),
             max_tokens=min(256, self.max_model_len),
         )
+
+    def _engine_path(self, model: str, on_cpu: bool) -> str:
+        """The model's folder, or on CPU a copy with its heads padded to a size vLLM's CPU
+        attention supports (kept in a temporary folder as long as the policy lives)."""
+        path = resolve_model(model)
+        self._padded_dir: tempfile.TemporaryDirectory | None = None
+        if on_cpu and Path(path).is_dir():
+            head_dim = _head_dim(Path(path))
+            if head_dim is not None and head_dim not in CPU_HEAD_SIZES:
+                self._padded_dir = tempfile.TemporaryDirectory(prefix="ias-vllm-")
+                target = min((s for s in CPU_HEAD_SIZES if s % head_dim == 0), default=0)
+                path = str(pad_head_dim(Path(path), Path(self._padded_dir.name), target))
+        return path
 
     def encode(self, prompts: Sequence[str]) -> list[list[int]]:
         return encode_prompts(self.tokenizer, prompts)
@@ -272,3 +261,22 @@ def pad_head_dim(src: Path, dst: Path, head_dim: int) -> Path:
     save_file(tensors, str(dst / weight_files[0].name), metadata={"format": "pt"})
     (dst / "config.json").write_text(json.dumps({**config, "head_dim": head_dim}, indent=2))
     return dst
+
+
+def _engine_args(known: set[str], on_cpu: bool, given: dict[str, Any], kv_cache_gb: float | None) -> dict[str, Any]:
+    """`vllm.LLM`'s arguments: the given ones, pinned raw log-probabilities, and on CPU no
+    chunked prefill and a bounded KV cache (`known`: the installed vLLM's EngineArgs fields)."""
+    # On CPU a seeded request whose prompt is split over two steps crashes the worker
+    # ("CPU Generator does not use offset": it rewinds the generator, as on CUDA).
+    args: dict[str, Any] = {**({"enable_chunked_prefill": False} if on_cpu else {}), **given}
+    if "logprobs_mode" in known:  # vLLM >= 0.10; raw is its default there, pinned for the contract
+        args.setdefault("logprobs_mode", "raw_logprobs")
+    if kv_cache_gb is None and on_cpu and "gpu_memory_utilization" not in args and "kv_cache_memory_bytes" in known \
+            and "kv_cache_memory_bytes" not in args and not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
+        kv_cache_gb = CPU_DEFAULT_KV_CACHE_GB
+    if kv_cache_gb is not None:
+        if "kv_cache_memory_bytes" not in known:
+            raise UserError("kv_cache_gb needs a newer vllm (kv_cache_memory_bytes); set VLLM_CPU_KVCACHE_SPACE "
+                        "or gpu_memory_utilization instead")
+        args["kv_cache_memory_bytes"] = int(kv_cache_gb * (1 << 30))
+    return args
