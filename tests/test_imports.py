@@ -8,8 +8,6 @@ import ast
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 SRC = Path(__file__).resolve().parent.parent / "src"
 PACKAGE = SRC / "ias"
 
@@ -322,7 +320,6 @@ def test_the_checks_can_fail():
     assert lazy_cycles([Edge("a", "b", 1, True), Edge("b", "a", 1, False)], {("a", "b")}) == set()
 
 
-@pytest.mark.xfail(strict=False, reason="issue 16 in progress")
 def test_functions_are_short_and_narrow():
     """At most 60 lines (argparse tables aside) and, if public, at most 12 parameters."""
     long = [f"ias.{f.module}.{f.name}: {f.lines} lines" for f in functions()
