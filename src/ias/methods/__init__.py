@@ -45,7 +45,7 @@ def register_method(name: str) -> Callable[[type], type]:
     def add(cls: type) -> type:
         if not dataclasses.is_dataclass(cls) or not hasattr(cls, "solve"):
             raise TypeError(f"method '{name}' must be a dataclass with a solve() generator")
-        cls.name = name  # type: ignore[attr-defined]
+        setattr(cls, "name", name)  # any dataclass: its `name` is set here, not declared by it
         _METHODS[name] = cls
         return cls
 

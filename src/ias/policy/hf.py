@@ -108,10 +108,8 @@ class HFPolicy:
             for start in range(0, len(rows), self.batch_size):
                 self._generate(rows[start : start + self.batch_size], encoded, params)
                 bar.update(min(self.batch_size, len(rows) - start))
-        out: list[list[Sample]] = [[None] * n for _ in prompts]  # type: ignore[list-item]
-        for r in rows:
-            out[r.prompt][r.sample] = self._to_sample(r, len(encoded[r.prompt]), params)
-        return out
+        done = {(r.prompt, r.sample): self._to_sample(r, len(encoded[r.prompt]), params) for r in rows}
+        return [[done[i, j] for j in range(n)] for i in range(len(prompts))]
 
     def _to_sample(self, row: _Row, prompt_tokens: int, params: SamplingParams) -> Sample:
         text = self._decode(row.ids)

@@ -165,13 +165,13 @@ class OpenAIPolicy:
         abort = threading.Event()
         futures = [self._pool.submit(self._http.request, "POST", "/completions", b, abort=abort) for b in bodies]
         done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-        failed = [f for f in futures if f in done and f.exception() is not None]
-        if failed:
+        errors = [error for f in futures if f in done and (error := f.exception()) is not None]
+        if errors:
             abort.set()
             for f in futures:
                 f.cancel()
             wait(futures)
-            raise failed[0].exception()  # type: ignore[misc]
+            raise errors[0]
         return [f.result() for f in futures]
 
     def _samples(self, response: dict, n: int, params: SamplingParams, local_prompt_len: int | None) -> list[Sample]:
@@ -182,12 +182,12 @@ class OpenAIPolicy:
         usage = response.get("usage") or {}
         texts = [str(c.get("text") or "") for c in choices]
         finishes = [self._finish(c, params) for c in choices]
-        logprobs = [self._logprobs(c) for c in choices] if params.logprobs else [None] * n
+        read = [self._logprobs(c) for c in choices] if params.logprobs else None
         prompt_tokens = usage.get("prompt_tokens", local_prompt_len)
         if prompt_tokens is None:
             raise self._no_usage()
-        if params.logprobs:
-            generated = [len(lp) for lp in logprobs]  # type: ignore[arg-type]
+        if read is not None:
+            generated = [len(lp) for lp in read]
         else:
             weights = [self._weight(t, f, s) for t, (f, s) in zip(texts, finishes)]
             total = usage.get("completion_tokens")
@@ -197,6 +197,7 @@ class OpenAIPolicy:
                 generated = weights
             else:
                 generated = split_total(int(total), weights)
+        logprobs: Sequence[list[float] | None] = read if read is not None else [None] * n
         return [
             Sample(text=t, prompt_tokens=int(prompt_tokens), generated_tokens=g, finish_reason=f, logprobs=lp, stop=s)
             for t, g, (f, s), lp in zip(texts, generated, finishes, logprobs)
