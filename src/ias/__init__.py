@@ -21,8 +21,8 @@ from ias.specs import (
     TaskSpec,
 )
 from ias.tasks.base import get_task
+from ias.version import __version__
 
-__version__ = "0.1.0"
 __all__ = [
     "solve", "rollout", "calibrate", "calib_eval", "evaluate", "load_targets", "load_policy", "load_prm", "get_task",
     "SamplingParams",

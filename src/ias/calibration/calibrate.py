@@ -149,7 +149,7 @@ def calibrate(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     own = calibrator.save(out)
-    from ias import __version__
+    from ias.version import __version__
 
     config = read_config(rollouts)
     info = {
