@@ -17,8 +17,6 @@ from ias.prm.base import load_prm
 from ias.prm.format import FORMAT_FILE, FORMATS, PRMFormat, load_format, prm_input
 from ias.prm.hf import HFPRM
 
-from tiny_models import tiny_mistral_shepherd, tiny_qwen2_prm
-
 QUESTION = "What is 12+30?"
 STEPS = ["First, 12+30 = 42.", "So the answer\nis \\boxed{42}.", "ok"]
 ITEMS = [
@@ -32,23 +30,13 @@ TOL = dict(atol=1e-5, rtol=0)  # padding and batch shape change float sums sligh
 
 
 @pytest.fixture(scope="module")
-def qwen_dir(tmp_path_factory):
-    return tiny_qwen2_prm(tmp_path_factory.mktemp("qwen_prm"))
+def qwen_prm(tiny_qwen_dir):
+    return HFPRM(str(tiny_qwen_dir), prm_format="qwen-prm", batch_size=8)
 
 
 @pytest.fixture(scope="module")
-def shepherd_dir(tmp_path_factory):
-    return tiny_mistral_shepherd(tmp_path_factory.mktemp("shepherd"))
-
-
-@pytest.fixture(scope="module")
-def qwen_prm(qwen_dir):
-    return HFPRM(str(qwen_dir), prm_format="qwen-prm", batch_size=8)
-
-
-@pytest.fixture(scope="module")
-def shepherd_prm(shepherd_dir):
-    return HFPRM(str(shepherd_dir), batch_size=8)  # format from ias_prm.json
+def shepherd_prm(tiny_shepherd_dir):
+    return HFPRM(str(tiny_shepherd_dir), batch_size=8)  # format from ias_prm.json
 
 
 # ---- the independent reference -------------------------------------------------------
@@ -69,9 +57,9 @@ def shepherd_text(question: str, steps: list[str]) -> str:
 
 
 @pytest.fixture(scope="module")
-def qwen_reference(qwen_dir):
-    tok = AutoTokenizer.from_pretrained(qwen_dir)
-    model = Qwen2ForTokenClassification.from_pretrained(qwen_dir).eval()
+def qwen_reference(tiny_qwen_dir):
+    tok = AutoTokenizer.from_pretrained(tiny_qwen_dir)
+    model = Qwen2ForTokenClassification.from_pretrained(tiny_qwen_dir).eval()
     tag = tok.convert_tokens_to_ids("<extra_0>")
 
     @torch.inference_mode()
@@ -85,9 +73,9 @@ def qwen_reference(qwen_dir):
 
 
 @pytest.fixture(scope="module")
-def shepherd_reference(shepherd_dir):
-    tok = AutoTokenizer.from_pretrained(shepherd_dir)
-    model = MistralForCausalLM.from_pretrained(shepherd_dir).eval()
+def shepherd_reference(tiny_shepherd_dir):
+    tok = AutoTokenizer.from_pretrained(tiny_shepherd_dir)
+    model = MistralForCausalLM.from_pretrained(tiny_shepherd_dir).eval()
     tag = tok.convert_tokens_to_ids("ки")
     plus, minus = tok.convert_tokens_to_ids("+"), tok.convert_tokens_to_ids("-")
 
@@ -114,12 +102,12 @@ def case(request):
 # ---- the tiny models are what they claim to be ---------------------------------------
 
 
-def test_tiny_models_load_as_their_architectures(qwen_prm, shepherd_prm, qwen_dir, shepherd_dir):
+def test_tiny_models_load_as_their_architectures(qwen_prm, shepherd_prm, tiny_qwen_dir, tiny_shepherd_dir):
     assert type(qwen_prm.model).__name__ == "Qwen2ForTokenClassification"
     assert qwen_prm.model.config.num_labels == 2
     assert type(shepherd_prm.model).__name__ == "MistralForCausalLM"
-    assert not (qwen_dir / FORMAT_FILE).exists()
-    assert (shepherd_dir / FORMAT_FILE).exists()
+    assert not (tiny_qwen_dir / FORMAT_FILE).exists()
+    assert (tiny_shepherd_dir / FORMAT_FILE).exists()
     assert shepherd_prm.format == FORMATS["math-shepherd"]
     # The loaded tokenizers lose nothing (transformers 5 reloads qwen2 folders with
     # Qwen2Tokenizer whatever tokenizer_config.json says).
@@ -218,8 +206,8 @@ def test_padding_and_batching_do_not_change_scores(case):
         assert torch.allclose(torch.tensor(a), torch.tensor(c.scores), **TOL)
 
 
-def test_small_batch_size_gives_the_same_scores(qwen_dir, qwen_prm):
-    small = HFPRM(str(qwen_dir), prm_format="qwen-prm", batch_size=2)
+def test_small_batch_size_gives_the_same_scores(tiny_qwen_dir, qwen_prm):
+    small = HFPRM(str(tiny_qwen_dir), prm_format="qwen-prm", batch_size=2)
     for a, b in zip(small.score(ITEMS), qwen_prm.score(ITEMS)):
         assert torch.allclose(torch.tensor(a.scores), torch.tensor(b.scores), **TOL)
 
@@ -248,9 +236,9 @@ def test_bad_items_are_skipped_without_disturbing_others(case):
         assert torch.allclose(torch.tensor(a.scores), torch.tensor(b.scores), **TOL)
 
 
-def test_max_length_argument_limits_inputs(shepherd_dir, shepherd_prm):
+def test_max_length_argument_limits_inputs(tiny_shepherd_dir, shepherd_prm):
     limit = len(shepherd_prm.encode(*ITEMS[1])[0])
-    prm = HFPRM(str(shepherd_dir), max_length=limit)
+    prm = HFPRM(str(tiny_shepherd_dir), max_length=limit)
     results = prm.score([ITEMS[1], ITEMS[2]])
     assert results[0].skipped is None and results[0].tokens == limit
     assert results[1].skipped and results[1].scores == []
@@ -260,24 +248,24 @@ def test_max_length_argument_limits_inputs(shepherd_dir, shepherd_prm):
 # ---- format names and the ias_prm.json file ------------------------------------------
 
 
-def test_unknown_format_name_is_a_user_error(qwen_dir):
+def test_unknown_format_name_is_a_user_error(tiny_qwen_dir):
     with pytest.raises(UserError, match="unknown PRM format"):
-        HFPRM(str(qwen_dir), prm_format="no-such-format")
+        HFPRM(str(tiny_qwen_dir), prm_format="no-such-format")
     with pytest.raises(UserError, match="unknown PRM format"):
-        load_format(qwen_dir, "no-such-format")
+        load_format(tiny_qwen_dir, "no-such-format")
 
 
-def test_folder_without_format_file_is_a_user_error(qwen_dir):
+def test_folder_without_format_file_is_a_user_error(tiny_qwen_dir):
     with pytest.raises(UserError, match=FORMAT_FILE):
-        HFPRM(str(qwen_dir))
+        HFPRM(str(tiny_qwen_dir))
     with pytest.raises(UserError, match="--prm-format"):
-        load_format(qwen_dir)
+        load_format(tiny_qwen_dir)
 
 
-def test_format_file_round_trip(shepherd_dir, tmp_path):
-    assert load_format(shepherd_dir) == FORMATS["math-shepherd"]
+def test_format_file_round_trip(tiny_shepherd_dir, tmp_path):
+    assert load_format(tiny_shepherd_dir) == FORMATS["math-shepherd"]
     # A name given by the user wins over the saved file.
-    assert load_format(shepherd_dir, "qwen-prm") == FORMATS["qwen-prm"]
+    assert load_format(tiny_shepherd_dir, "qwen-prm") == FORMATS["qwen-prm"]
     for name, fmt in FORMATS.items():
         folder = tmp_path / name
         folder.mkdir()
@@ -291,8 +279,8 @@ def test_format_file_round_trip(shepherd_dir, tmp_path):
         load_format(tmp_path)
 
 
-def test_load_prm_reads_the_saved_format(shepherd_dir):
-    prm = load_prm(str(shepherd_dir), batch_size=4)
+def test_load_prm_reads_the_saved_format(tiny_shepherd_dir):
+    prm = load_prm(str(tiny_shepherd_dir), batch_size=4)
     assert isinstance(prm, HFPRM) and prm.format == FORMATS["math-shepherd"]
 
 

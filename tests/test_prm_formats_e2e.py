@@ -13,32 +13,21 @@ import ias
 from ias.calibration.calibrate import calibrated_prm
 from ias.prm.base import load_prm
 
-from tiny_models import tiny_mistral_shepherd, tiny_qwen2_prm
-
 ITEMS = [("Compute 5+3.", ["5+3=8", "\\boxed{8}"]), ("Compute 7*6.", ["7*6=41"]), ("Compute 9-4.", [])]
 
 
-@pytest.fixture(scope="module")
-def rollouts(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("rollouts")
-    ias.rollout(task="arith", split="calib", policy="arith-weak", n_traj=2, n_mc=2, max_prefix=3,
-                out=folder, limit=8, progress=False)
-    return folder
-
-
 @pytest.fixture(scope="module", params=["qwen-prm", "math-shepherd"])
-def prm(request, tmp_path_factory):
+def prm(request):
     """(folder, --prm-format): the Qwen-like folder has no ias_prm.json, as the real one has none."""
-    folder = tmp_path_factory.mktemp(request.param)
     if request.param == "qwen-prm":
-        return str(tiny_qwen2_prm(folder)), "qwen-prm"
-    return str(tiny_mistral_shepherd(folder)), None
+        return str(request.getfixturevalue("tiny_qwen_dir")), "qwen-prm"
+    return str(request.getfixturevalue("tiny_shepherd_dir")), None
 
 
 @pytest.mark.parametrize("method", ["quantile-head", "quantile-lora"])
-def test_calibrate_save_load_score_and_eval(method, rollouts, prm, tmp_path):
+def test_calibrate_save_load_score_and_eval(method, small_rollouts, prm, tmp_path):
     folder, prm_format = prm
-    info = ias.calibrate(rollouts, prm=folder, method=method, out=tmp_path / "cal", held_out=0.25,
+    info = ias.calibrate(small_rollouts, prm=folder, method=method, out=tmp_path / "cal", held_out=0.25,
                          prm_format=prm_format, lora={"epochs": 1} if method == "quantile-lora" else None)
     assert info["method"] == method and info["levels"] == [0.1, 0.5, 0.9]
     assert 0 <= info["metrics_held_out"]["brier"] <= 1

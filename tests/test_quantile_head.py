@@ -19,21 +19,20 @@ from ias.specs import RolloutSettings
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
+def data(tmp_path_factory, zoo_prm):
     out = tmp_path_factory.mktemp("rollouts")
     rollout("arith", "calib", "arith-weak", RolloutSettings(n_traj=4, n_mc=4, max_prefix=20), out=out, seed=0, limit=40,
             batch_problems=40, progress=False)
     rows = load_targets(out)
-    score, hidden, _, kept = prm_readings(load_prm("arith-prm"), rows)
+    score, hidden, _, kept = prm_readings(zoo_prm, rows)
     rows = [rows[k] for k in kept]
     return rows, score, hidden, np.array([r.p for r in rows], dtype=np.float32)
 
 
-def test_readings_match_scoring_each_prefix_alone(data):
+def test_readings_match_scoring_each_prefix_alone(data, zoo_prm):
     rows, score, hidden, _ = data
-    prm = load_prm("arith-prm")
     picked = [0, 1, len(rows) // 2, len(rows) - 1]
-    alone = prm.score([(rows[i].question, rows[i].steps) for i in picked], hidden=True)
+    alone = zoo_prm.score([(rows[i].question, rows[i].steps) for i in picked], hidden=True)
     for i, reading in zip(picked, alone):
         assert score[i] == pytest.approx(reading.scores[-1], abs=1e-5)
         assert np.allclose(hidden[i], reading.hidden[-1], atol=1e-4)

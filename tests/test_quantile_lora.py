@@ -12,10 +12,7 @@ from ias.calibration.quantile_head import pinball
 from ias.calibration.quantile_lora import fit_quantile_lora, load_quantile_lora, quantiles_of, save_quantile_lora
 from ias.calibration.store import TargetRow
 from ias.errors import UserError
-from ias.prm.base import load_prm
 from ias.prm.hf import HFPRM
-
-from tiny_models import tiny_mistral_shepherd, tiny_qwen2_prm
 
 PROBLEMS = [
     ("Compute 5+3.", ["5+3=8", "\\boxed{8}"], 1.0),
@@ -40,12 +37,12 @@ def rows() -> list[TargetRow]:
 
 
 @pytest.fixture(scope="module", params=["zoo", "qwen-prm", "math-shepherd"])
-def prm(request, tmp_path_factory):
+def prm(request):
     if request.param == "zoo":
-        return load_prm("arith-prm")
+        return request.getfixturevalue("zoo_prm")
     if request.param == "qwen-prm":
-        return HFPRM(str(tiny_qwen2_prm(tmp_path_factory.mktemp("qwen"))), prm_format="qwen-prm")
-    return HFPRM(str(tiny_mistral_shepherd(tmp_path_factory.mktemp("shepherd"))))
+        return HFPRM(str(request.getfixturevalue("tiny_qwen_dir")), prm_format="qwen-prm")
+    return HFPRM(str(request.getfixturevalue("tiny_shepherd_dir")))
 
 
 def test_before_training_every_quantile_is_the_prms_own_probability(prm):
@@ -78,7 +75,6 @@ def test_training_fits_the_targets_saves_and_loads(prm, tmp_path):
     assert isinstance(PeftModel.from_pretrained(prm.fresh_copy().model, str(tmp_path)), PeftModel)
 
 
-def test_unknown_setting_is_a_clear_error():
-    prm = load_prm("arith-prm")
+def test_unknown_setting_is_a_clear_error(zoo_prm):
     with pytest.raises(UserError, match="unknown quantile-lora setting"):
-        fit_quantile_lora(prm, rows(), settings={"rnak": 4})
+        fit_quantile_lora(zoo_prm, rows(), settings={"rnak": 4})

@@ -11,10 +11,6 @@ import pytest
 ONE_SOLVE = ["--limit", "1", "--n", "1", "--prm", "none", "--selection", "majority"]
 
 
-def ias(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "ias.cli", *args], capture_output=True, text=True, **kw)
-
-
 def one_line_error(result, *fragments: str) -> None:
     """Exit 2, one `ias: error:` line holding every fragment, no traceback."""
     assert result.returncode == 2, result.stderr[-2000:]
@@ -35,9 +31,9 @@ def heavy_task(tmp_path: Path) -> list[str]:
     return ["--task", f"jsonl:{data}", "--prompt-template", str(template)]
 
 
-def test_a_timed_out_verdict_is_flagged_in_the_records_and_counted(tmp_path):
+def test_a_timed_out_verdict_is_flagged_in_the_records_and_counted(tmp_path, cli):
     out = tmp_path / "run"
-    result = ias("solve", *heavy_task(tmp_path), "--n", "2", "--prm", "none", "--selection", "majority",
+    result = cli("solve", *heavy_task(tmp_path), "--n", "2", "--prm", "none", "--selection", "majority",
                  "--out", str(out))
     assert result.returncode == 0, result.stderr[-2000:]
     (record,) = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
@@ -47,18 +43,18 @@ def test_a_timed_out_verdict_is_flagged_in_the_records_and_counted(tmp_path):
     assert json.loads((out / "summary.json").read_text())["grade_timeouts"] == 2
 
 
-def test_eval_counts_its_pools_timed_out_verdicts(tmp_path):
+def test_eval_counts_its_pools_timed_out_verdicts(tmp_path, cli):
     out = tmp_path / "eval"
-    result = ias("eval", *heavy_task(tmp_path), "--n-max", "2", "--strategies", "bon,sc", "--prm", "arith-prm",
+    result = cli("eval", *heavy_task(tmp_path), "--n-max", "2", "--strategies", "bon,sc", "--prm", "arith-prm",
                  "--out", str(out))
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["grade_timeouts"] == summary["pool"]["grade_timeouts"] == 2
 
 
-def test_timed_out_verdicts_in_rollouts_are_flagged_and_counted(tmp_path):
+def test_timed_out_verdicts_in_rollouts_are_flagged_and_counted(tmp_path, cli):
     out = tmp_path / "rollouts"
-    result = ias("rollout", *heavy_task(tmp_path), "--split", "test", "--n-traj", "1", "--n-mc", "1",
+    result = cli("rollout", *heavy_task(tmp_path), "--split", "test", "--n-traj", "1", "--n-mc", "1",
                  "--max-prefix", "0", "--out", str(out))
     assert result.returncode == 0, result.stderr[-2000:]
     (record,) = [json.loads(line) for line in (out / "rollouts.jsonl").read_text().splitlines()]
@@ -73,39 +69,39 @@ def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def test_a_run_folder_belongs_to_one_command(tmp_path):
+def test_a_run_folder_belongs_to_one_command(tmp_path, cli):
     solved, evaluated = tmp_path / "solved", tmp_path / "evaluated"
-    assert ias("solve", *ONE_SOLVE, "--out", str(solved)).returncode == 0
-    assert ias("eval", "--limit", "1", "--n-max", "2", "--strategies", "bon", "--out", str(evaluated)).returncode == 0
+    assert cli("solve", *ONE_SOLVE, "--out", str(solved)).returncode == 0
+    assert cli("eval", "--limit", "1", "--n-max", "2", "--strategies", "bon", "--out", str(evaluated)).returncode == 0
     before = snapshot(solved), snapshot(evaluated)
     for args in (["eval", "--limit", "1", "--n-max", "2", "--strategies", "bon", "--out", str(solved)],
                  ["rollout", "--limit", "1", "--n-traj", "1", "--n-mc", "1", "--out", str(solved)],
                  ["solve", *ONE_SOLVE, "--out", str(evaluated)],
                  ["rollout", "--limit", "1", "--n-traj", "1", "--n-mc", "1", "--out", str(evaluated)]):
         owner = "solve" if args[-1] == str(solved) else "eval"
-        one_line_error(ias(*args), f"holds the run of `ias {owner}`", f"`ias {args[0]}`")
+        one_line_error(cli(*args), f"holds the run of `ias {owner}`", f"`ias {args[0]}`")
     assert (snapshot(solved), snapshot(evaluated)) == before
-    assert ias("solve", *ONE_SOLVE, "--out", str(solved)).returncode == 0  # its own command resumes it
+    assert cli("solve", *ONE_SOLVE, "--out", str(solved)).returncode == 0  # its own command resumes it
 
 
-def test_a_folder_from_before_owners_were_recorded_is_still_owned(tmp_path):
+def test_a_folder_from_before_owners_were_recorded_is_still_owned(tmp_path, cli):
     evaluated = tmp_path / "old-eval"
-    assert ias("eval", "--limit", "1", "--n-max", "2", "--strategies", "bon", "--out", str(evaluated)).returncode == 0
+    assert cli("eval", "--limit", "1", "--n-max", "2", "--strategies", "bon", "--out", str(evaluated)).returncode == 0
     (evaluated / "command.json").unlink()  # as ias wrote it before command.json existed
     before = snapshot(evaluated)
-    one_line_error(ias("solve", *ONE_SOLVE, "--out", str(evaluated)), "holds the run of `ias eval`")
+    one_line_error(cli("solve", *ONE_SOLVE, "--out", str(evaluated)), "holds the run of `ias eval`")
     assert snapshot(evaluated) == before
 
 
 @pytest.mark.parametrize("where", ["under-a-file", "proc"])
-def test_an_impossible_out_is_one_line(tmp_path, where):
+def test_an_impossible_out_is_one_line(tmp_path, where, cli):
     afile = tmp_path / "afile"
     afile.write_text("x")
     out = afile / "run" if where == "under-a-file" else Path("/proc/ias-run")
-    one_line_error(ias("solve", *ONE_SOLVE, "--out", str(out)), str(out), "--out")
+    one_line_error(cli("solve", *ONE_SOLVE, "--out", str(out)), str(out), "--out")
 
 
-def test_an_unwritable_out_is_one_line(tmp_path):
+def test_an_unwritable_out_is_one_line(tmp_path, cli):
     import os
 
     if os.geteuid() == 0:
@@ -114,24 +110,12 @@ def test_an_unwritable_out_is_one_line(tmp_path):
     locked.mkdir()
     locked.chmod(0o500)
     try:
-        one_line_error(ias("solve", *ONE_SOLVE, "--out", str(locked / "run")), "pass a writable --out")
+        one_line_error(cli("solve", *ONE_SOLVE, "--out", str(locked / "run")), "pass a writable --out")
     finally:
         locked.chmod(0o700)
 
 
 ZOO = Path(__file__).resolve().parents[1] / "src" / "ias" / "zoo" / "models"
-
-
-@pytest.fixture(scope="module")
-def calibrator(tmp_path_factory) -> Path:
-    """A real quantile-head calibrator of the zoo PRM, fitted on a few rollouts."""
-    root = tmp_path_factory.mktemp("calibrator")
-    result = ias("rollout", "--limit", "6", "--n-traj", "2", "--n-mc", "2", "--max-prefix", "3",
-                 "--out", str(root / "rollouts"))
-    assert result.returncode == 0, result.stderr[-2000:]
-    result = ias("calibrate", "--rollouts", str(root / "rollouts"), "--out", str(root / "cal"))
-    assert result.returncode == 0, result.stderr[-2000:]
-    return root / "cal"
 
 
 def damaged_copy(source: Path, dest: Path, name: str, how: str) -> Path:
@@ -148,52 +132,52 @@ def damaged_copy(source: Path, dest: Path, name: str, how: str) -> Path:
 @pytest.mark.parametrize("name, how", [("calibration.json", "half"), ("calibration.json", "empty"),
                                        ("quantile_head.safetensors", "half"),
                                        ("quantile_head.safetensors", "garbled"), ("quantile_head.json", "half")])
-def test_a_damaged_calibrator_is_one_line(calibrator, tmp_path, name, how):
-    folder = damaged_copy(calibrator, tmp_path / "cal", name, how)
-    result = ias("solve", "--limit", "1", "--n", "1", "--calibrator", str(folder), "--out", str(tmp_path / "o"))
+def test_a_damaged_calibrator_is_one_line(small_calibrator, tmp_path, name, how, cli):
+    folder = damaged_copy(small_calibrator, tmp_path / "cal", name, how)
+    result = cli("solve", "--limit", "1", "--n", "1", "--calibrator", str(folder), "--out", str(tmp_path / "o"))
     one_line_error(result, str(folder), "ias calibrate")
     if name.endswith(".safetensors"):
         assert name in result.stderr
 
 
 @pytest.mark.parametrize("role, how", [("policy", "half"), ("policy", "garbled"), ("prm", "half"), ("prm", "garbled")])
-def test_damaged_model_weights_are_one_line(tmp_path, role, how):
+def test_damaged_model_weights_are_one_line(tmp_path, role, how, cli):
     source = ZOO / ("arith-weak" if role == "policy" else "arith-prm")
     folder = damaged_copy(source, tmp_path / role, "model.safetensors", how)
-    result = ias("solve", "--limit", "1", "--n", "1", f"--{role}", str(folder), "--out", str(tmp_path / "o"))
+    result = cli("solve", "--limit", "1", "--n", "1", f"--{role}", str(folder), "--out", str(tmp_path / "o"))
     one_line_error(result, str(folder / "model.safetensors"), "damaged")
 
 
-def test_a_prm_read_in_another_prms_format_is_refused(tmp_path):
+def test_a_prm_read_in_another_prms_format_is_refused(tmp_path, cli):
     """Math-Shepherd's tag is no token of the zoo PRM: every input would be an unread skip."""
-    result = ias("solve", "--limit", "1", "--n", "1", "--prm-format", "math-shepherd", "--out", str(tmp_path / "o"))
+    result = cli("solve", "--limit", "1", "--n", "1", "--prm-format", "math-shepherd", "--out", str(tmp_path / "o"))
     one_line_error(result, "PRM 'arith-prm' has no token for ' ки'", "--prm-format")
     assert not (tmp_path / "o").exists()
 
 
-def test_a_damaged_model_config_names_the_folder_not_the_network(tmp_path):
+def test_a_damaged_model_config_names_the_folder_not_the_network(tmp_path, cli):
     folder = damaged_copy(ZOO / "arith-weak", tmp_path / "policy", "config.json", "half")
-    result = ias("solve", "--limit", "1", "--n", "1", "--policy", str(folder), "--out", str(tmp_path / "o"))
+    result = cli("solve", "--limit", "1", "--n", "1", "--policy", str(folder), "--out", str(tmp_path / "o"))
     one_line_error(result, f"cannot load the model folder '{folder}'", "copy the folder again")
     assert "network" not in result.stderr
 
 
 @pytest.mark.parametrize("option", ["digits=99999999999999999999999", "digits=" + "9" * 5000, "seed=" + "9" * 5000,
                                     "max_ops=2.5", "digits=0"])
-def test_arith_options_past_their_bounds_are_one_line(tmp_path, option):
-    result = ias("solve", *ONE_SOLVE, "--task-opt", option, "--out", str(tmp_path / "o"))
+def test_arith_options_past_their_bounds_are_one_line(tmp_path, option, cli):
+    result = cli("solve", *ONE_SOLVE, "--task-opt", option, "--out", str(tmp_path / "o"))
     one_line_error(result, f"arith {option.split('=')[0]} must be a whole number from")
 
 
-def test_a_policy_given_as_a_prm_is_refused_not_read_with_a_random_head(tmp_path):
-    result = ias("solve", "--limit", "1", "--n", "1", "--prm", "arith-weak", "--prm-format", "zoo",
+def test_a_policy_given_as_a_prm_is_refused_not_read_with_a_random_head(tmp_path, cli):
+    result = cli("solve", "--limit", "1", "--n", "1", "--prm", "arith-weak", "--prm-format", "zoo",
                  "--out", str(tmp_path / "o"))
     one_line_error(result, "has no trained weights for score.", "not a PRM")
 
 
 @pytest.mark.parametrize("option", ["max_length=-1", "max_length=0", "batch_size=0", "dtype=int8"])
-def test_prm_options_that_make_nothing_readable_are_refused(tmp_path, option):
-    result = ias("solve", "--limit", "1", "--n", "1", "--prm-opt", option, "--out", str(tmp_path / "o"))
+def test_prm_options_that_make_nothing_readable_are_refused(tmp_path, option, cli):
+    result = cli("solve", "--limit", "1", "--n", "1", "--prm-opt", option, "--out", str(tmp_path / "o"))
     one_line_error(result, f"PRM option {option.split('=')[0]} must be")
 
 
@@ -210,10 +194,10 @@ def test_prm_options_that_make_nothing_readable_are_refused(tmp_path, option):
          ":2: a row longer than 1 MB (the limit per row)"),
     ],
 )
-def test_data_files_that_hold_no_usable_rows_are_one_line(tmp_path, content, message):
+def test_data_files_that_hold_no_usable_rows_are_one_line(tmp_path, content, message, cli):
     data = tmp_path / "data.jsonl"
     data.write_text(content)
-    one_line_error(ias("data", "check", "--task", f"jsonl:{data}"), message)
+    one_line_error(cli("data", "check", "--task", f"jsonl:{data}"), message)
 
 
 def test_a_50_mb_row_is_refused_at_once_without_reading_it_whole(tmp_path):
@@ -239,15 +223,10 @@ def test_a_50_mb_row_is_refused_at_once_without_reading_it_whole(tmp_path):
     (["rollout", "--n-mc", "5000"], "--n-mc", "1,024"),
     (["solve", "--split", "seed:1", "--limit", "100000000"], "--limit", "1,000,000"),
 ])
-def test_counts_past_their_ceiling_are_refused_before_any_work(tmp_path, args, flag, ceiling):
+def test_counts_past_their_ceiling_are_refused_before_any_work(tmp_path, args, flag, ceiling, cli):
     out = tmp_path / "o"
-    one_line_error(ias(*args, "--out", str(out), timeout=60), f"{flag} ", f"past the ceiling of {ceiling}")
+    one_line_error(cli(*args, "--out", str(out), timeout=60), f"{flag} ", f"past the ceiling of {ceiling}")
     assert not out.exists()
-
-
-@pytest.fixture(scope="module")
-def rollouts(calibrator) -> Path:
-    return calibrator.parent / "rollouts"
 
 
 @pytest.mark.parametrize("damage, message", [
@@ -256,15 +235,15 @@ def rollouts(calibrator) -> Path:
     ("empty", "holds no rollouts"),
     ("shape", "holds a record of another shape"),
 ])
-def test_a_damaged_rollout_folder_is_one_line(rollouts, tmp_path, damage, message):
+def test_a_damaged_rollout_folder_is_one_line(small_rollouts, tmp_path, damage, message, cli):
     import shutil
 
     folder = tmp_path / "rollouts"
-    shutil.copytree(rollouts, folder)
+    shutil.copytree(small_rollouts, folder)
     store = folder / "rollouts.jsonl"
     first = json.loads(store.read_text().splitlines()[0])
     if damage == "config":
-        (folder / "config.json").write_text((rollouts / "config.json").read_text()[:30])
+        (folder / "config.json").write_text((small_rollouts / "config.json").read_text()[:30])
     elif damage == "foreign-row":
         store.write_text(json.dumps(first) + "\n" + json.dumps({"a": 1}) + "\n")
     elif damage == "empty":
@@ -272,35 +251,36 @@ def test_a_damaged_rollout_folder_is_one_line(rollouts, tmp_path, damage, messag
     else:
         first["trajectories"][0]["targets"] = [{"t": 0}]
         store.write_text(json.dumps(first) + "\n")
-    one_line_error(ias("calibrate", "--rollouts", str(folder), "--out", str(tmp_path / "cal")), message)
+    one_line_error(cli("calibrate", "--rollouts", str(folder), "--out", str(tmp_path / "cal")), message)
 
 
-def test_a_foreign_row_in_a_run_folder_is_one_line(tmp_path):
+def test_a_foreign_row_in_a_run_folder_is_one_line(tmp_path, cli):
     out = tmp_path / "run"
-    assert ias("solve", *ONE_SOLVE, "--out", str(out)).returncode == 0
+    assert cli("solve", *ONE_SOLVE, "--out", str(out)).returncode == 0
     with open(out / "records.jsonl", "a") as f:
         f.write(json.dumps({"id": "x"}) + "\n")
-    one_line_error(ias("solve", *ONE_SOLVE, "--out", str(out)), "records.jsonl:2 is not a valid record")
+    one_line_error(cli("solve", *ONE_SOLVE, "--out", str(out)), "records.jsonl:2 is not a valid record")
 
 
-def test_the_same_fit_done_again_is_the_same_calibrator_for_a_resumed_run(calibrator, rollouts, tmp_path):
+def test_the_same_fit_done_again_is_the_same_calibrator_for_a_resumed_run(small_calibrator, small_rollouts, tmp_path,
+                                                                         cli):
     """`ias demo` refits its calibrators on every rerun: its runs must resume (a calibrator's
     fitting time is no part of it)."""
     import shutil
 
     cal = tmp_path / "cal"
-    shutil.copytree(calibrator, cal)
+    shutil.copytree(small_calibrator, cal)
     run = ["solve", "--limit", "1", "--n", "1", "--calibrator", str(cal), "--out", str(tmp_path / "run")]
-    assert ias(*run).returncode == 0
-    refit = ias("calibrate", "--rollouts", str(rollouts), "--out", str(cal))
+    assert cli(*run).returncode == 0
+    refit = cli("calibrate", "--rollouts", str(small_rollouts), "--out", str(cal))
     assert refit.returncode == 0, refit.stderr[-2000:]
-    result = ias(*run)
+    result = cli(*run)
     assert result.returncode == 0, result.stderr[-2000:]
 
 
-def test_data_check_counts_timed_out_verdicts(tmp_path):
+def test_data_check_counts_timed_out_verdicts(tmp_path, cli):
     data = tmp_path / "heavy.jsonl"
     data.write_text(json.dumps({"question": "q", "answer": "(10^{9})! - 9^{9^{9}}", "solution": r"\boxed{13}"}) + "\n")
-    result = ias("data", "check", "--task", f"jsonl:{data}", "--task-opt", "solution_field=solution")
+    result = cli("data", "check", "--task", f"jsonl:{data}", "--task-opt", "solution_field=solution")
     report = json.loads(result.stdout)
     assert report["agree"] == 0 and report["grade_timeouts"] == 1
