@@ -1,26 +1,21 @@
 """The `ias` command as a user meets it: real subprocesses, one-line errors, exit codes."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 
-def ias(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "ias.cli", *args], capture_output=True, text=True, **kw)
-
-
-def test_an_out_that_is_a_file_or_a_damaged_run_folder_is_a_one_line_error(tmp_path):
+@pytest.mark.slow
+def test_an_out_that_is_a_file_or_a_damaged_run_folder_is_a_one_line_error(tmp_path, cli):
     afile = tmp_path / "afile"
     afile.write_text("not a folder")
-    result = ias("solve", "--limit", "1", "--n", "1", "--prm", "none", "--selection", "majority", "--out", str(afile))
+    result = cli("solve", "--limit", "1", "--n", "1", "--prm", "none", "--selection", "majority", "--out", str(afile))
     assert result.returncode == 2
     assert "is a file, not a run folder" in result.stderr and "Traceback" not in result.stderr
     damaged = tmp_path / "damaged"
     damaged.mkdir()
     (damaged / "config.json").write_text("{not json")
-    result = ias("solve", "--limit", "1", "--n", "1", "--prm", "none", "--selection", "majority", "--out", str(damaged))
+    result = cli("solve", "--limit", "1", "--n", "1", "--prm", "none", "--selection", "majority", "--out", str(damaged))
     assert result.returncode == 2 and "config.json is unreadable" in result.stderr and "Traceback" not in result.stderr
 
 
@@ -34,9 +29,12 @@ def test_an_out_that_is_a_file_or_a_damaged_run_folder_is_a_one_line_error(tmp_p
         (["solve", "--policy", "no-such-model", "--limit", "1"], "unknown model 'no-such-model'"),
         (["zoo", "train", "arith-huge"], "unknown zoo model"),
         (["solve", "--split", "dev", "--limit", "1"], "no split 'dev'"),
-        (["eval", "--strategies", "ias-bon-tuned", "--limit", "1"], "needs problems to tune on"),
-        (["solve", "--prm-opt", "devise=cpu", "--limit", "1"], "has no option devise"),
-        (["eval", "--strategies", "ias-bon-tuned", "--tune-split", "test", "--limit", "1"], "tune on another split"),
+        pytest.param(["eval", "--strategies", "ias-bon-tuned", "--limit", "1"], "needs problems to tune on",
+                     marks=pytest.mark.slow),
+        pytest.param(["solve", "--prm-opt", "devise=cpu", "--limit", "1"], "has no option devise",
+                     marks=pytest.mark.slow),
+        pytest.param(["eval", "--strategies", "ias-bon-tuned", "--tune-split", "test", "--limit", "1"],
+                     "tune on another split", marks=pytest.mark.slow),
         (["eval", "--tune-limit", "3", "--limit", "1"], "--tune-limit needs --tune-split"),
         (["calibrate", "--rollouts", "/no/such/folder"], "holds no rollouts.jsonl; run `ias rollout"),
         (["calib-eval", "--rollouts", "/no/such/folder"], "holds no rollouts.jsonl; run `ias rollout"),
@@ -45,37 +43,39 @@ def test_an_out_that_is_a_file_or_a_damaged_run_folder_is_a_one_line_error(tmp_p
         (["solve", "--temperature", "nan", "--limit", "1"], "temperature must be a finite number"),
     ],
 )
-def test_user_mistakes_exit_2_with_one_line(args, message, tmp_path):
-    result = ias(*args, "--out", str(tmp_path / "o")) if args[0] in ("solve", "eval", "calibrate", "calib-eval") \
-        else ias(*args)
+def test_user_mistakes_exit_2_with_one_line(args, message, tmp_path, cli):
+    result = cli(*args, "--out", str(tmp_path / "o")) if args[0] in ("solve", "eval", "calibrate", "calib-eval") \
+        else cli(*args)
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert len([line for line in result.stderr.splitlines() if line.startswith("ias")]) >= 1
 
 
-def test_every_subcommand_has_help():
+@pytest.mark.slow
+def test_every_subcommand_has_help(cli):
     for args in (["--help"], ["demo", "--help"], ["solve", "--help"], ["data", "check", "--help"],
                  ["zoo", "train", "--help"], ["zoo", "info", "--help"], ["eval", "--help"], ["serve", "--help"],
                  ["rollout", "--help"], ["calibrate", "--help"], ["calib-eval", "--help"]):
-        result = ias(*args)
+        result = cli(*args)
         assert result.returncode == 0 and "usage: ias" in result.stdout
 
 
-def test_data_check_on_shared_gsm8k():
-    result = ias("data", "check", "--task", "gsm8k")
+def test_data_check_on_shared_gsm8k(cli):
+    result = cli("data", "check", "--task", "gsm8k")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["rows"] == 1319 and report["agree"] == 1319
 
 
-def test_data_check_on_arith():
-    report = json.loads(ias("data", "check", "--task", "arith").stdout)
+def test_data_check_on_arith(cli):
+    report = json.loads(cli("data", "check", "--task", "arith").stdout)
     assert report["rows"] == report["agree"] == 500
 
 
-def test_zoo_info_reports_the_shipped_models():
-    result = ias("zoo", "info", "--json")
+@pytest.mark.slow
+def test_zoo_info_reports_the_shipped_models(cli):
+    result = cli("zoo", "info", "--json")
     assert result.returncode == 0, result.stderr
     models = {m["name"]: m for m in json.loads(result.stdout)["models"]}
     assert set(models) == {"arith-weak", "arith-strong", "arith-prm"}
@@ -87,19 +87,21 @@ def test_zoo_info_reports_the_shipped_models():
     weak = models["arith-prm"]["figures"]["arith-weak"]
     assert weak["final_step_auroc"] >= 0.9
     assert weak["bon@16_accuracy"] >= weak["majority@16_accuracy"]
-    assert ias("zoo", "info").returncode == 0
+    assert cli("zoo", "info").returncode == 0
 
 
-def test_solve_prints_a_table_and_writes_files(tmp_path):
-    result = ias("solve", "--limit", "4", "--n", "4", "--out", str(tmp_path / "run"))
+@pytest.mark.slow
+def test_solve_prints_a_table_and_writes_files(tmp_path, cli):
+    result = cli("solve", "--limit", "4", "--n", "4", "--out", str(tmp_path / "run"))
     assert result.returncode == 0, result.stderr
     assert "accuracy" in result.stdout and "best" in result.stdout and "majority" in result.stdout
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["n_problems"] == 4 and summary["usage"]["samples"] == 16
 
 
-def test_demo_runs_small(tmp_path):
-    result = ias("demo", "--quick", "--problems", "8", "--n-max", "8", "--out", str(tmp_path / "demo"))
+@pytest.mark.slow
+def test_demo_runs_small(tmp_path, cli):
+    result = cli("demo", "--quick", "--problems", "8", "--n-max", "8", "--out", str(tmp_path / "demo"))
     assert result.returncode == 0, result.stderr
     assert "ias-bon" in result.stdout and "bon@8" in result.stdout and "quantile-head" in result.stdout
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())

@@ -31,6 +31,7 @@ def heavy_task(tmp_path: Path) -> list[str]:
     return ["--task", f"jsonl:{data}", "--prompt-template", str(template)]
 
 
+@pytest.mark.slow
 def test_a_timed_out_verdict_is_flagged_in_the_records_and_counted(tmp_path, cli):
     out = tmp_path / "run"
     result = cli("solve", *heavy_task(tmp_path), "--n", "2", "--prm", "none", "--selection", "majority",
@@ -43,6 +44,7 @@ def test_a_timed_out_verdict_is_flagged_in_the_records_and_counted(tmp_path, cli
     assert json.loads((out / "summary.json").read_text())["grade_timeouts"] == 2
 
 
+@pytest.mark.slow
 def test_eval_counts_its_pools_timed_out_verdicts(tmp_path, cli):
     out = tmp_path / "eval"
     result = cli("eval", *heavy_task(tmp_path), "--n-max", "2", "--strategies", "bon,sc", "--prm", "arith-prm",
@@ -52,6 +54,7 @@ def test_eval_counts_its_pools_timed_out_verdicts(tmp_path, cli):
     assert summary["grade_timeouts"] == summary["pool"]["grade_timeouts"] == 2
 
 
+@pytest.mark.slow
 def test_timed_out_verdicts_in_rollouts_are_flagged_and_counted(tmp_path, cli):
     out = tmp_path / "rollouts"
     result = cli("rollout", *heavy_task(tmp_path), "--split", "test", "--n-traj", "1", "--n-mc", "1",
@@ -69,6 +72,7 @@ def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow
 def test_a_run_folder_belongs_to_one_command(tmp_path, cli):
     solved, evaluated = tmp_path / "solved", tmp_path / "evaluated"
     assert cli("solve", *ONE_SOLVE, "--out", str(solved)).returncode == 0
@@ -84,6 +88,7 @@ def test_a_run_folder_belongs_to_one_command(tmp_path, cli):
     assert cli("solve", *ONE_SOLVE, "--out", str(solved)).returncode == 0  # its own command resumes it
 
 
+@pytest.mark.slow
 def test_a_folder_from_before_owners_were_recorded_is_still_owned(tmp_path, cli):
     evaluated = tmp_path / "old-eval"
     assert cli("eval", "--limit", "1", "--n-max", "2", "--strategies", "bon", "--out", str(evaluated)).returncode == 0
@@ -129,6 +134,7 @@ def damaged_copy(source: Path, dest: Path, name: str, how: str) -> Path:
     return dest
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, how", [("calibration.json", "half"), ("calibration.json", "empty"),
                                        ("quantile_head.safetensors", "half"),
                                        ("quantile_head.safetensors", "garbled"), ("quantile_head.json", "half")])
@@ -262,6 +268,7 @@ def test_a_foreign_row_in_a_run_folder_is_one_line(tmp_path, cli):
     one_line_error(cli("solve", *ONE_SOLVE, "--out", str(out)), "records.jsonl:2 is not a valid record")
 
 
+@pytest.mark.slow
 def test_the_same_fit_done_again_is_the_same_calibrator_for_a_resumed_run(small_calibrator, small_rollouts, tmp_path,
                                                                          cli):
     """`ias demo` refits its calibrators on every rerun: its runs must resume (a calibrator's
