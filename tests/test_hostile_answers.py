@@ -156,6 +156,7 @@ def _corpus() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     return wrong, right
 
 
+@pytest.mark.slow
 def test_adversarial_corpus_no_wrong_answer_accepted_and_every_call_bounded():
     wrong, right = _corpus()
     assert len(wrong) > 700

@@ -53,6 +53,7 @@ def local_rollouts(tmp_path_factory):
     return (out / "rollouts.jsonl").read_bytes()
 
 
+@pytest.mark.slow
 def test_cli_rollout_on_two_workers_survives_a_killed_actor_and_writes_the_local_bytes(
         cluster, local_rollouts, tmp_path, capsys):
     cluster.write_text("1 1\n")  # the actor that starts shard 1 exits abruptly, once
@@ -67,6 +68,7 @@ def test_cli_rollout_on_two_workers_survives_a_killed_actor_and_writes_the_local
     assert (out / "rollouts.jsonl").read_bytes() == local_rollouts
 
 
+@pytest.mark.slow
 def test_eval_pool_on_ray_equals_the_local_pool(cluster, tmp_path):
     local = api.evaluate(out=tmp_path / "local", **EVAL)
     remote = api.evaluate(out=tmp_path / "ray", executor="ray", workers=2, **EVAL)
@@ -78,6 +80,7 @@ def test_eval_pool_on_ray_equals_the_local_pool(cluster, tmp_path):
     assert {k: v["accuracy"] for k, v in remote["methods"].items()} == local_accuracy
 
 
+@pytest.mark.slow
 def test_a_shard_that_keeps_dying_stops_the_run_and_a_rerun_resumes(cluster, local_rollouts, tmp_path):
     cluster.write_text("1 9\n")  # shard 1 kills every actor that starts it
     task = get_task("arith")
