@@ -46,11 +46,11 @@ class ConfidenceMap:
         self.fitted = fitted
         self.by_band = dict(by_band or {})
 
-    def __call__(self, scores: Sequence[float]) -> np.ndarray:
+    def __call__(self, scores: Sequence[float] | np.ndarray) -> np.ndarray:
         values = np.asarray([unit(x) for x in scores], dtype=float)
         return self.fitted.predict(values) if self.fitted else values
 
-    def chosen(self, scores: Sequence[float], drawn: Sequence[int]) -> np.ndarray:
+    def chosen(self, scores: Sequence[float] | np.ndarray, drawn: Sequence[int] | np.ndarray) -> np.ndarray:
         """The chance that each chosen answer is right, from its score and how many samples
         it was chosen among (`drawn`)."""
         values = self(scores)
