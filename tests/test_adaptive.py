@@ -8,9 +8,9 @@ import dataclasses
 
 import pytest
 
-from ias.loaders import _policy, sampling_params
 from ias.errors import UserError
 from ias.evaluation import Budget, check_strategies, fixed_sizes, replay
+from ias.loaders import sampling_params
 from ias.methods import make_method
 from ias.methods.base import Question
 from ias.methods.engine import run_method
@@ -113,8 +113,8 @@ def test_replay_names_the_fixed_curve_and_rejects_unknown_strategies():
         check_strategies(["bon", "best-of"])
 
 
-def test_first_n_samples_of_a_larger_pool_are_an_n_sample_run():
-    task, policy = get_task("arith"), _policy("arith-weak")
+def test_first_n_samples_of_a_larger_pool_are_an_n_sample_run(zoo_policy):
+    task, policy = get_task("arith"), zoo_policy
     problems = task.problems("test", 3)
     params = sampling_params(policy)
     small = BestOfN(n=4, selection="majority").run(problems, task, policy, None, params, seed=5)
@@ -374,14 +374,13 @@ def test_ias_adaptive_at_b_keeps_to_fixed_n_tokens_with_a_margin_for_other_probl
     assert {g["growth"] for g in grid} == {own, *adaptive.BUDGET_GROWTHS} and tuned["settings"]["growth"] == own
 
 
-def test_eval_reports_the_frontier_ias_adaptive_its_confidence_and_the_oracle(tmp_path):
+def test_eval_reports_the_frontier_ias_adaptive_its_confidence_and_the_oracle(tmp_path, zoo_prm):
     """A real (small) `ias eval` with a tuning split: the frontier of every selection rule,
     ias-adaptive tuned on the tuning pool with its @B family, the oracle, the ECE of the
     confidences, and report.md's verdict."""
     import json
 
     import ias
-    from ias.loaders import _prm
     from ias.evaluation import _read_raw, fixed_sizes
     from ias.records import read_records
 
@@ -415,6 +414,5 @@ def test_eval_reports_the_frontier_ias_adaptive_its_confidence_and_the_oracle(tm
     assert "## Against the fixed-N frontier" in (tmp_path / "report.md").read_text()
     assert (tmp_path / "pareto.png").stat().st_size > 0
     # Without a calibrator the raw PRM re-read of every pool sample is the pool's own score.
-    pool = _read_raw(_prm("arith-prm", None), [PoolProblem.from_json(r)
-                                                for r in read_records(tmp_path / "pool" / "records.jsonl")])
+    pool = _read_raw(zoo_prm, [PoolProblem.from_json(r) for r in read_records(tmp_path / "pool" / "records.jsonl")])
     assert all(s.has_raw and s.raw_score == pytest.approx(s.score, abs=1e-5) for r in pool for s in r.samples)

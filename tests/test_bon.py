@@ -111,12 +111,11 @@ def test_a_resume_with_other_prm_scoring_is_refused_but_not_other_devices(tmp_pa
     assert len(read_records(tmp_path / "run" / "records.jsonl")) == 3
 
 
-def test_a_calibrator_refitted_in_the_same_folder_is_another_calibrator(tmp_path):
-    ias.rollout(split="calib", n_traj=2, n_mc=2, max_prefix=2, limit=3, out=tmp_path / "r", progress=False)
-    ias.calibrate(tmp_path / "r", method="temperature", held_out=0, out=tmp_path / "cal")
+def test_a_calibrator_refitted_in_the_same_folder_is_another_calibrator(tmp_path, small_rollouts):
+    ias.calibrate(small_rollouts, method="temperature", held_out=0, out=tmp_path / "cal")
     _solve(tmp_path / "run", limit=2, n=2, calibrator=tmp_path / "cal")
     _solve(tmp_path / "run", limit=3, n=2, calibrator=tmp_path / "cal")  # the same calibrator resumes
-    ias.calibrate(tmp_path / "r", method="histogram", held_out=0, out=tmp_path / "cal")
+    ias.calibrate(small_rollouts, method="histogram", held_out=0, out=tmp_path / "cal")
     with pytest.raises(UserError, match=r"other settings \(calibrator_sha\)"):
         _solve(tmp_path / "run", limit=4, n=2, calibrator=tmp_path / "cal")
 

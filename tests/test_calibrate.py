@@ -1,8 +1,6 @@
 """ias calibrate / calib-eval / solve --calibrator on real rollouts of the weak policy."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -10,7 +8,6 @@ import pytest
 import ias
 from ias.calibration.calibrate import METHODS, calibrated_prm, conformal_shift, load_calibrator
 from ias.errors import UserError
-from ias.prm.base import load_prm
 
 
 @pytest.fixture(scope="module")
@@ -23,14 +20,14 @@ def folders(tmp_path_factory):
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_every_method_fits_saves_and_loads(folders, method):
+def test_every_method_fits_saves_and_loads(folders, method, zoo_prm):
     out = folders / f"cal-{method}"
     info = ias.calibrate(folders / "calib", prm="arith-prm", method=method, out=out)
     saved = json.loads((out / "calibration.json").read_text())
     assert saved["method"] == method and saved["policy"] == "arith-weak" and saved["prm"] == "arith-prm"
     assert saved["data"]["rows"] + saved["data"]["unreadable_rows"] > 0
     assert info["metrics_held_out"]["rows"] == saved["data"]["held_out_rows"] > 0
-    prm = calibrated_prm(load_prm("arith-prm"), out)
+    prm = calibrated_prm(zoo_prm, out)
     [reading] = prm.score([("Compute 5+3.", ["5+3=8", "\\boxed{8}"])])
     assert len(reading.scores) == 2 and all(0 <= s <= 1 for s in reading.scores)
     assert len(reading.quantiles[0]) == len(saved["levels"])
@@ -62,11 +59,11 @@ def test_conformal_shift_gives_its_guarantee():
     assert conformal_shift(np.zeros(10), np.ones(10), 0.1) == 0.0  # already conservative: no shift
 
 
-def test_solve_with_a_calibrator_and_user_errors(folders, tmp_path):
+@pytest.mark.slow
+def test_solve_with_a_calibrator_and_user_errors(folders, tmp_path, cli):
     out = folders / "cal-cli"
-    done = subprocess.run([sys.executable, "-m", "ias.cli", "calibrate", "--rollouts", str(folders / "calib"),
-                           "--method", "quantile-head", "--conformal", "0.1", "--out", str(out)],
-                          capture_output=True, text=True)
+    done = cli("calibrate", "--rollouts", str(folders / "calib"), "--method", "quantile-head", "--conformal", "0.1",
+               "--out", str(out))
     assert done.returncode == 0, done.stderr
     assert json.loads((out / "calibration.json").read_text())["conformal"]["alpha"] == 0.1
     summary = ias.solve(n=4, limit=3, out=tmp_path / "run", calibrator=out, progress=False)
@@ -78,8 +75,7 @@ def test_solve_with_a_calibrator_and_user_errors(folders, tmp_path):
         (["--method", "isotonic", "--conformal", "0.1"], "needs a quantile method"),
         (["--levels", "0.5,0.1"], "increasing"),
     ):
-        bad = subprocess.run([sys.executable, "-m", "ias.cli", "calibrate", "--rollouts", str(folders / "calib"),
-                              "--out", str(tmp_path / "bad"), *args], capture_output=True, text=True)
+        bad = cli("calibrate", "--rollouts", str(folders / "calib"), "--out", str(tmp_path / "bad"), *args)
         assert bad.returncode == 2 and message in bad.stderr, bad.stderr
     with pytest.raises(UserError, match="not a calibrator folder"):
         load_calibrator(tmp_path)

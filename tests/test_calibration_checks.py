@@ -4,8 +4,6 @@ metrics, calibrators applied to another PRM, and splits that leave nothing to fi
 
 import json
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -30,10 +28,6 @@ def rollouts(tmp_path_factory):
     return root
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ias.cli", *args], capture_output=True, text=True)
-
-
 def _rows_of(folder, problems) -> int:
     return sum(r.problem_id in set(problems) for r in load_targets(folder))
 
@@ -47,14 +41,15 @@ def test_levels_are_checked_for_every_method(rollouts, tmp_path, method, levels)
         QuantileReader(4, levels)
 
 
-def test_a_split_that_leaves_nothing_to_fit_on_is_one_user_error(rollouts, tmp_path):
+@pytest.mark.slow
+def test_a_split_that_leaves_nothing_to_fit_on_is_one_user_error(rollouts, tmp_path, cli):
     for method in METHODS:
         with pytest.raises(UserError, match=r"^--held-out 0.2 of 1 problem\(s\) holds out every one"):
             ias.calibrate(rollouts / "r1", prm="arith-prm", method=method, out=tmp_path / method)
-    done = _cli("calibrate", "--rollouts", str(rollouts / "r1"), "--method", "isotonic", "--out", str(tmp_path / "c"))
+    done = cli("calibrate", "--rollouts", str(rollouts / "r1"), "--method", "isotonic", "--out", str(tmp_path / "c"))
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
-    bad = _cli("calibrate", "--rollouts", str(rollouts / "r12"), "--method", "quantile-lora",
-               "--levels", "0.9,0.5,0.1", "--out", str(tmp_path / "c"))
+    bad = cli("calibrate", "--rollouts", str(rollouts / "r12"), "--method", "quantile-lora",
+              "--levels", "0.9,0.5,0.1", "--out", str(tmp_path / "c"))
     assert bad.returncode == 2 and "ias: error: quantile levels (--levels)" in bad.stderr, bad.stderr
 
 
@@ -80,13 +75,13 @@ def test_conformal_shift_and_metrics_come_from_different_held_out_problems(rollo
                       out=tmp_path / "c1")
 
 
-def test_calib_eval_on_the_fit_rollouts_scores_only_held_out_problems(rollouts, tmp_path):
+def test_calib_eval_on_the_fit_rollouts_scores_only_held_out_problems(rollouts, tmp_path, cli):
     cal = tmp_path / "cal"
     info = ias.calibrate(rollouts / "r12", prm="arith-prm", method="quantile-head", out=cal)
     held = info["data"]["held_out_problems"]
     assert 0 < len(held) < 12
-    done = _cli("calib-eval", "--rollouts", str(rollouts / "r12"), "--calibrator", str(cal),
-                "--out", str(tmp_path / "e"))
+    done = cli("calib-eval", "--rollouts", str(rollouts / "r12"), "--calibrator", str(cal),
+               "--out", str(tmp_path / "e"))
     assert done.returncode == 0, done.stderr
     assert f"only the calibrator's {len(held)} held-out problems" in done.stdout
     report = json.loads((tmp_path / "e" / "metrics.json").read_text())
@@ -105,13 +100,13 @@ def test_calib_eval_on_the_fit_rollouts_scores_only_held_out_problems(rollouts, 
         ias.calib_eval(rollouts / "r12", prm="arith-prm", compare=rollouts / "r12", out=tmp_path / "e3")
 
 
-def test_a_calibrator_refuses_a_prm_it_was_not_fitted_for(rollouts, tmp_path, monkeypatch):
+def test_a_calibrator_refuses_a_prm_it_was_not_fitted_for(rollouts, tmp_path, monkeypatch, zoo_prm):
     mine = tmp_path / "my-prm"
     shutil.copytree(ZOO_DIR / "arith-prm", mine)
     cal = tmp_path / "cal"
     ias.calibrate(rollouts / "r12", prm=str(mine), method="quantile-head", out=cal)
     with pytest.raises(UserError, match=rf"^calibrator {cal} was fitted for PRM {mine}, not arith-prm;"):
-        calibrated_prm(load_prm("arith-prm"), cal)
+        calibrated_prm(zoo_prm, cal)
     with pytest.raises(UserError, match="was fitted for PRM"):
         ias.calib_eval(rollouts / "r1", prm="arith-prm", calibrator=cal, out=tmp_path / "e")
     monkeypatch.chdir(tmp_path)  # the same folder spelled another way is the same PRM

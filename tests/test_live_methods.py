@@ -60,13 +60,8 @@ def counting(policy):
     return counted
 
 
-@pytest.fixture(scope="module")
-def models():
-    return ias.load_policy("arith-weak"), ias.load_prm("arith-prm")
-
-
 @pytest.mark.parametrize("strategy", list(WHOLE_SAMPLE))
-def test_solve_records_what_was_generated(strategy, tmp_path, models):
+def test_solve_records_what_was_generated(strategy, tmp_path, zoo_policy, zoo_prm):
     settings = WHOLE_SAMPLE[strategy]
     assert solve_cli(tmp_path / "run", strategy, *flags(settings)) == 0
     records = read_records(tmp_path / "run" / "records.jsonl")
@@ -80,12 +75,11 @@ def test_solve_records_what_was_generated(strategy, tmp_path, models):
     assert config["strategy"] == strategy and all(config[k] == v for k, v in settings.items())
 
     # the same problems, seed and settings through the Python API, the policy counting what it returns
-    policy, prm = models
-    counted = counting(policy)
+    counted = counting(zoo_policy)
     problems = get_task("arith").problems("test", LIMIT)
     answers = []
     for pair in (problems[:2], problems[2:]):  # the CLI's batches (a fleet shares out within one)
-        answers += ias.Solver(counted, prm, strategy=strategy, **settings).solve_many(pair)
+        answers += ias.Solver(counted, zoo_prm, strategy=strategy, **settings).solve_many(pair)
     assert counted.generated == sum(r["usage"]["generated_tokens"] for r in records)
     assert counted.drawn == sum(r["usage"]["samples"] for r in records)
     for r, a in zip(records, answers):
@@ -94,11 +88,10 @@ def test_solve_records_what_was_generated(strategy, tmp_path, models):
 
 
 @pytest.mark.parametrize("strategy", ["adaptive-consistency", "ias-adaptive", "esc"])
-def test_a_method_that_stops_early_generates_less_than_bon_at_n_max(strategy, models):
-    policy, prm = models
+def test_a_method_that_stops_early_generates_less_than_bon_at_n_max(strategy, zoo_policy, zoo_prm):
     problems = get_task("arith").problems("test", 6)
-    bon = ias.Solver(policy, prm, strategy="bon", n=16).solve_many(problems)
-    adaptive = ias.Solver(policy, prm, strategy=strategy, n_max=16).solve_many(problems)
+    bon = ias.Solver(zoo_policy, zoo_prm, strategy="bon", n=16).solve_many(problems)
+    adaptive = ias.Solver(zoo_policy, zoo_prm, strategy=strategy, n_max=16).solve_many(problems)
     stopped = [a for a in adaptive if a.n_samples < 16]
     assert stopped, "no question stopped early"
     assert sum(a.generated_tokens for a in adaptive) < sum(b.generated_tokens for b in bon)
@@ -118,9 +111,8 @@ def test_resume_and_rerun_write_the_same_bytes(tmp_path):
     assert b"wall" not in first
 
 
-def test_solve_and_solve_many_agree(models):
-    policy, prm = models
-    solver = ias.Solver(policy, prm, strategy="ias-adaptive", n_max=N_MAX)
+def test_solve_and_solve_many_agree(zoo_policy, zoo_prm):
+    solver = ias.Solver(zoo_policy, zoo_prm, strategy="ias-adaptive", n_max=N_MAX)
     questions = ["Compute 12+7*3.", "Compute 81-4*9.", "Compute 5*6+7."]
     together = solver.solve_many(questions)
     for question, many in zip(questions, together):
@@ -132,12 +124,11 @@ def test_solve_and_solve_many_agree(models):
         assert one.wall_s > 0 and one.waves
 
 
-def test_ask_prints_the_answer_its_confidence_and_the_compute(capsys, models):
+def test_ask_prints_the_answer_its_confidence_and_the_compute(capsys, zoo_policy, zoo_prm):
     question = "Compute 12+7*3."
     assert main(["ask", question, "--n-max", str(N_MAX)]) == 0
     lines = dict(line.split(": ", 1) for line in capsys.readouterr().out.strip().splitlines())
-    policy, prm = models
-    expected = ias.Solver(policy, prm, strategy="ias-adaptive", n_max=N_MAX).solve(question)
+    expected = ias.Solver(zoo_policy, zoo_prm, strategy="ias-adaptive", n_max=N_MAX).solve(question)
     assert lines["answer"] == expected.answer
     assert float(lines["confidence"]) == pytest.approx(expected.confidence, abs=1e-3)
     assert f"{expected.n_samples} samples, {expected.generated_tokens} generated tokens" in lines["compute"]

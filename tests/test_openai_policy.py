@@ -50,11 +50,6 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def hf():
-    return load_policy("arith-weak")
-
-
-@pytest.fixture(scope="module")
 def client(server):
     return load_policy("arith-weak", backend="openai", base_url=server, tokenizer="arith-weak", **FAST)
 
@@ -101,9 +96,9 @@ def url_of(httpd) -> str:
     return f"http://127.0.0.1:{httpd.server_address[1]}/v1"
 
 
-def test_samples_through_the_server_equal_the_hf_backends(client, hf, server):
+def test_samples_through_the_server_equal_the_hf_backends(client, zoo_policy, server):
     params = SamplingParams(temperature=1.0, max_tokens=80)
-    want = hf.sample(PROMPTS, 2, params, [1, 2])
+    want = zoo_policy.sample(PROMPTS, 2, params, [1, 2])
     assert client.sample(PROMPTS, 2, params, [1, 2]) == want
     # Without a tokenizer: counts from the server's usage, split by characters (exact for this char-level model).
     bare = load_policy("arith-weak", backend="openai", base_url=server, **FAST)
@@ -117,25 +112,25 @@ def test_samples_through_the_server_equal_the_hf_backends(client, hf, server):
         client.sample(PROMPTS, 1, dataclasses.replace(params, exit_below=-1.0), [1, 2])
 
 
-def test_defaults_and_context_come_from_the_tokenizers_folder(client, hf):
-    assert client.defaults == hf.defaults  # generation_config.json: temperature 1.3
-    assert client.max_model_len == hf.max_model_len  # from the server's /v1/models
-    assert client.tokenizer is not None and client.tokenizer.eos_token == hf.tokenizer.eos_token
+def test_defaults_and_context_come_from_the_tokenizers_folder(client, zoo_policy):
+    assert client.defaults == zoo_policy.defaults  # generation_config.json: temperature 1.3
+    assert client.max_model_len == zoo_policy.max_model_len  # from the server's /v1/models
+    assert client.tokenizer is not None and client.tokenizer.eos_token == zoo_policy.tokenizer.eos_token
 
 
-def test_stop_strings_and_finish_reasons(client, hf):
+def test_stop_strings_and_finish_reasons(client, zoo_policy):
     params = SamplingParams(temperature=1.0, max_tokens=80, stop=("\n\n",))
     got = client.sample(PROMPTS, 2, params, [5, 6])
-    assert got == hf.sample(PROMPTS, 2, params, [5, 6])
+    assert got == zoo_policy.sample(PROMPTS, 2, params, [5, 6])
     stopped = [s for group in got for s in group if s.finish_reason == "stop"]
     assert stopped and all(s.stop == "\n\n" and "\n\n" not in s.text for s in stopped)
     [[short]] = client.sample(PROMPTS[:1], 1, SamplingParams(max_tokens=5), [0])
     assert short.finish_reason == "length" and short.generated_tokens == 5
 
 
-def test_logprobs_one_per_generated_token(client, hf):
+def test_logprobs_one_per_generated_token(client, zoo_policy):
     params = SamplingParams(temperature=1.0, max_tokens=80, logprobs=True)
-    got, want = client.sample(PROMPTS, 2, params, [7, 8]), hf.sample(PROMPTS, 2, params, [7, 8])
+    got, want = client.sample(PROMPTS, 2, params, [7, 8]), zoo_policy.sample(PROMPTS, 2, params, [7, 8])
     for a, b in zip([s for g in got for s in g], [s for g in want for s in g]):
         assert (a.text, a.generated_tokens, a.finish_reason) == (b.text, b.generated_tokens, b.finish_reason)
         assert len(a.logprobs) == a.generated_tokens
@@ -148,15 +143,15 @@ def test_split_total_is_proportional_and_exact():
     assert sum(split_total(1001, [3, 17, 5, 0, 9])) == 1001
 
 
-def test_retries_after_503_honour_retry_after(hf):
-    with running(make_server(hf, "arith-weak", port=0, fail_first=2)) as httpd:
+def test_retries_after_503_honour_retry_after(zoo_policy):
+    with running(make_server(zoo_policy, "arith-weak", port=0, fail_first=2)) as httpd:
         policy = load_policy("arith-weak", backend="openai", base_url=httpd.url, max_retries=2, **FAST)
         started = time.monotonic()
         [[sample]] = policy.sample(PROMPTS[:1], 1, SamplingParams(max_tokens=20), [4])
         assert time.monotonic() - started >= 2.0  # two `Retry-After: 1`, not the 10 ms backoff
         assert httpd.completions == 3
-        assert sample == hf.sample(PROMPTS[:1], 1, SamplingParams(max_tokens=20), [4])[0][0]
-    with running(make_server(hf, "arith-weak", port=0, fail_first=5)) as httpd:
+        assert sample == zoo_policy.sample(PROMPTS[:1], 1, SamplingParams(max_tokens=20), [4])[0][0]
+    with running(make_server(zoo_policy, "arith-weak", port=0, fail_first=5)) as httpd:
         policy = load_policy("arith-weak", backend="openai", base_url=httpd.url, max_retries=1, **FAST)
         with pytest.raises(UserError, match=r"answered 503 \(injected failure.*2 tries"):
             policy.sample(PROMPTS[:1], 1, SamplingParams(max_tokens=20), [4])
@@ -305,7 +300,7 @@ def test_ias_eval_over_the_server_end_to_end(server, tmp_path, capsys):
     assert code == 2 and "has no option bse_url" in capsys.readouterr().err
 
 
-def test_deepconf_through_a_server_finishes_and_trims_what_hf_stops(client, hf, capfd):
+def test_deepconf_through_a_server_finishes_and_trims_what_hf_stops(client, zoo_policy, zoo_prm, capfd):
     """A server cannot stop a sample on its confidence: DeepConf's later samples are drawn in
     full and left out of the vote where the hf backend stops them, with the same answers;
     their tokens are counted in full (they were generated), and the run says so once."""
@@ -313,14 +308,13 @@ def test_deepconf_through_a_server_finishes_and_trims_what_hf_stops(client, hf, 
     from ias.methods.base import Question
     from ias.methods.engine import run_method
     from ias.methods.sources import LiveSource
-    from ias.prm.base import load_prm
     from ias.tasks.base import get_task
 
-    task, prm = get_task("arith"), load_prm("arith-prm")
+    task, prm = get_task("arith"), zoo_prm
     questions = [Question(p, task.extract) for p in task.problems("test", 3)]
     method = make_method("deepconf", warmup=4, n_max=12)
-    live = run_method(method, questions, LiveSource(task, hf, prm, hf.defaults, 0, grade=False))
-    served = run_method(method, questions, LiveSource(task, client, prm, hf.defaults, 0, grade=False))
+    live = run_method(method, questions, LiveSource(task, zoo_policy, prm, zoo_policy.defaults, 0, grade=False))
+    served = run_method(method, questions, LiveSource(task, client, prm, zoo_policy.defaults, 0, grade=False))
     exits = sum(s.finish_reason == "exit" for a in live for s in a.samples)
     assert exits > 0
     for a, b in zip(live, served):

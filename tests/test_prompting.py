@@ -3,8 +3,6 @@ chat models, user overrides, and prompts longer than the policy's context as err
 
 import json
 import shutil
-import subprocess
-import sys
 
 import pytest
 
@@ -40,22 +38,17 @@ def _chat_copy(folder, template: str):
 
 
 @pytest.fixture(scope="module")
-def weak():
-    return load_policy("arith-weak")
-
-
-@pytest.fixture(scope="module")
 def chat(tmp_path_factory):
     return _chat_copy(tmp_path_factory.mktemp("chat") / "model", CHAT_TEMPLATE)
 
 
-def test_zoo_prompts_stay_byte_identical(weak):
+def test_zoo_prompts_stay_byte_identical(zoo_policy):
     task = get_task("arith")
-    assert not weak.tokenizer.chat_template
+    assert not zoo_policy.tokenizer.chat_template
     for problem in task.problems("test", 50):
-        assert render_prompt(task, problem, weak) == problem.question + "\n\n" == task.prompt(problem)
+        assert render_prompt(task, problem, zoo_policy) == problem.question + "\n\n" == task.prompt(problem)
         steps = ["3*4=12 so 2+12", "2+12=14"]
-        continued = render_prompt(task, problem, weak, steps)
+        continued = render_prompt(task, problem, zoo_policy, steps)
         assert continued == problem.question + "\n\n3*4=12 so 2+12\n\n2+12=14\n\n"
 
 
@@ -98,7 +91,7 @@ def test_a_template_that_refuses_a_system_turn_gets_the_instruction_in_the_first
     assert "system" not in prompt
 
 
-def test_user_overrides_of_template_and_chat(weak, chat):
+def test_user_overrides_of_template_and_chat(zoo_policy, chat):
     problem = get_task("arith").problems("test", 1)[0]
     template = "Q: {question}\nPut it in \\boxed{}.\n"
     raw = get_task("arith", prompt_template=template, chat=False)
@@ -108,9 +101,9 @@ def test_user_overrides_of_template_and_chat(weak, chat):
     assert render_prompt(as_chat, problem, chat) == (
         f"<|im_start|>user\nQ: {problem.question}\nPut it in \\boxed{{}}.\n<|im_end|>\n<|im_start|>assistant\n"
     )
-    assert render_prompt(get_task("arith", chat="auto"), problem, weak) == problem.question + "\n\n"
+    assert render_prompt(get_task("arith", chat="auto"), problem, zoo_policy) == problem.question + "\n\n"
     with pytest.raises(UserError, match="has no chat template; drop --chat"):
-        render_prompt(get_task("arith", chat=True), problem, weak)
+        render_prompt(get_task("arith", chat=True), problem, zoo_policy)
     with pytest.raises(UserError, match="no \\{question\\} field"):
         get_task("gsm8k", prompt_template="no field here")
     with pytest.raises(UserError, match="chat must be true, false or auto"):
@@ -119,7 +112,7 @@ def test_user_overrides_of_template_and_chat(weak, chat):
         get_task("arith", chat_template="x")  # only the two prompt options are taken by every task
 
 
-def test_a_prompt_longer_than_the_context_is_an_error_never_cut(chat, weak):
+def test_a_prompt_longer_than_the_context_is_an_error_never_cut(chat, zoo_policy):
     task = get_task("arith")
     problem = task.problems("test", 1)[0]
     prompt = render_prompt(task, problem, chat)
@@ -130,24 +123,21 @@ def test_a_prompt_longer_than_the_context_is_an_error_never_cut(chat, weak):
     long_steps = ["1+1=2 so " + "2+0" * 20] * 5
     trajectory = Trajectory(problem, 0, "\n\n".join(long_steps), long_steps, False)
     with pytest.raises(UserError, match="shorten it"):
-        prefix_targets(weak, task, [trajectory], 1, 20, SamplingParams(max_tokens=4), 0)
+        prefix_targets(zoo_policy, task, [trajectory], 1, 20, SamplingParams(max_tokens=4), 0)
 
 
-def _ias(*args):
-    return subprocess.run([sys.executable, "-m", "ias.cli", *args], capture_output=True, text=True, check=False)
-
-
-def test_cli_prompt_options_reach_the_run_and_its_config(tmp_path, chat):
+@pytest.mark.slow
+def test_cli_prompt_options_reach_the_run_and_its_config(tmp_path, chat, cli):
     template = tmp_path / "prompt.txt"
     template.write_text("{question}\n\n")  # the zoo's own prompt, written out
     out = tmp_path / "run"
     common = ["solve", "--limit", "2", "--n", "2", "--prm", "none", "--selection", "majority"]
-    result = _ias(*common, "--prompt-template", str(template), "--no-chat", "--out", str(out))
+    result = cli(*common, "--prompt-template", str(template), "--no-chat", "--out", str(out))
     assert result.returncode == 0, result.stderr
     config = json.loads((out / "config.json").read_text())
     assert config["task_options"] == {"prompt_template": "{question}\n\n", "chat": False}
-    result = _ias(*common, "--policy", chat.name, "--out", str(tmp_path / "long"))
+    result = cli(*common, "--policy", chat.name, "--out", str(tmp_path / "long"))
     assert result.returncode == 2 and "usable positions; shorten it" in result.stderr
     assert "Traceback" not in result.stderr
-    result = _ias(*common, "--prompt-template", str(tmp_path / "missing.txt"), "--out", str(tmp_path / "m"))
+    result = cli(*common, "--prompt-template", str(tmp_path / "missing.txt"), "--out", str(tmp_path / "m"))
     assert result.returncode == 2 and "cannot read --prompt-template" in result.stderr

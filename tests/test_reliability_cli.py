@@ -134,7 +134,6 @@ def damaged_copy(source: Path, dest: Path, name: str, how: str) -> Path:
     return dest
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name, how", [("calibration.json", "half"), ("calibration.json", "empty"),
                                        ("quantile_head.safetensors", "half"),
                                        ("quantile_head.safetensors", "garbled"), ("quantile_head.json", "half")])

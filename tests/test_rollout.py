@@ -14,7 +14,6 @@ import torch
 from ias.calibration.rollout import rollout
 from ias.calibration.store import chunks, load_targets, resume_plan
 from ias.errors import UserError
-from ias.policy.base import load_policy
 from ias.records import read_records
 from ias.specs import RolloutSettings
 from ias.tasks.base import get_task
@@ -24,10 +23,11 @@ SMALL = dict(n_traj=2, n_mc=2, max_prefix=20, seed=0, limit=4, batch_problems=2,
 
 
 @pytest.fixture(scope="module")
-def policy():
+def policy(zoo_policy):
+    """The shared zoo policy, on one torch thread for this module's tests."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield load_policy("arith-weak")
+    yield zoo_policy
     torch.set_num_threads(threads)
 
 
@@ -178,6 +178,7 @@ _SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_sigkill_then_rerun_equals_an_uninterrupted_run(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     killed, reference = tmp_path / "killed", tmp_path / "reference"

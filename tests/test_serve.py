@@ -13,46 +13,21 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import openai
 import pytest
 
-from ias.policy.base import load_policy
 from ias.serve import make_server
 from ias.serve.limits import ServeLimits
 
-from loopback import running
+from loopback import call, running
 
 BIG = {"prompt": [f"Compute {k}+{k}*3-1.\n\n" for k in range(3, 7)], "n": 256, "seed": 5}  # 4 steps of 256 samples
 
 
-@pytest.fixture(scope="module")
-def policy():
-    return load_policy("arith-weak")
-
-
 def serving(policy, **limits):
     return running(make_server(policy, "arith-weak", port=0, limits=ServeLimits(access_log=False, **limits)))
-
-
-def call(url: str, body: dict | None = None, key: str | None = None, path: str = "/completions",
-         timeout: float = 120) -> tuple[int, dict | str, dict]:
-    """(status, decoded body, headers) of one request; errors are answers too."""
-    data = json.dumps(body).encode() if body is not None else None
-    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
-    request = urllib.request.Request(url + path, data=data, headers=headers, method="POST" if data else "GET")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            status, raw, head = response.status, response.read(), dict(response.headers)
-    except urllib.error.HTTPError as err:
-        status, raw, head = err.code, err.read(), dict(err.headers)
-    try:
-        return status, json.loads(raw), head
-    except ValueError:
-        return status, raw.decode(), head
 
 
 def metric(url: str, name: str) -> float:
@@ -73,11 +48,12 @@ def raw_exchange(url: str, request: bytes, timeout: float = 30) -> bytes:
     return answer
 
 
-def test_the_official_openai_client_with_an_api_key(policy):
-    with serving(policy, api_key="sekret") as server:
+def test_the_official_openai_client_with_an_api_key(zoo_policy):
+    with serving(zoo_policy, api_key="sekret") as server:
         client = openai.OpenAI(api_key="sekret", base_url=server.url, max_retries=0)
         answer = client.completions.create(model="arith-weak", prompt="Compute 5-2.\n\n", n=3, seed=1, max_tokens=40)
-        expected = policy.sample(["Compute 5-2.\n\n"], 3, dataclasses.replace(policy.defaults, max_tokens=40), [1])[0]
+        params = dataclasses.replace(zoo_policy.defaults, max_tokens=40)
+        expected = zoo_policy.sample(["Compute 5-2.\n\n"], 3, params, [1])[0]
         assert [c.text for c in answer.choices] == [s.text for s in expected]
         assert answer.usage.completion_tokens == sum(s.generated_tokens for s in expected)
         with pytest.raises(openai.AuthenticationError):
@@ -89,8 +65,8 @@ def test_the_official_openai_client_with_an_api_key(policy):
         assert call(server.url.removesuffix("/v1"), path="/metrics")[0] == 401
 
 
-def test_two_hundred_concurrent_clients_are_all_answered(policy):
-    with serving(policy) as server:
+def test_two_hundred_concurrent_clients_are_all_answered(zoo_policy):
+    with serving(zoo_policy) as server:
         def one(k: int) -> int:
             return call(server.url, {"prompt": f"Compute {k % 9}+1.\n\n", "max_tokens": 8, "seed": k})[0]
 
@@ -100,8 +76,8 @@ def test_two_hundred_concurrent_clients_are_all_answered(policy):
         assert metric(server.url, "ias_samples_total") == 200
 
 
-def test_limits_refuse_by_size_before_reading(policy):
-    with serving(policy, max_request_bytes=1 << 20, max_prompt_chars=1000, max_n=8, max_samples=16,
+def test_limits_refuse_by_size_before_reading(zoo_policy):
+    with serving(zoo_policy, max_request_bytes=1 << 20, max_prompt_chars=1000, max_n=8, max_samples=16,
                  read_timeout_s=1.0) as server:
         # 10 MB announced, nothing sent: refused by its Content-Length at once.
         head = (b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -120,8 +96,8 @@ def test_limits_refuse_by_size_before_reading(policy):
         assert status == 404 and "no route" in answer["error"]["message"]
 
 
-def test_a_large_request_does_not_starve_a_small_one(policy):
-    with serving(policy) as server:
+def test_a_large_request_does_not_starve_a_small_one(zoo_policy):
+    with serving(zoo_policy) as server:
         done = {}
 
         def timed(name: str, body: dict) -> None:
@@ -138,8 +114,8 @@ def test_a_large_request_does_not_starve_a_small_one(policy):
         assert done["small"][1] < done["big"][1]
 
 
-def test_a_full_queue_answers_429_at_once(policy):
-    with serving(policy, max_queue=1) as server:
+def test_a_full_queue_answers_429_at_once(zoo_policy):
+    with serving(zoo_policy, max_queue=1) as server:
         big = threading.Thread(target=call, args=(server.url, BIG))
         big.start()
         deadline = time.monotonic() + 30
@@ -152,8 +128,8 @@ def test_a_full_queue_answers_429_at_once(policy):
         big.join()
 
 
-def test_a_client_that_leaves_frees_its_work_and_a_timeout_is_504(policy):
-    with serving(policy, request_timeout_s=60) as server:
+def test_a_client_that_leaves_frees_its_work_and_a_timeout_is_504(zoo_policy):
+    with serving(zoo_policy, request_timeout_s=60) as server:
         started = time.monotonic()
         assert call(server.url, BIG)[0] == 200
         full = time.monotonic() - started
@@ -184,7 +160,7 @@ def test_a_client_that_leaves_frees_its_work_and_a_timeout_is_504(policy):
             time.sleep(0.05)
         assert metric(server.url, "ias_cancelled_requests_total") == 2
         assert time.monotonic() - left < 0.75 * full
-    with serving(policy, request_timeout_s=0.3) as server:
+    with serving(zoo_policy, request_timeout_s=0.3) as server:
         status, answer, _ = call(server.url, BIG)
         assert status == 504 and "--request-timeout" in answer["error"]["message"]
 
@@ -216,8 +192,8 @@ def test_sigterm_drains_access_logs_and_metrics(tmp_path):
     assert all(x["latency_ms"] >= 0 and x["method"] in ("GET", "POST") for x in lines)
 
 
-def test_metrics_count_requests_and_tokens(policy):
-    with serving(policy) as server:
+def test_metrics_count_requests_and_tokens(zoo_policy):
+    with serving(zoo_policy) as server:
         status, answer, _ = call(server.url, {"prompt": ["Compute 3+4.\n\n", "Compute 8-5.\n\n"], "n": 2, "seed": 3})
         assert status == 200
         text = call(server.url.removesuffix("/v1"), path="/metrics")[1]
@@ -235,11 +211,11 @@ def test_without_the_serve_extra_the_error_names_it():
                                    "pip install -e '.[serve]' (in the ias clone)")
 
 
-def test_chat_and_streams_through_the_openai_client(policy):
-    params = dataclasses.replace(policy.defaults, max_tokens=40)
-    expected = [s.text for group in policy.sample(["Compute 5-2.\n\n", "Compute 7+1.\n\n"], 2, params, [9, 9])
+def test_chat_and_streams_through_the_openai_client(zoo_policy):
+    params = dataclasses.replace(zoo_policy.defaults, max_tokens=40)
+    expected = [s.text for group in zoo_policy.sample(["Compute 5-2.\n\n", "Compute 7+1.\n\n"], 2, params, [9, 9])
                 for s in group]
-    with serving(policy) as server:
+    with serving(zoo_policy) as server:
         client = openai.OpenAI(api_key="unused", base_url=server.url, max_retries=0)
         # Chat: a policy without a chat template (the zoo) reads the messages in its raw shape.
         chat = client.chat.completions.create(model="arith-weak",

@@ -14,15 +14,12 @@ from ias.methods import make_method
 from ias.methods.base import Question
 from ias.methods.engine import run_method
 from ias.methods.sources import LiveSource
-from ias.policy.base import load_policy
-from ias.prm.base import load_prm
 from ias.serve import make_server
 from ias.serve.limits import ServeLimits
 from ias.tasks.base import get_task
 from ias.types import Problem
 
-from loopback import running
-from test_serve import call
+from loopback import call, running
 
 
 class CountingPolicy:
@@ -39,11 +36,6 @@ class CountingPolicy:
         return out
 
 
-@pytest.fixture(scope="module")
-def parts():
-    return load_policy("arith-weak"), load_prm("arith-prm")
-
-
 def serving(policy, prm, strategy="ias-adaptive", settings=None, **limits):
     server = make_server(policy, "arith-weak", port=0, strategy=strategy, prm=prm,
                          settings=settings if settings is not None else {"n_max": 8},
@@ -51,9 +43,8 @@ def serving(policy, prm, strategy="ias-adaptive", settings=None, **limits):
     return running(server)
 
 
-def test_the_openai_client_gets_the_methods_answer_its_confidence_and_every_tokens_usage(parts):
-    policy, prm = parts
-    with serving(policy, prm, api_key="K") as server:
+def test_the_openai_client_gets_the_methods_answer_its_confidence_and_every_tokens_usage(zoo_policy, zoo_prm):
+    with serving(zoo_policy, zoo_prm, api_key="K") as server:
         client = openai.OpenAI(base_url=server.url, api_key="K", max_retries=0)
         reply = client.chat.completions.create(model="arith-weak", seed=7,
                                                messages=[{"role": "user", "content": "Compute 12+30."}])
@@ -65,7 +56,7 @@ def test_the_openai_client_gets_the_methods_answer_its_confidence_and_every_toke
     task = get_task("arith")
     method = make_method("ias-adaptive", n_max=8)
     [answer] = run_method(method, [Question(Problem("seed-7", "Compute 12+30.", ""), task.extract)],
-                          LiveSource(task, policy, prm, policy.defaults, 0, grade=False))
+                          LiveSource(task, zoo_policy, zoo_prm, zoo_policy.defaults, 0, grade=False))
     assert reply.choices[0].message.content == answer.text
     assert block["answer"] == answer.answer and block["strategy"] == "ias-adaptive"
     assert block["confidence"] == pytest.approx(answer.confidence, abs=1e-6) and 0 <= block["confidence"] <= 1
@@ -75,9 +66,8 @@ def test_the_openai_client_gets_the_methods_answer_its_confidence_and_every_toke
     assert reply.usage.model_extra["ias"] == {"prm_tokens": answer.prm_tokens, "samples": answer.n_samples}
 
 
-def test_a_requests_ias_block_overrides_within_the_operators_caps(parts):
-    policy, prm = parts
-    with serving(policy, prm, max_n=16) as server:
+def test_a_requests_ias_block_overrides_within_the_operators_caps(zoo_policy, zoo_prm):
+    with serving(zoo_policy, zoo_prm, max_n=16) as server:
         client = openai.OpenAI(base_url=server.url, api_key="none", max_retries=0)
         fixed = client.completions.create(model="arith-weak", prompt="Compute 3*4+5.", seed=1,
                                           extra_body={"ias": {"strategy": "bon", "budget": 5}})
@@ -100,11 +90,10 @@ def test_a_requests_ias_block_overrides_within_the_operators_caps(parts):
         assert status == 400 and body["error"]["param"] == "messages"
 
 
-def test_concurrent_questions_share_the_models_calls(parts):
+def test_concurrent_questions_share_the_models_calls(zoo_policy, zoo_prm):
     """16 concurrent questions' waves are batched: far fewer policy calls than waves."""
-    policy, prm = parts
-    counting = CountingPolicy(policy)
-    with serving(counting, prm, settings={"n_max": 8, "price": 0.0}) as server:
+    counting = CountingPolicy(zoo_policy)
+    with serving(counting, zoo_prm, settings={"n_max": 8, "price": 0.0}) as server:
         def ask(k: int) -> dict:
             return call(server.url, {"prompt": f"Compute {k}*{k + 3}-{k}.", "seed": k})[1]
 
@@ -116,9 +105,8 @@ def test_concurrent_questions_share_the_models_calls(parts):
     assert waves > 16 and counting.calls < waves / 2
 
 
-def test_a_stream_sends_each_wave_then_the_answer(parts):
-    policy, prm = parts
-    with serving(policy, prm, settings={"n_max": 6, "price": 0.0, "target": 0.999}) as server:
+def test_a_stream_sends_each_wave_then_the_answer(zoo_policy, zoo_prm):
+    with serving(zoo_policy, zoo_prm, settings={"n_max": 6, "price": 0.0, "target": 0.999}) as server:
         client = openai.OpenAI(base_url=server.url, api_key="none", max_retries=0)
         chunks = list(client.chat.completions.create(
             model="arith-weak", stream=True, stream_options={"include_usage": True}, seed=2,
@@ -131,11 +119,10 @@ def test_a_stream_sends_each_wave_then_the_answer(parts):
     assert chunks[-1].usage.completion_tokens == final.model_extra["ias"]["generated_tokens"]
 
 
-def test_a_bad_question_fails_alone(parts):
+def test_a_bad_question_fails_alone(zoo_policy, zoo_prm):
     """A question longer than the policy's context fails its own request (400); a question
     asked at the same time is answered."""
-    policy, prm = parts
-    with serving(policy, prm) as server:
+    with serving(zoo_policy, zoo_prm) as server:
         long_question = "Compute " + "+".join(["1"] * 3000) + "."
         with ThreadPoolExecutor(2) as pool:
             bad = pool.submit(call, server.url, {"prompt": long_question})
@@ -176,14 +163,13 @@ def test_ias_serve_with_a_strategy_from_the_command_line(tmp_path):
             proc.kill()
 
 
-def test_a_client_that_leaves_frees_its_questions_work(parts):
+def test_a_client_that_leaves_frees_its_questions_work(zoo_policy, zoo_prm):
     """A client gone mid-answer: its question leaves the engine within a step, nothing more
     is drawn for it, and the cancellation is counted."""
     import socket
 
-    policy, prm = parts
-    counting = CountingPolicy(policy)
-    with serving(counting, prm, settings={"n_max": 64, "price": 0.0, "target": 1.0, "growth": 1.0}) as server:
+    counting = CountingPolicy(zoo_policy)
+    with serving(counting, zoo_prm, settings={"n_max": 64, "price": 0.0, "target": 1.0, "growth": 1.0}) as server:
         body = json.dumps({"prompt": "Compute 59+89+83.", "seed": 4}).encode()
         host, port = server.url.split("//")[1].split("/")[0].split(":")
         with socket.create_connection((host, int(port))) as conn:

@@ -12,12 +12,10 @@ import sys
 import time
 
 import pytest
-import torch
 
 from ias.errors import UserError
 from ias.gguf import GGUF_MODELS, SOURCE_FILE, GGUFModel, converted_folder, gguf_file
 from ias.policy.base import SamplingParams, load_policy
-from ias.prm.base import load_prm
 from ias.prompting import render_prompt
 from ias.tasks.base import get_task
 
@@ -56,12 +54,11 @@ def _kill_while_writing(cache, timeout: float = 300) -> None:
     assert proc.returncode == -signal.SIGKILL, "the conversion ended before it could be interrupted"
 
 
-def test_the_zoo_prm_reads_characters_it_never_saw():
+def test_the_zoo_prm_reads_characters_it_never_saw(zoo_prm):
     """SmolLM2 writes Unicode the zoo's character vocabulary lacks: it reads as <unk>, scored."""
-    prm = load_prm("arith-prm")
-    assert prm.tokenizer("×😀")["input_ids"][1:] == [prm.tokenizer.unk_token_id] * 2
-    strange, plain = prm.score([("Compute 6×4.", ["6 × 4 = 24 — done ✓", "\\boxed{24}"]),
-                                ("Compute 6*4.", ["6*4=24", "\\boxed{24}"])])
+    assert zoo_prm.tokenizer("×😀")["input_ids"][1:] == [zoo_prm.tokenizer.unk_token_id] * 2
+    strange, plain = zoo_prm.score([("Compute 6×4.", ["6 × 4 = 24 — done ✓", "\\boxed{24}"]),
+                                    ("Compute 6*4.", ["6*4=24", "\\boxed{24}"])])
     assert strange.skipped is None and len(strange.scores) == 2
     assert all(0 <= s <= 1 for s in strange.scores) and strange.scores[-1] < plain.scores[-1]
 
@@ -76,15 +73,7 @@ def smol_cache(tmp_path_factory):
         yield cache
 
 
-@pytest.fixture
-def one_thread():
-    """One torch thread: on a shared 2-core CPU, two were several times slower (see README)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
+@pytest.mark.slow
 @needs_package
 def test_convert_once_atomically_then_generate_with_the_chat_template(tmp_path, monkeypatch, one_thread):
     cache = tmp_path / "cache"
@@ -122,6 +111,7 @@ def _ias(cache, *args: str) -> subprocess.CompletedProcess:
     return result
 
 
+@pytest.mark.slow
 @needs_package
 def test_rollout_calibrate_eval_with_smollm2_through_the_cli(tmp_path, smol_cache):
     """The paper's scenario with a real pretrained policy: the zoo PRM (trained on the zoo's

@@ -9,8 +9,8 @@ from collections import defaultdict
 
 import pytest
 
-from ias.loaders import _policy, _prm, sampling_params
 from ias.errors import UserError
+from ias.loaders import sampling_params
 from ias.methods import make_method
 from ias.methods.base import Extend, Question, ReadQuestion, ReadSteps, unit
 from ias.methods.engine import run_method
@@ -50,10 +50,9 @@ class RecordingSource(LiveSource):
 
 
 @pytest.fixture(scope="module")
-def parts():
-    task, policy = get_task("arith"), _policy("arith-weak")
-    questions = [Question(p, task.extract) for p in task.problems("test", 3)]
-    return task, policy, _prm("arith-prm", None), sampling_params(policy), questions
+def parts(arith, zoo_policy, zoo_prm):
+    questions = [Question(p, arith.extract) for p in arith.problems("test", 3)]
+    return arith, zoo_policy, zoo_prm, sampling_params(zoo_policy), questions
 
 
 def solve(parts, name, seed=3, questions=None, **settings):
@@ -263,15 +262,13 @@ def test_a_step_stating_the_answer_finishes_its_candidate_even_if_the_model_writ
     assert ended.finished and ended.answer is None
 
 
-def test_a_partial_solution_that_fills_the_context_finishes_as_it_stands():
+def test_a_partial_solution_that_fills_the_context_finishes_as_it_stands(arith, zoo_policy, zoo_prm):
     """A partial solution whose prompt already fills the policy's context cannot grow: the
     source gives it one empty continuation ended by length (a search then finishes it as it
     stands) and still draws the others of the same call; beam search runs on."""
-    task = get_task("arith")
-    policy, prm = _policy("arith-weak"), _prm("arith-prm", None)
-    [problem] = task.problems("test", 1)
-    question = Question(problem, task.extract)
-    source = LiveSource(task, policy, prm, sampling_params(policy), 0, grade=False)
+    [problem] = arith.problems("test", 1)
+    question = Question(problem, arith.extract)
+    source = LiveSource(arith, zoo_policy, zoo_prm, sampling_params(zoo_policy), 0, grade=False)
     too_long = ("1+1=2 " * 200,)
     [[full, fine]] = source.extend([(question, Extend(prefixes=(too_long, ()), counts=(3, 2), key=("t",)))])
     assert [(s.text, s.generated_tokens, s.finish_reason) for s in full] == [("", 0, "length")]
