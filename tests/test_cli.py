@@ -29,12 +29,9 @@ def test_an_out_that_is_a_file_or_a_damaged_run_folder_is_a_one_line_error(tmp_p
         (["solve", "--policy", "no-such-model", "--limit", "1"], "unknown model 'no-such-model'"),
         (["zoo", "train", "arith-huge"], "unknown zoo model"),
         (["solve", "--split", "dev", "--limit", "1"], "no split 'dev'"),
-        pytest.param(["eval", "--strategies", "ias-bon-tuned", "--limit", "1"], "needs problems to tune on",
-                     marks=pytest.mark.slow),
-        pytest.param(["solve", "--prm-opt", "devise=cpu", "--limit", "1"], "has no option devise",
-                     marks=pytest.mark.slow),
-        pytest.param(["eval", "--strategies", "ias-bon-tuned", "--tune-split", "test", "--limit", "1"],
-                     "tune on another split", marks=pytest.mark.slow),
+        (["eval", "--strategies", "ias-bon-tuned", "--limit", "1"], "needs problems to tune on"),
+        (["solve", "--prm-opt", "devise=cpu", "--limit", "1"], "has no option devise"),
+        (["eval", "--strategies", "ias-bon-tuned", "--tune-split", "test", "--limit", "1"], "tune on another split"),
         (["eval", "--tune-limit", "3", "--limit", "1"], "--tune-limit needs --tune-split"),
         (["calibrate", "--rollouts", "/no/such/folder"], "holds no rollouts.jsonl; run `ias rollout"),
         (["calib-eval", "--rollouts", "/no/such/folder"], "holds no rollouts.jsonl; run `ias rollout"),
@@ -73,7 +70,6 @@ def test_data_check_on_arith(cli):
     assert report["rows"] == report["agree"] == 500
 
 
-@pytest.mark.slow
 def test_zoo_info_reports_the_shipped_models(cli):
     result = cli("zoo", "info", "--json")
     assert result.returncode == 0, result.stderr
@@ -90,7 +86,6 @@ def test_zoo_info_reports_the_shipped_models(cli):
     assert cli("zoo", "info").returncode == 0
 
 
-@pytest.mark.slow
 def test_solve_prints_a_table_and_writes_files(tmp_path, cli):
     result = cli("solve", "--limit", "4", "--n", "4", "--out", str(tmp_path / "run"))
     assert result.returncode == 0, result.stderr
