@@ -5,7 +5,6 @@ import json
 import pytest
 
 
-@pytest.mark.slow
 def test_an_out_that_is_a_file_or_a_damaged_run_folder_is_a_one_line_error(tmp_path, cli):
     afile = tmp_path / "afile"
     afile.write_text("not a folder")

@@ -28,7 +28,6 @@ def evaluated(tmp_path_factory):
     return {r["id"]: r["methods"] for r in map(json.loads, (out / "records.jsonl").read_text().splitlines())}
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", method_names())
 def test_solve_spends_and_answers_what_eval_reports(name, evaluated, tmp_path):
     method = _method("bon" if name == "bon" else name, BUDGET, **({"n": N_MAX} if name == "bon" else {}))

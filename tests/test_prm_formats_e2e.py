@@ -24,7 +24,6 @@ def prm(request):
     return str(request.getfixturevalue("tiny_shepherd_dir")), None
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("method", ["quantile-head", "quantile-lora"])
 def test_calibrate_save_load_score_and_eval(method, small_rollouts, prm, tmp_path):
     folder, prm_format = prm

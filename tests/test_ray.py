@@ -68,7 +68,6 @@ def test_cli_rollout_on_two_workers_survives_a_killed_actor_and_writes_the_local
     assert (out / "rollouts.jsonl").read_bytes() == local_rollouts
 
 
-@pytest.mark.slow
 def test_eval_pool_on_ray_equals_the_local_pool(cluster, tmp_path):
     local = api.evaluate(out=tmp_path / "local", **EVAL)
     remote = api.evaluate(out=tmp_path / "ray", executor="ray", workers=2, **EVAL)
@@ -80,7 +79,6 @@ def test_eval_pool_on_ray_equals_the_local_pool(cluster, tmp_path):
     assert {k: v["accuracy"] for k, v in remote["methods"].items()} == local_accuracy
 
 
-@pytest.mark.slow
 def test_a_shard_that_keeps_dying_stops_the_run_and_a_rerun_resumes(cluster, local_rollouts, tmp_path):
     cluster.write_text("1 9\n")  # shard 1 kills every actor that starts it
     task = get_task("arith")

@@ -88,7 +88,6 @@ def test_a_run_folder_belongs_to_one_command(tmp_path, cli):
     assert cli("solve", *ONE_SOLVE, "--out", str(solved)).returncode == 0  # its own command resumes it
 
 
-@pytest.mark.slow
 def test_a_folder_from_before_owners_were_recorded_is_still_owned(tmp_path, cli):
     evaluated = tmp_path / "old-eval"
     assert cli("eval", "--limit", "1", "--n-max", "2", "--strategies", "bon", "--out", str(evaluated)).returncode == 0
