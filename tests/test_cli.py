@@ -36,7 +36,7 @@ def test_an_out_that_is_a_file_or_a_damaged_run_folder_is_a_one_line_error(tmp_p
         (["calib-eval", "--rollouts", "/no/such/folder"], "holds no rollouts.jsonl; run `ias rollout"),
         (["eval", "--task-opt", "max_ops=1", "--task-opt", "digits=1", "--split", "calib", "--limit", "2"],
          "too few distinct questions for split 'test'"),
-        (["solve", "--temperature", "nan", "--limit", "1"], "temperature must be a finite number"),
+        (["solve", "--temperature", "nan", "--limit", "1"], "--temperature: expected a finite number"),
     ],
 )
 def test_user_mistakes_exit_2_with_one_line(args, message, tmp_path, cli):
