@@ -38,16 +38,18 @@ def main() -> None:
         "bon_accuracy": reference["accuracy"],
         "token_share": {m: round(v["tokens"] / reference["tokens"], 3) for m, v in methods.items()},
         "accuracy_minus_bon": {m: round(v["accuracy"] - reference["accuracy"], 4) for m, v in methods.items()},
-        "calibrated_minus_uncalibrated": round(methods["ias-bon"]["accuracy"]
-                                               - methods["ias-bon-uncalibrated"]["accuracy"], 4),
+        "calibrated_minus_uncalibrated": round(
+            methods["ias-bon"]["accuracy"] - methods["ias-bon-uncalibrated"]["accuracy"], 4
+        ),
         "brier": {m: v["brier"] for m, v in summary["calibration"]["methods"].items()},
         "tuned_on_calib": {k: summary["tuning"][k] for k in ("estimate", "coverage")} if "tuning" in summary else None,
         "best_fixed_accuracy": max(p["accuracy"] for c in summary["frontier"].values() for p in c),
         "frontier": frontier_verdict(summary),
-        "adaptive_minus_oracle": {b: round(methods[f"ias-adaptive@{b}"]["accuracy"]
-                                           - methods[f"oracle-alloc@{b}"]["accuracy"], 4)
-                                  for b in (2, 4, 8, 16, 32)
-                                  if f"ias-adaptive@{b}" in methods and f"oracle-alloc@{b}" in methods},
+        "adaptive_minus_oracle": {
+            b: round(methods[f"ias-adaptive@{b}"]["accuracy"] - methods[f"oracle-alloc@{b}"]["accuracy"], 4)
+            for b in (2, 4, 8, 16, 32)
+            if f"ias-adaptive@{b}" in methods and f"oracle-alloc@{b}" in methods
+        },
         "confidence_ece": summary.get("confidence_ece"),
     }
     print(json.dumps(figures))

@@ -35,12 +35,22 @@ def main() -> None:
         started = time.time()
         for split in ("calib", "test"):
             folders[split] = out / f"{policy}-{split}"
-            ias.rollout(task="arith", split=split, policy=policy, n_traj=args.n_traj, n_mc=args.n_mc,
-                        out=folders[split], limit=args.problems, progress=False)
+            ias.rollout(
+                task="arith",
+                split=split,
+                policy=policy,
+                n_traj=args.n_traj,
+                n_mc=args.n_mc,
+                out=folders[split],
+                limit=args.problems,
+                progress=False,
+            )
         rollout_s = time.time() - started
         report = ias.calib_eval(folders["test"], prm=args.prm, out=out / f"{policy}-eval", compare=folders["calib"])
-        fit_s = {m: json.loads((out / f"{policy}-eval" / "fits" / m / "calibration.json").read_text())["fit_seconds"]
-                 for m in METHODS}
+        fit_s = {
+            m: json.loads((out / f"{policy}-eval" / "fits" / m / "calibration.json").read_text())["fit_seconds"]
+            for m in METHODS
+        }
         methods = report["methods"]
         figures[policy] = {
             "rows": report["rows"],

@@ -46,8 +46,9 @@ def main() -> None:
     seeds = [derive_seed(0, p.id) for p in problems]
 
     warm = policy.sample(prompts, args.warmup, params, seeds)
-    thresholds = [deepconf_threshold([lowest_window_confidence(s.logprobs, args.window) for s in row], args.keep)
-                  for row in warm]
+    thresholds = [
+        deepconf_threshold([lowest_window_confidence(s.logprobs, args.window) for s in row], args.keep) for row in warm
+    ]
     started = time.monotonic()
     full = policy.sample(prompts, args.later, params, seeds, first=[args.warmup] * len(prompts))
     full_s = time.monotonic() - started
@@ -66,15 +67,22 @@ def main() -> None:
     live_s = time.monotonic() - started
     whole = [s for row in full for s in row]
     same = sum(live_cut(s) == cut for s, cut in zip(live, replay_cuts))
-    print(json.dumps({
-        "problems": len(problems), "later_samples": len(live), "window": args.window,
-        "full_tokens": sum(s.generated_tokens for s in whole),
-        "replay_tokens": replay_tokens,
-        "live_tokens": sum(s.generated_tokens for s in live),
-        "live_exits": sum(s.finish_reason == "exit" for s in live),
-        "same_cut_share": round(same / len(live), 4),
-        "full_wall_s": round(full_s, 2), "live_wall_s": round(live_s, 2),
-    }))
+    print(
+        json.dumps(
+            {
+                "problems": len(problems),
+                "later_samples": len(live),
+                "window": args.window,
+                "full_tokens": sum(s.generated_tokens for s in whole),
+                "replay_tokens": replay_tokens,
+                "live_tokens": sum(s.generated_tokens for s in live),
+                "live_exits": sum(s.finish_reason == "exit" for s in live),
+                "same_cut_share": round(same / len(live), 4),
+                "full_wall_s": round(full_s, 2),
+                "live_wall_s": round(live_s, 2),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -40,10 +40,19 @@ def main() -> None:
     tuning = demo / "eval" / "tune" / "tuning.json"
     if not (calibrator.is_dir() and tuning.is_file()):
         run_demo(demo, quick=True)
-    common = dict(task="arith", split="test", policy="arith-weak", prm="arith-prm", calibrator=calibrator,
-                  limit=args.problems, batch_problems=args.batch_problems, progress=False)
-    adaptive = ias.solve(strategy="ias-adaptive", tuning=tuning, settings={"n_max": args.n_max},
-                         out=out / "ias-adaptive", **common)
+    common = dict(
+        task="arith",
+        split="test",
+        policy="arith-weak",
+        prm="arith-prm",
+        calibrator=calibrator,
+        limit=args.problems,
+        batch_problems=args.batch_problems,
+        progress=False,
+    )
+    adaptive = ias.solve(
+        strategy="ias-adaptive", tuning=tuning, settings={"n_max": args.n_max}, out=out / "ias-adaptive", **common
+    )
     fixed, n = None, 1
     while True:
         fixed = ias.solve(strategy="bon", n=n, out=out / f"bon-{n}", **common)
@@ -52,18 +61,30 @@ def main() -> None:
         n = min(2 * n, args.n_max)
 
     def figures(summary: dict) -> dict:
-        return {"accuracy": summary["accuracy"], "tokens": summary["usage"]["generated_tokens"],
-                "samples": summary["usage"]["samples"], "wall_s": summary["wall_s_this_run"]}
+        return {
+            "accuracy": summary["accuracy"],
+            "tokens": summary["usage"]["generated_tokens"],
+            "samples": summary["usage"]["samples"],
+            "wall_s": summary["wall_s_this_run"],
+        }
 
     a, b = figures(adaptive), figures(fixed)
     token_saving = 1 - a["tokens"] / b["tokens"]
     wall_saving = 1 - a["wall_s"] / b["wall_s"]
-    print(json.dumps({
-        "problems": args.problems, "n_max": args.n_max, "ias_adaptive": a, "baseline": {"n": n, **b},
-        "baseline_reaches_accuracy": fixed["accuracy"] >= adaptive["accuracy"],
-        "token_saving": round(token_saving, 4), "wall_saving": round(wall_saving, 4),
-        "wall_over_token_saving": round(wall_saving / token_saving, 3) if token_saving > 0 else None,
-    }))
+    print(
+        json.dumps(
+            {
+                "problems": args.problems,
+                "n_max": args.n_max,
+                "ias_adaptive": a,
+                "baseline": {"n": n, **b},
+                "baseline_reaches_accuracy": fixed["accuracy"] >= adaptive["accuracy"],
+                "token_saving": round(token_saving, 4),
+                "wall_saving": round(wall_saving, 4),
+                "wall_over_token_saving": round(wall_saving / token_saving, 3) if token_saving > 0 else None,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -32,8 +32,17 @@ from ias.cli import key_value
 from ias.report import frontier_verdict
 from ias.tasks.base import get_task
 
-STRATEGIES = ["bon", "sc", "weighted", "ias-bon", "ias-bon-uncalibrated", "oracle-ias", "ias-adaptive",
-              "ias-adaptive-uncalibrated", "oracle-alloc"]
+STRATEGIES = [
+    "bon",
+    "sc",
+    "weighted",
+    "ias-bon",
+    "ias-bon-uncalibrated",
+    "oracle-ias",
+    "ias-adaptive",
+    "ias-adaptive-uncalibrated",
+    "oracle-alloc",
+]
 
 
 def _task_option(text: str) -> tuple[str, object]:
@@ -46,33 +55,60 @@ def main() -> None:
     parser.add_argument("--policy", default="smollm2-135m-instruct")
     parser.add_argument("--prm", default="arith-prm")
     parser.add_argument("--task", default="arith")
-    parser.add_argument("--task-opt", type=_task_option, action="append", default=None, metavar="KEY=VALUE",
-                        help="task option, repeatable "
-                             "(default for arith: max_ops=2 digits=1, what SmolLM2 partly solves)")
-    parser.add_argument("--calib-problems", type=int, default=12,
-                        help="problems of the split the calibrator is fitted on: calib (arith) or train (gsm8k)")
+    parser.add_argument(
+        "--task-opt",
+        type=_task_option,
+        action="append",
+        default=None,
+        metavar="KEY=VALUE",
+        help="task option, repeatable (default for arith: max_ops=2 digits=1, what SmolLM2 partly solves)",
+    )
+    parser.add_argument(
+        "--calib-problems",
+        type=int,
+        default=12,
+        help="problems of the split the calibrator is fitted on: calib (arith) or train (gsm8k)",
+    )
     parser.add_argument("--test-problems", type=int, default=12, help="problems of the test split (measure)")
     parser.add_argument("--n-traj", type=int, default=2, help="trajectories per problem in the rollouts")
     parser.add_argument("--n-mc", type=int, default=4, help="continuations per prefix")
     parser.add_argument("--max-prefix", type=int, default=20)
     parser.add_argument("--n-max", type=int, default=8, help="samples per problem in the eval pool")
     parser.add_argument("--coverage", type=float, default=0.99)
-    parser.add_argument("--max-tokens", type=int, default=64,
-                        help="most tokens per sample, rollouts and eval alike (arith needs ~40; gsm8k 256+)")
-    parser.add_argument("--lora", action="store_true",
-                        help="calibrate with quantile-lora (the paper's) instead of quantile-head")
+    parser.add_argument(
+        "--max-tokens",
+        type=int,
+        default=64,
+        help="most tokens per sample, rollouts and eval alike (arith needs ~40; gsm8k 256+)",
+    )
+    parser.add_argument(
+        "--lora", action="store_true", help="calibrate with quantile-lora (the paper's) instead of quantile-head"
+    )
     parser.add_argument("--device", default="cpu", help="policy device (cuda for a GPU)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads (1: on a shared CPU more threads were 5-9x slower here)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (1: on a shared CPU more threads were 5-9x slower here)",
+    )
     parser.add_argument("--batch-size", type=int, default=256, help="policy rows per forward pass")
-    parser.add_argument("--prm-opt", type=key_value, action="append", default=[], metavar="KEY=VALUE",
-                        help="PRM option, repeatable (gsm8k with the zoo PRM: max_length=2048, past its 256 trained "
-                             "positions; without it those inputs are recorded skips)")
+    parser.add_argument(
+        "--prm-opt",
+        type=key_value,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="PRM option, repeatable (gsm8k with the zoo PRM: max_length=2048, past its 256 trained "
+        "positions; without it those inputs are recorded skips)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/bench-real")
     args = parser.parse_args()
-    options = dict(args.task_opt) if args.task_opt is not None else (
-        {"max_ops": 2, "digits": 1} if args.task == "arith" else {})
+    options = (
+        dict(args.task_opt)
+        if args.task_opt is not None
+        else ({"max_ops": 2, "digits": 1} if args.task == "arith" else {})
+    )
     torch.set_num_threads(args.threads)
     prm_options = dict(args.prm_opt)
     out = Path(args.out)
@@ -84,9 +120,19 @@ def main() -> None:
     for split, limit in ((fit_split, args.calib_problems), ("test", args.test_problems)):
         started = time.time()
         rollouts[split] = ias.rollout(
-            task=args.task, split=split, policy=args.policy, n_traj=args.n_traj, n_mc=args.n_mc,
-            max_prefix=args.max_prefix, out=out / f"rollout-{split}", limit=limit, seed=args.seed,
-            task_options=options, progress=False, backend_options=engine, max_tokens=args.max_tokens,
+            task=args.task,
+            split=split,
+            policy=args.policy,
+            n_traj=args.n_traj,
+            n_mc=args.n_mc,
+            max_prefix=args.max_prefix,
+            out=out / f"rollout-{split}",
+            limit=limit,
+            seed=args.seed,
+            task_options=options,
+            progress=False,
+            backend_options=engine,
+            max_tokens=args.max_tokens,
         )
         seconds[f"rollout_{split}"] = time.time() - started
 
@@ -94,19 +140,44 @@ def main() -> None:
     calibrator = out / f"calibrator-{method}"
     started = time.time()
     if not (calibrator / "calibration.json").exists():
-        ias.calibrate(out / f"rollout-{fit_split}", prm=args.prm, method=method, out=calibrator, seed=args.seed,
-                      prm_options=prm_options)
-    report = ias.calib_eval(out / "rollout-test", prm=args.prm, out=out / f"calib-eval-{method}", calibrator=calibrator,
-                            seed=args.seed, prm_options=prm_options)
+        ias.calibrate(
+            out / f"rollout-{fit_split}",
+            prm=args.prm,
+            method=method,
+            out=calibrator,
+            seed=args.seed,
+            prm_options=prm_options,
+        )
+    report = ias.calib_eval(
+        out / "rollout-test",
+        prm=args.prm,
+        out=out / f"calib-eval-{method}",
+        calibrator=calibrator,
+        seed=args.seed,
+        prm_options=prm_options,
+    )
     seconds["calibrate"] = time.time() - started
 
     started = time.time()
     summary = ias.evaluate(
-        task=args.task, split="test", policy=args.policy, prm=args.prm, calibrator=calibrator,
-        strategies=STRATEGIES, n_max=args.n_max, coverage=args.coverage, out=out / f"eval-{method}",
-        limit=args.test_problems, seed=args.seed, task_options=options, progress=False,
-        backend_options=engine, max_tokens=args.max_tokens, prm_options=prm_options,
-        tune_split=fit_split, tune_limit=args.calib_problems,
+        task=args.task,
+        split="test",
+        policy=args.policy,
+        prm=args.prm,
+        calibrator=calibrator,
+        strategies=STRATEGIES,
+        n_max=args.n_max,
+        coverage=args.coverage,
+        out=out / f"eval-{method}",
+        limit=args.test_problems,
+        seed=args.seed,
+        task_options=options,
+        progress=False,
+        backend_options=engine,
+        max_tokens=args.max_tokens,
+        prm_options=prm_options,
+        tune_split=fit_split,
+        tune_limit=args.calib_problems,
     )
     seconds["eval"] = time.time() - started
 
@@ -114,19 +185,32 @@ def main() -> None:
     reference = methods[f"bon@{args.n_max}"]
     calibration = report["methods"]
     figures = {
-        "policy": args.policy, "prm": args.prm, "task": args.task, "task_options": options,
-        "fit_split": fit_split, "calib_problems": args.calib_problems, "test_problems": args.test_problems,
-        "n_traj": args.n_traj, "n_mc": args.n_mc, "n_max": args.n_max, "max_tokens": args.max_tokens,
-        "method": method, "prm_options": prm_options,
+        "policy": args.policy,
+        "prm": args.prm,
+        "task": args.task,
+        "task_options": options,
+        "fit_split": fit_split,
+        "calib_problems": args.calib_problems,
+        "test_problems": args.test_problems,
+        "n_traj": args.n_traj,
+        "n_mc": args.n_mc,
+        "n_max": args.n_max,
+        "max_tokens": args.max_tokens,
+        "method": method,
+        "prm_options": prm_options,
         "policy_accuracy": {s: r["trajectory_accuracy"] for s, r in rollouts.items()},
         "mean_p_t0": {s: r["mean_p_t0"] for s, r in rollouts.items()},
-        "calibration_rows": report["rows"], "unreadable_rows": report["unreadable_rows"],
+        "calibration_rows": report["rows"],
+        "unreadable_rows": report["unreadable_rows"],
         "brier": {"before": calibration["uncalibrated"]["brier"], "after": calibration["calibrated"]["brier"]},
-        "overestimation": {"before": calibration["uncalibrated"]["overestimation"],
-                           "after": calibration["calibrated"]["overestimation"]},
+        "overestimation": {
+            "before": calibration["uncalibrated"]["overestimation"],
+            "after": calibration["calibrated"]["overestimation"],
+        },
         "accuracy": {m: methods[m]["accuracy"] for m in methods},
         "token_share_of_bon": {m: round(v["tokens"] / reference["tokens"], 3) for m, v in methods.items()},
-        "frontier_verdict": frontier_verdict(summary), "confidence_ece": summary.get("confidence_ece"),
+        "frontier_verdict": frontier_verdict(summary),
+        "confidence_ece": summary.get("confidence_ece"),
         "best_fixed_accuracy": max(p["accuracy"] for c in summary["frontier"].values() for p in c),
         "seconds": {k: round(v, 1) for k, v in seconds.items()},
     }

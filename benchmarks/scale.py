@@ -56,12 +56,23 @@ def main() -> None:
 
     torch.set_num_threads(1)
     task = get_task("arith")
-    settings = dict(settings=RolloutSettings(args.n_traj, args.n_mc, args.max_prefix), seed=0, limit=args.problems,
-                    batch_problems=args.batch_problems, progress=False)
+    settings = dict(
+        settings=RolloutSettings(args.n_traj, args.n_mc, args.max_prefix),
+        seed=0,
+        limit=args.problems,
+        batch_problems=args.batch_problems,
+        progress=False,
+    )
     scratch = Path(tempfile.mkdtemp(prefix="ias-scale-"))
-    figures: dict = {"problems": args.problems, "n_traj": args.n_traj, "n_mc": args.n_mc,
-                     "batch_problems": args.batch_problems, "policy": args.policy, "cpus": args.cpus,
-                     "torch_threads_per_worker": 1}
+    figures: dict = {
+        "problems": args.problems,
+        "n_traj": args.n_traj,
+        "n_mc": args.n_mc,
+        "batch_problems": args.batch_problems,
+        "policy": args.policy,
+        "cpus": args.cpus,
+        "torch_threads_per_worker": 1,
+    }
     try:
         started = time.time()
         executor = LocalExecutor(Parts(task, load_policy(args.policy)))
@@ -79,8 +90,9 @@ def main() -> None:
             with RayExecutor(Recipe(TaskSpec("arith"), PolicySpec(args.policy)), workers=workers) as ray_executor:
                 _warm_up(task, args.policy, ray_executor, scratch / f"warm-{workers}", workers, settings)
                 startup = time.time() - started
-                summary, run_s, store = _timed(task, args.policy, ray_executor, scratch / f"ray-{workers}", settings,
-                                               args.repeat)
+                summary, run_s, store = _timed(
+                    task, args.policy, ray_executor, scratch / f"ray-{workers}", settings, args.repeat
+                )
                 if workers == 1:  # the executor's own cost: a shard that does nothing, round trip
                     shards = [[p] for p in task.problems("calib", args.problems)]
                     started = time.time()
@@ -123,8 +135,12 @@ def _warm_up(task, policy: str, executor, out: Path, workers: int, settings: dic
 
 
 def _figures(n_rollouts: int, startup_s: float, run_s: float, same: bool) -> dict:
-    return {"startup_s": round(startup_s, 2), "run_s": round(run_s, 2),
-            "rollouts_per_s": round(n_rollouts / run_s, 1), "same_bytes_as_local": same}
+    return {
+        "startup_s": round(startup_s, 2),
+        "run_s": round(run_s, 2),
+        "rollouts_per_s": round(n_rollouts / run_s, 1),
+        "same_bytes_as_local": same,
+    }
 
 
 if __name__ == "__main__":

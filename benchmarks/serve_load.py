@@ -42,8 +42,9 @@ from ias.tasks.base import get_task
 def post(url: str, body: dict, timeout: float = 300) -> tuple[int, float]:
     """(status, seconds) of one completion request."""
     started = time.monotonic()
-    request = urllib.request.Request(url + "/completions", data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url + "/completions", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             response.read()
@@ -97,8 +98,12 @@ def main() -> None:
     raw = json.dumps(big).encode()
     host, port = server.url.split("//")[1].split("/")[0].split(":")
     conn = socket.create_connection((host, int(port)))
-    conn.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: "
-                 + str(len(raw)).encode() + b"\r\n\r\n" + raw)
+    conn.sendall(
+        b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: "
+        + str(len(raw)).encode()
+        + b"\r\n\r\n"
+        + raw
+    )
     time.sleep(0.3)
     left = time.monotonic()
     conn.close()
@@ -115,19 +120,33 @@ def main() -> None:
     server.shutdown()
     server.server_close()
 
-    print(json.dumps({
-        "requests": len(bodies), "clients": args.clients, "n": args.n, "max_tokens": args.max_tokens,
-        "answered": sum(status == 200 for status, _ in results),
-        "failed": sum(status != 200 for status, _ in results),
-        "p50_s": round(statistics.median(latencies), 3) if latencies else None,
-        "p99_s": round(latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 3) if latencies else None,
-        "served_questions_per_s": round(len(bodies) / served_s, 2),
-        "one_batch_questions_per_s": round(len(bodies) / one_batch_s, 2),
-        "batching_ratio": round(one_batch_s / served_s, 3),
-        "burst": {"sent": len(burst), "ok": sum(s == 200 for s, _ in burst), "429": sum(s == 429 for s, _ in burst),
-                  "other": sum(s not in (200, 429) for s, _ in burst), "slowest_s": round(max(t for _, t in burst), 2)},
-        "departed_client_dropped_after_s": round(dropped_after_s, 2),
-    }))
+    print(
+        json.dumps(
+            {
+                "requests": len(bodies),
+                "clients": args.clients,
+                "n": args.n,
+                "max_tokens": args.max_tokens,
+                "answered": sum(status == 200 for status, _ in results),
+                "failed": sum(status != 200 for status, _ in results),
+                "p50_s": round(statistics.median(latencies), 3) if latencies else None,
+                "p99_s": round(latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 3)
+                if latencies
+                else None,
+                "served_questions_per_s": round(len(bodies) / served_s, 2),
+                "one_batch_questions_per_s": round(len(bodies) / one_batch_s, 2),
+                "batching_ratio": round(one_batch_s / served_s, 3),
+                "burst": {
+                    "sent": len(burst),
+                    "ok": sum(s == 200 for s, _ in burst),
+                    "429": sum(s == 429 for s, _ in burst),
+                    "other": sum(s not in (200, 429) for s, _ in burst),
+                    "slowest_s": round(max(t for _, t in burst), 2),
+                },
+                "departed_client_dropped_after_s": round(dropped_after_s, 2),
+            }
+        )
+    )
 
 
 def strategy_load(args) -> dict:
@@ -155,8 +174,9 @@ def strategy_load(args) -> dict:
         started, answers = time.monotonic(), []
         size = size or len(questions)
         for start in range(0, len(questions), size):
-            answers += run_method(chosen, questions[start : start + size],
-                                  LiveSource(task, policy, prm, params, 0, grade=False))
+            answers += run_method(
+                chosen, questions[start : start + size], LiveSource(task, policy, prm, params, 0, grade=False)
+            )
         return answers, time.monotonic() - started
 
     run_method(method, questions[:4], LiveSource(task, policy, prm, params, 0, grade=False))  # warm-up
@@ -164,19 +184,38 @@ def strategy_load(args) -> dict:
     _, client_batches_s = batch(method, args.clients)  # `ias solve --batch-problems CLIENTS`
     # The server as operators run it: `ias serve` in a process of its own (the clients' threads
     # here do not share its interpreter).
-    command = [sys.executable, "-m", "ias.cli", "serve", "--policy", "arith-weak", "--prm", "arith-prm",
-               "--strategy", args.strategy, "--n-max", str(args.n_max), "--port", "0", "--no-access-log",
-               "--threads", os.environ.get("OMP_NUM_THREADS", "1"),
-               *(["--calibrator", args.calibrator] if args.calibrator else []),
-               *(["--tuning", args.tuning] if args.tuning else [])]
+    command = [
+        sys.executable,
+        "-m",
+        "ias.cli",
+        "serve",
+        "--policy",
+        "arith-weak",
+        "--prm",
+        "arith-prm",
+        "--strategy",
+        args.strategy,
+        "--n-max",
+        str(args.n_max),
+        "--port",
+        "0",
+        "--no-access-log",
+        "--threads",
+        os.environ.get("OMP_NUM_THREADS", "1"),
+        *(["--calibrator", args.calibrator] if args.calibrator else []),
+        *(["--tuning", args.tuning] if args.tuning else []),
+    ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     url = process.stdout.readline().split()[-1]
     replies: list = [None] * len(problems)
 
     def ask(k: int) -> tuple[int, float]:
         started = time.monotonic()
-        request = urllib.request.Request(url + "/completions", headers={"Content-Type": "application/json"},
-                                         data=json.dumps({"prompt": problems[k].question, "seed": k}).encode())
+        request = urllib.request.Request(
+            url + "/completions",
+            headers={"Content-Type": "application/json"},
+            data=json.dumps({"prompt": problems[k].question, "seed": k}).encode(),
+        )
         try:
             with urllib.request.urlopen(request, timeout=600) as response:
                 replies[k] = json.loads(response.read())
@@ -206,8 +245,12 @@ def strategy_load(args) -> dict:
         n = min(2 * n, args.n_max)
     fixed_tokens = sum(a.generated_tokens for a in fixed) / len(problems)
     return {
-        "strategy": args.strategy, "requests": len(problems), "clients": args.clients, "n_max": args.n_max,
-        "answered": sum(status == 200 for status, _ in results), "failed": sum(status != 200 for status, _ in results),
+        "strategy": args.strategy,
+        "requests": len(problems),
+        "clients": args.clients,
+        "n_max": args.n_max,
+        "answered": sum(status == 200 for status, _ in results),
+        "failed": sum(status != 200 for status, _ in results),
         "p50_s": round(statistics.median(latencies), 3) if latencies else None,
         "p99_s": round(latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 3) if latencies else None,
         "served_questions_per_s": round(len(problems) / served_s, 2),
@@ -216,7 +259,8 @@ def strategy_load(args) -> dict:
         "solve_in_client_batches_questions_per_s": round(len(problems) / client_batches_s, 2),
         "batching_ratio_vs_client_batches": round(client_batches_s / served_s, 3),
         "same_answer_as_one_batch": same,
-        "accuracy": round(accuracy, 4), "tokens_per_question": round(tokens, 1),
+        "accuracy": round(accuracy, 4),
+        "tokens_per_question": round(tokens, 1),
         "fixed_bon": {"n": n, "accuracy": round(fixed_accuracy, 4), "tokens_per_question": round(fixed_tokens, 1)},
         "token_ratio_vs_fixed": round(tokens / fixed_tokens, 3),
     }

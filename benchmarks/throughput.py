@@ -74,8 +74,12 @@ def throughput(policy, prompts: list[str], sizes: list[int], max_tokens: int, mi
             elapsed += time.perf_counter() - started
             tokens += sum(s.generated_tokens for row in rows for s in row)
             calls += 1
-        figures[str(size)] = {"tokens_per_s": round(tokens / elapsed, 1), "calls": calls,
-                              "tokens_per_call": round(tokens / calls, 1), "s_per_call": round(elapsed / calls, 4)}
+        figures[str(size)] = {
+            "tokens_per_s": round(tokens / elapsed, 1),
+            "calls": calls,
+            "tokens_per_call": round(tokens / calls, 1),
+            "s_per_call": round(elapsed / calls, 4),
+        }
     return figures
 
 
@@ -90,15 +94,30 @@ def eval_overhead(model: str, prm: str, backend: str, options: dict, limit: int,
     try:
         with tempfile.TemporaryDirectory() as out:
             started = time.perf_counter()
-            summary = ias.evaluate(policy=model, prm=prm, n_max=n_max, limit=limit, out=Path(out) / "eval",
-                                   backend=backend, backend_options=options, progress=False)
+            summary = ias.evaluate(
+                policy=model,
+                prm=prm,
+                n_max=n_max,
+                limit=limit,
+                out=Path(out) / "eval",
+                backend=backend,
+                backend_options=options,
+                progress=False,
+            )
             wall = time.perf_counter() - started
     finally:
         ias.loaders._policy, ias.loaders._prm = plain_policy, plain_prm
     outside = wall - spent["policy"] - spent["prm"]
-    return {"wall_s": round(wall, 2), "policy_s": round(spent["policy"], 2), "prm_s": round(spent["prm"], 2),
-            "other_s": round(outside, 2), "overhead_share": round(outside / wall, 4),
-            "generated_tokens": summary["pool"]["usage"]["generated_tokens"], "problems": limit, "n_max": n_max}
+    return {
+        "wall_s": round(wall, 2),
+        "policy_s": round(spent["policy"], 2),
+        "prm_s": round(spent["prm"], 2),
+        "other_s": round(outside, 2),
+        "overhead_share": round(outside / wall, 4),
+        "generated_tokens": summary["pool"]["usage"]["generated_tokens"],
+        "problems": limit,
+        "n_max": n_max,
+    }
 
 
 def main() -> None:
@@ -108,8 +127,9 @@ def main() -> None:
     parser.add_argument("--sizes", default="1,4,16,64,256", help="batch sizes (prompts per call)")
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--min-seconds", type=float, default=2.0, help="time spent per batch size, at least")
-    parser.add_argument("--backends", default="hf,vllm,openai",
-                        help="those to try (vllm: if importable; openai: with --base-url)")
+    parser.add_argument(
+        "--backends", default="hf,vllm,openai", help="those to try (vllm: if importable; openai: with --base-url)"
+    )
     parser.add_argument("--threads", type=int, help="torch threads of this process (default: torch's)")
     parser.add_argument("--vllm-opt", type=key_value, action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--hf-opt", type=key_value, action="append", default=[], metavar="KEY=VALUE")
@@ -131,10 +151,15 @@ def main() -> None:
         backends["vllm"] = (args.model, dict(args.vllm_opt))
     if "openai" in wanted and args.base_url:
         backends["openai"] = (args.served_model or args.model, {"base_url": args.base_url, "tokenizer": args.model})
-    figures: dict[str, Any] = {"model": args.model, "max_tokens": args.max_tokens, "sizes": sizes,
-                               "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, "
-                                          f"cuda={torch.cuda.is_available()}",
-                               "throughput": {}, "load_s": {}, "eval_overhead": {}}
+    figures: dict[str, Any] = {
+        "model": args.model,
+        "max_tokens": args.max_tokens,
+        "sizes": sizes,
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, cuda={torch.cuda.is_available()}",
+        "throughput": {},
+        "load_s": {},
+        "eval_overhead": {},
+    }
     for name, (model, options) in backends.items():
         started = time.perf_counter()
         policy = ias.loaders._policy(model, name, ias.loaders._hashable(options))  # the cached instance eval reuses

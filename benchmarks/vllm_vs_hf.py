@@ -30,8 +30,9 @@ def run(backend: str, model: str, options: dict, problems, task, n: int, seed: i
     policy = load_policy(model, backend=backend, **options)
     load_s = time.perf_counter() - started
     base = policy.defaults
-    params = SamplingParams(temperature=base.temperature, top_p=base.top_p,
-                            max_tokens=max_tokens or base.max_tokens, logprobs=True)
+    params = SamplingParams(
+        temperature=base.temperature, top_p=base.top_p, max_tokens=max_tokens or base.max_tokens, logprobs=True
+    )
     prompts = [task.prompt(p) for p in problems]
     seeds = [derive_seed(seed, p.id) for p in problems]
     policy.sample(prompts[:2], 2, params, [seed + 1, seed + 2])  # warm-up
@@ -81,9 +82,13 @@ def main() -> None:
     vllm = run("vllm", args.model, dict(args.vllm_opt), problems, task, args.n, args.seed, args.max_tokens)
     pairs = [(a, b) for row_a, row_b in zip(hf["texts"], vllm["texts"]) for a, b in zip(row_a, row_b)]
     figures = {
-        "model": args.model, "problems": len(problems), "n": args.n, "seed": args.seed,
+        "model": args.model,
+        "problems": len(problems),
+        "n": args.n,
+        "seed": args.seed,
         "identical_share": round(sum(a == b for a, b in pairs) / len(pairs), 4),
-        "hf": hf["figures"], "vllm": vllm["figures"],
+        "hf": hf["figures"],
+        "vllm": vllm["figures"],
         "accuracy_gap": round(vllm["figures"]["accuracy"] - hf["figures"]["accuracy"], 4),
         "speedup": round(vllm["figures"]["tokens_per_s"] / hf["figures"]["tokens_per_s"], 2),
     }

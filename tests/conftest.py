@@ -72,8 +72,17 @@ def small_rollouts(tmp_path_factory) -> Path:
     import ias
 
     folder = tmp_path_factory.mktemp("small-rollouts") / "rollouts"
-    ias.rollout(task="arith", split="calib", policy="arith-weak", n_traj=2, n_mc=2, max_prefix=3,
-                out=folder, limit=8, progress=False)
+    ias.rollout(
+        task="arith",
+        split="calib",
+        policy="arith-weak",
+        n_traj=2,
+        n_mc=2,
+        max_prefix=3,
+        out=folder,
+        limit=8,
+        progress=False,
+    )
     return folder
 
 

@@ -19,8 +19,9 @@ def running(httpd):
         httpd.server_close()
 
 
-def call(url: str, body: dict | None = None, key: str | None = None, path: str = "/completions",
-         timeout: float = 120) -> tuple[int, dict | str, dict]:
+def call(
+    url: str, body: dict | None = None, key: str | None = None, path: str = "/completions", timeout: float = 120
+) -> tuple[int, dict | str, dict]:
     """(status, decoded body, headers) of one request; errors are answers too."""
     data = json.dumps(body).encode() if body is not None else None
     headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}

@@ -25,15 +25,29 @@ from ias.types import Problem
 
 
 def sample(answer, correct, score=0.5, tokens=10, quantiles=None, logprobs=None, finish="eos"):
-    return {"text": f"answer {answer}", "answer": answer, "correct": correct, "score": score,
-            "generated_tokens": tokens, "prm_tokens": 20, "quantiles": quantiles, "logprobs": logprobs,
-            "finish_reason": finish}
+    return {
+        "text": f"answer {answer}",
+        "answer": answer,
+        "correct": correct,
+        "score": score,
+        "generated_tokens": tokens,
+        "prm_tokens": 20,
+        "quantiles": quantiles,
+        "logprobs": logprobs,
+        "finish_reason": finish,
+    }
 
 
 def pool(samples, lower=0.5, qid="x"):
     """A pool record (keys an older pool may lack get their defaults)."""
-    return PoolProblem.from_json({"id": qid, "question": "q", "samples": samples, "question_reading": {
-        "score": lower, "quantiles": [lower, lower, lower], "prm_tokens": 7}})
+    return PoolProblem.from_json(
+        {
+            "id": qid,
+            "question": "q",
+            "samples": samples,
+            "question_reading": {"score": lower, "quantiles": [lower, lower, lower], "prm_tokens": 7},
+        }
+    )
 
 
 def run(method, *records):
@@ -104,8 +118,15 @@ def test_deepconf_counts_a_stopped_trace_up_to_its_exit_and_leaves_it_out_of_the
 def test_replay_names_the_fixed_curve_and_rejects_unknown_strategies():
     records = [pool([sample("1", True, score=0.9)] * 8, lower=0.9)]
     results = replay(records, ["bon", "ias-bon", "ias-bon-uncalibrated", "sc"], Budget(n_max=8))
-    assert {n for n in results if ":" not in n} == {"bon@1", "bon@2", "bon@4", "bon@8", "sc@8", "ias-bon",
-                                                    "ias-bon-uncalibrated"}
+    assert {n for n in results if ":" not in n} == {
+        "bon@1",
+        "bon@2",
+        "bon@4",
+        "bon@8",
+        "sc@8",
+        "ias-bon",
+        "ias-bon-uncalibrated",
+    }
     assert {f"frontier:{how}@8" for how in ("best", "majority", "weighted")} <= set(results)
     assert all(len(runs) == adaptive.ORDERINGS for runs in results["bon@2"])  # every method, every ordering
     assert fixed_sizes(64) == [1, 2, 4, 8, 16, 32, 64] and fixed_sizes(48)[-1] == 48
@@ -146,8 +167,17 @@ def test_a_question_the_prm_cannot_read_gets_the_whole_budget(tmp_path):
     import ias
 
     strategies = ["bon", "ias-bon", "ias-bon-median", "ias-bon-uncalibrated", "ias-seq", "fleet", "ias-beam"]
-    summary = ias.evaluate(limit=6, n_max=4, k_max=2, m_max=2, beam_rounds=2, out=tmp_path, progress=False,
-                           strategies=strategies, prm_options={"max_length": 20})
+    summary = ias.evaluate(
+        limit=6,
+        n_max=4,
+        k_max=2,
+        m_max=2,
+        beam_rounds=2,
+        out=tmp_path,
+        progress=False,
+        strategies=strategies,
+        prm_options={"max_length": 20},
+    )
     pool_records = [json.loads(line) for line in (tmp_path / "pool" / "records.jsonl").read_text().splitlines()]
     unread = {r["id"] for r in pool_records if r["question_reading"]["skipped"]}
     assert 0 < len(unread) < 6  # "Compute 2+3." fits in 20 tokens, "Compute 12*3+45." does not
@@ -184,8 +214,16 @@ def test_replayed_wall_time_is_the_evaluated_problems_share_of_the_pool(tmp_path
     import ias
     from ias.records import read_records
 
-    kw = dict(n_max=2, k_max=1, m_max=1, beam_rounds=1, strategies=["bon", "beam"], out=tmp_path, progress=False,
-              batch_problems=2)
+    kw = dict(
+        n_max=2,
+        k_max=1,
+        m_max=1,
+        beam_rounds=1,
+        strategies=["bon", "beam"],
+        out=tmp_path,
+        progress=False,
+        batch_problems=2,
+    )
     ias.evaluate(limit=4, **kw)
     pool, beam = (read_records(tmp_path / x / "timing.jsonl") for x in ("pool", "beam"))
     two = ias.evaluate(limit=2, **kw)  # all done: only the first two problems' share counts
@@ -197,8 +235,10 @@ def test_replayed_wall_time_is_the_evaluated_problems_share_of_the_pool(tmp_path
     (tmp_path / "pool" / "timing.jsonl").unlink()  # a pool written before ias timed each problem
     old = ias.evaluate(limit=2, **kw)
     assert old["pool"]["wall_s"] == 0 and old["methods"]["bon@2"]["wall_s"] == 0
-    assert old["notes"] == [f"2 of 2 problems in {tmp_path / 'pool'} were solved before ias timed each problem: "
-                            "their wall time counts as 0 s"]
+    assert old["notes"] == [
+        f"2 of 2 problems in {tmp_path / 'pool'} were solved before ias timed each problem: "
+        "their wall time counts as 0 s"
+    ]
 
 
 def test_tuning_on_the_evaluated_questions_under_another_split_name_is_refused(tmp_path):
@@ -211,8 +251,16 @@ def test_tuning_on_the_evaluated_questions_under_another_split_name_is_refused(t
     file = tmp_path / "q.jsonl"
     file.write_text("".join(json.dumps({"question": f"Compute {k}+{k}.", "answer": 2 * k}) + "\n" for k in range(4)))
     with pytest.raises(UserError, match="tuning problems include 2 evaluated questions .*tune on another split"):
-        ias.evaluate(task=f"jsonl:{file}", split="test", tune_split="calib", limit=2, n_max=2, out=tmp_path / "e",
-                     strategies=["bon", "ias-bon-tuned"], progress=False)
+        ias.evaluate(
+            task=f"jsonl:{file}",
+            split="test",
+            tune_split="calib",
+            limit=2,
+            n_max=2,
+            out=tmp_path / "e",
+            strategies=["bon", "ias-bon-tuned"],
+            progress=False,
+        )
 
 
 def test_orderings_are_seeded_permutations_and_every_method_is_averaged_over_them():
@@ -227,8 +275,10 @@ def test_orderings_are_seeded_permutations_and_every_method_is_averaged_over_the
     runs = replay([record], ["bon"], Budget(n_max=8), orderings=64)["bon@1"][0]
     share = adaptive.expected(runs).correct
     assert share == sum(o.correct for o in runs) / 64 and 0 < share < 0.3
-    assert adaptive.expected(runs).samples == 1 and adaptive.expected(replay([record], ["bon"], Budget(
-        n_max=8))["bon@8"][0]).correct == 0.0  # the best-scored of all 8 (score 0.7) is wrong
+    assert (
+        adaptive.expected(runs).samples == 1
+        and adaptive.expected(replay([record], ["bon"], Budget(n_max=8))["bon@8"][0]).correct == 0.0
+    )  # the best-scored of all 8 (score 0.7) is wrong
 
 
 def test_best_by_prefix_is_select_on_every_prefix():
@@ -259,8 +309,9 @@ def test_ias_adaptive_stops_on_a_confident_answer_and_reports_its_confidence():
     [out] = run(priced, unsure)
     assert out.n_samples == 3 and not out.choice.correct and out.confidence == pytest.approx(0.3)
     # A map fitted on choices where a 0.3 is right half the time says so.
-    fitted = adaptive.fit_confidence([adaptive.prefix_view(pool([sample("1", k % 2 == 0, score=0.3)] * 4))
-                                      for k in range(4)])
+    fitted = adaptive.fit_confidence(
+        [adaptive.prefix_view(pool([sample("1", k % 2 == 0, score=0.3)] * 4)) for k in range(4)]
+    )
     assert run(dataclasses.replace(priced, confidence_map=fitted), unsure)[0].confidence == 0.5
 
 
@@ -273,18 +324,36 @@ def test_the_tuning_replay_of_ias_adaptive_is_the_method():
     import random
 
     rng = random.Random(3)
-    records = [pool([sample(str(rng.randint(0, 3)), rng.random() < 0.4, score=rng.random(), tokens=rng.randint(5, 60))
-                     for _ in range(16)], lower=rng.random(), qid=str(k)) for k in range(12)]
+    records = [
+        pool(
+            [
+                sample(str(rng.randint(0, 3)), rng.random() < 0.4, score=rng.random(), tokens=rng.randint(5, 60))
+                for _ in range(16)
+            ],
+            lower=rng.random(),
+            qid=str(k),
+        )
+        for k in range(12)
+    ]
     mapping = adaptive.fit_confidence([adaptive.prefix_view(r) for r in records])
     short = [dataclasses.replace(r, samples=r.samples[:11]) for r in records[:4]]  # the replays cap at a smaller pool
     views = [adaptive.prefix_view(r) for r in records + short]
     assert sorted(mapping.by_band) == [0, 1, 2, 3, 4]  # 1, 2-3, 4-7, 8-15 and 16 samples drawn
     readings = [adaptive.read_view(v, mapping) for v in views]
     table = adaptive.replay_table(views, readings, [adaptive.median(r) for r in records + short], 16)
-    for target, price, wave, prior, growth in itertools.product((0.8, 0.95), (0.0, 0.001, 0.01), (1, 3), (1.0, 4.0),
-                                                                (1.0, 1.5, 2.0)):
-        method = make_method("ias-adaptive", target=target, price=price, wave=wave, prior=prior, growth=growth,
-                             n_max=16, confidence_map=mapping)
+    for target, price, wave, prior, growth in itertools.product(
+        (0.8, 0.95), (0.0, 0.001, 0.01), (1, 3), (1.0, 4.0), (1.0, 1.5, 2.0)
+    ):
+        method = make_method(
+            "ias-adaptive",
+            target=target,
+            price=price,
+            wave=wave,
+            prior=prior,
+            growth=growth,
+            n_max=16,
+            confidence_map=mapping,
+        )
         answers = run(method, *records) + [None] * len(short)
         sizes = adaptive.replay_sizes(table, method.settings).tolist()
         for record, view, reading, answer, size in zip(records + short, views, readings, answers, sizes):
@@ -302,8 +371,9 @@ def test_the_confidence_map_reads_a_choice_by_how_many_samples_it_was_chosen_amo
     """A top score among many samples is worth less than the same score alone: the map per
     band says so where one map over all choices cannot; it survives its dict form."""
     right_alone = [pool([sample("1", True, score=0.8)], qid=f"a{k}") for k in range(8)]
-    wrong_among_many = [pool([sample("3", False, score=0.1)] + [sample("2", False, score=0.8)] * 7, qid=f"m{k}")
-                        for k in range(8)]
+    wrong_among_many = [
+        pool([sample("3", False, score=0.1)] + [sample("2", False, score=0.8)] * 7, qid=f"m{k}") for k in range(8)
+    ]
     mapping = adaptive.fit_confidence([adaptive.prefix_view(r) for r in right_alone + wrong_among_many])
     alone, among = mapping.chosen([0.8, 0.8], [1, 8]).tolist()
     assert alone == 1.0 and among == 0.0 and 0.0 < mapping([0.8])[0] < 1.0
@@ -317,8 +387,9 @@ def test_tuned_settings_keep_their_budget_on_the_tuning_pool_and_oracle_alloc_sp
     from ias.evaluation import tune_adaptive
 
     easy = pool([sample("1", True, score=0.95, tokens=50)] * 16, lower=0.9)
-    hard = pool([sample("2", False, score=0.1, tokens=50)] * 12 + [sample("1", True, score=0.9, tokens=50)] * 4,
-                lower=0.3)
+    hard = pool(
+        [sample("2", False, score=0.1, tokens=50)] * 12 + [sample("1", True, score=0.9, tokens=50)] * 4, lower=0.3
+    )
     hopeless = pool([sample("2", False, score=0.05, tokens=50)] * 16, lower=0.1)
     records = [dataclasses.replace(r, id=str(k)) for k, r in enumerate([easy, hard, hopeless] * 2)]
     tuned = tune_adaptive(records, Budget(n_max=16), tolerance=0.01)
@@ -351,9 +422,17 @@ def test_ias_adaptive_at_b_keeps_to_fixed_n_tokens_with_a_margin_for_other_probl
     from ias.evaluation import tune_adaptive
 
     rng = random.Random(5)
-    records = [pool([sample(str(rng.randint(0, 3)), rng.random() < p, score=rng.random(), tokens=rng.randint(5, 90))
-                     for _ in range(16)], lower=p, qid=str(k))
-               for k, p in enumerate(rng.choice((0.0, 0.1, 0.4, 0.9)) for _ in range(24))]
+    records = [
+        pool(
+            [
+                sample(str(rng.randint(0, 3)), rng.random() < p, score=rng.random(), tokens=rng.randint(5, 90))
+                for _ in range(16)
+            ],
+            lower=p,
+            qid=str(k),
+        )
+        for k, p in enumerate(rng.choice((0.0, 0.1, 0.4, 0.9)) for _ in range(24))
+    ]
     tuned = tune_adaptive(records, Budget(n_max=16), tolerance=0.01)
     grid = tuned["grid"]
     assert all(g["tokens_high"] >= g["tokens"] for g in grid)
@@ -384,22 +463,42 @@ def test_eval_reports_the_frontier_ias_adaptive_its_confidence_and_the_oracle(tm
     from ias.evaluation import _read_raw, fixed_sizes
     from ias.records import read_records
 
-    strategies = ["bon", "sc", "weighted", "ias-seq", "adaptive-consistency", "ias-adaptive",
-                  "ias-adaptive-uncalibrated", "oracle-alloc", "ias-beam"]
-    summary = ias.evaluate(limit=4, n_max=4, out=tmp_path, progress=False, strategies=strategies,
-                           tune_split="calib", tune_limit=4)
+    strategies = [
+        "bon",
+        "sc",
+        "weighted",
+        "ias-seq",
+        "adaptive-consistency",
+        "ias-adaptive",
+        "ias-adaptive-uncalibrated",
+        "oracle-alloc",
+        "ias-beam",
+    ]
+    summary = ias.evaluate(
+        limit=4, n_max=4, out=tmp_path, progress=False, strategies=strategies, tune_split="calib", tune_limit=4
+    )
     frontier = summary["frontier"]
     assert set(frontier) == {"best", "majority", "weighted"}
     assert [p["n"] for p in frontier["best"]] == fixed_sizes(4)
-    assert [p["accuracy"] for p in frontier["best"]] == [summary["methods"][f"bon@{n}"]["accuracy"]
-                                                         for n in fixed_sizes(4)]
+    assert [p["accuracy"] for p in frontier["best"]] == [
+        summary["methods"][f"bon@{n}"]["accuracy"] for n in fixed_sizes(4)
+    ]
     assert frontier["majority"][-1]["accuracy"] == summary["methods"]["sc@4"]["accuracy"]
-    assert {"ias-adaptive", "ias-adaptive@2", "ias-adaptive@4", "oracle-alloc@2", "oracle-alloc@4",
-            "ias-adaptive-uncalibrated"} <= set(summary["methods"])
+    assert {
+        "ias-adaptive",
+        "ias-adaptive@2",
+        "ias-adaptive@4",
+        "oracle-alloc@2",
+        "oracle-alloc@4",
+        "ias-adaptive-uncalibrated",
+    } <= set(summary["methods"])
     assert summary["methods"]["oracle-alloc@2"]["samples"] <= 2 * 4
     sweeps = summary["sweeps"]  # each adaptive method's main knob, a line on pareto.png
     assert {name: sweep["knob"] for name, sweep in sweeps.items()} == {
-        "ias-adaptive": "price", "ias-seq": "coverage", "adaptive-consistency": "threshold"}
+        "ias-adaptive": "price",
+        "ias-seq": "coverage",
+        "adaptive-consistency": "threshold",
+    }
     assert [p["value"] for p in sweeps["ias-seq"]["points"]] == [0.5, 0.7, 0.8, 0.9, 0.95, 0.99]
     assert not any(":" in name for name in summary["methods"])
     tuning = json.loads((tmp_path / "tune" / "tuning.json").read_text())["adaptive"]

@@ -76,7 +76,10 @@ def test_options_with_too_few_distinct_questions_are_a_user_error_not_a_hang():
     neither can `calib`, which must avoid all of it. A few problems of `test` still work."""
     task = get_task("arith", max_ops=1, digits=1)
     assert len({p.question for p in task.problems("test", 6)}) == 6
-    with pytest.raises(UserError, match=r"too few distinct questions for split 'test': found 2\d\d of 500 beside "
-                                        r"the 0 of the splits before it; .*seed:N"):
+    with pytest.raises(
+        UserError,
+        match=r"too few distinct questions for split 'test': found 2\d\d of 500 beside "
+        r"the 0 of the splits before it; .*seed:N",
+    ):
         task.problems("calib", 6)
     assert len(task.problems("seed:1", 600)) == 600  # a seed:N split is a stream: repeats allowed

@@ -22,10 +22,27 @@ def test_a_missing_path_under_a_local_folder_is_an_unknown_model(tmp_path, monke
 def test_a_hub_id_that_cannot_be_loaded_is_a_one_line_error(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}  # offline: fails at once, no retries
     result = subprocess.run(
-        [sys.executable, "-m", "ias.cli", "solve", "--backend", "openai", "--backend-opt",
-         "base_url=http://127.0.0.1:1/v1", "--backend-opt", "tokenizer=no-such-org/no-such-model", "--limit", "1",
-         "--out", str(tmp_path / "o")],
-        capture_output=True, text=True, env=env, cwd=tmp_path, check=False,
+        [
+            sys.executable,
+            "-m",
+            "ias.cli",
+            "solve",
+            "--backend",
+            "openai",
+            "--backend-opt",
+            "base_url=http://127.0.0.1:1/v1",
+            "--backend-opt",
+            "tokenizer=no-such-org/no-such-model",
+            "--limit",
+            "1",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        check=False,
     )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "ias: error: cannot load model 'no-such-org/no-such-model'" in result.stderr
@@ -35,9 +52,23 @@ def test_a_hub_id_that_cannot_be_loaded_is_a_one_line_error(tmp_path):
 def test_a_hub_policy_or_prm_that_cannot_be_loaded_is_a_one_line_error(tmp_path, flags):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
-        [sys.executable, "-m", "ias.cli", "solve", *flags, "no-such-org/no-such-model", "--limit", "1",
-         "--out", str(tmp_path / "o")],
-        capture_output=True, text=True, env=env, cwd=tmp_path, check=False,
+        [
+            sys.executable,
+            "-m",
+            "ias.cli",
+            "solve",
+            *flags,
+            "no-such-org/no-such-model",
+            "--limit",
+            "1",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        check=False,
     )
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-1500:]
     assert "ias: error: cannot load model 'no-such-org/no-such-model'" in result.stderr

@@ -16,8 +16,17 @@ from ias.tasks.base import get_task
 
 
 def _solve(out, **kw):
-    args = dict(task="arith", split="test", policy="arith-weak", prm="arith-prm", n=4, limit=6,
-                out=out, progress=False, batch_problems=3)
+    args = dict(
+        task="arith",
+        split="test",
+        policy="arith-weak",
+        prm="arith-prm",
+        n=4,
+        limit=6,
+        out=out,
+        progress=False,
+        batch_problems=3,
+    )
     args.update(kw)
     return ias.solve(**args)
 
@@ -86,8 +95,20 @@ def test_majority_without_prm(tmp_path):
 
 def test_killed_midway_then_rerun_loses_and_repeats_nothing(tmp_path):
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "ias.cli", "solve", "--limit", "12", "--n", "4", "--batch-problems", "2",
-           "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "ias.cli",
+        "solve",
+        "--limit",
+        "12",
+        "--n",
+        "4",
+        "--batch-problems",
+        "2",
+        "--out",
+        str(out),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     records = out / "records.jsonl"
     deadline = time.time() + 120

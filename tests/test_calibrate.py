@@ -14,8 +14,17 @@ from ias.errors import UserError
 def folders(tmp_path_factory):
     root = tmp_path_factory.mktemp("cal")
     for split in ("calib", "test"):
-        ias.rollout(task="arith", split=split, policy="arith-weak", n_traj=3, n_mc=4, out=root / split,
-                    limit=30, batch_problems=30, progress=False)
+        ias.rollout(
+            task="arith",
+            split=split,
+            policy="arith-weak",
+            n_traj=3,
+            n_mc=4,
+            out=root / split,
+            limit=30,
+            batch_problems=30,
+            progress=False,
+        )
     return root
 
 
@@ -62,8 +71,17 @@ def test_conformal_shift_gives_its_guarantee():
 @pytest.mark.slow
 def test_solve_with_a_calibrator_and_user_errors(folders, tmp_path, cli):
     out = folders / "cal-cli"
-    done = cli("calibrate", "--rollouts", str(folders / "calib"), "--method", "quantile-head", "--conformal", "0.1",
-               "--out", str(out))
+    done = cli(
+        "calibrate",
+        "--rollouts",
+        str(folders / "calib"),
+        "--method",
+        "quantile-head",
+        "--conformal",
+        "0.1",
+        "--out",
+        str(out),
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads((out / "calibration.json").read_text())["conformal"]["alpha"] == 0.1
     summary = ias.solve(n=4, limit=3, out=tmp_path / "run", calibrator=out, progress=False)

@@ -21,10 +21,20 @@ from ias.prm.base import load_prm
 def rollouts(tmp_path_factory):
     """A 12-problem and a 1-problem rollout folder (seconds)."""
     root = tmp_path_factory.mktemp("checks")
-    ias.rollout(task="arith", split="calib", policy="arith-weak", n_traj=3, n_mc=4, out=root / "r12",
-                limit=12, batch_problems=12, progress=False)
-    ias.rollout(task="arith", split="calib", policy="arith-weak", n_traj=2, n_mc=2, out=root / "r1",
-                limit=1, progress=False)
+    ias.rollout(
+        task="arith",
+        split="calib",
+        policy="arith-weak",
+        n_traj=3,
+        n_mc=4,
+        out=root / "r12",
+        limit=12,
+        batch_problems=12,
+        progress=False,
+    )
+    ias.rollout(
+        task="arith", split="calib", policy="arith-weak", n_traj=2, n_mc=2, out=root / "r1", limit=1, progress=False
+    )
     return root
 
 
@@ -32,8 +42,9 @@ def _rows_of(folder, problems) -> int:
     return sum(r.problem_id in set(problems) for r in load_targets(folder))
 
 
-@pytest.mark.parametrize("method,levels", [("isotonic", (0.5, 1.5)), ("quantile-head", (0.5, 0.5)),
-                                           ("quantile-lora", (0.9, 0.5, 0.1))])
+@pytest.mark.parametrize(
+    "method,levels", [("isotonic", (0.5, 1.5)), ("quantile-head", (0.5, 0.5)), ("quantile-lora", (0.9, 0.5, 0.1))]
+)
 def test_levels_are_checked_for_every_method(rollouts, tmp_path, method, levels):
     with pytest.raises(UserError, match=r"distinct, increasing and inside \(0, 1\)"):
         ias.calibrate(rollouts / "r12", prm="arith-prm", method=method, levels=levels, out=tmp_path / "c")
@@ -48,8 +59,17 @@ def test_a_split_that_leaves_nothing_to_fit_on_is_one_user_error(rollouts, tmp_p
             ias.calibrate(rollouts / "r1", prm="arith-prm", method=method, out=tmp_path / method)
     done = cli("calibrate", "--rollouts", str(rollouts / "r1"), "--method", "isotonic", "--out", str(tmp_path / "c"))
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
-    bad = cli("calibrate", "--rollouts", str(rollouts / "r12"), "--method", "quantile-lora",
-              "--levels", "0.9,0.5,0.1", "--out", str(tmp_path / "c"))
+    bad = cli(
+        "calibrate",
+        "--rollouts",
+        str(rollouts / "r12"),
+        "--method",
+        "quantile-lora",
+        "--levels",
+        "0.9,0.5,0.1",
+        "--out",
+        str(tmp_path / "c"),
+    )
     assert bad.returncode == 2 and "ias: error: quantile levels (--levels)" in bad.stderr, bad.stderr
 
 
@@ -62,8 +82,9 @@ def test_conformal_refuses_an_alpha_its_rows_cannot_support():
 
 
 def test_conformal_shift_and_metrics_come_from_different_held_out_problems(rollouts, tmp_path):
-    info = ias.calibrate(rollouts / "r12", prm="arith-prm", method="quantile-head", conformal=0.2, held_out=0.5,
-                         out=tmp_path / "c")
+    info = ias.calibrate(
+        rollouts / "r12", prm="arith-prm", method="quantile-head", conformal=0.2, held_out=0.5, out=tmp_path / "c"
+    )
     data = info["data"]
     assert data["conformal_rows"] > 0 and data["metrics_rows"] > 0
     assert data["conformal_rows"] + data["metrics_rows"] == data["held_out_rows"]
@@ -71,8 +92,9 @@ def test_conformal_shift_and_metrics_come_from_different_held_out_problems(rollo
     held_rows = _rows_of(rollouts / "r12", data["held_out_problems"])
     assert info["metrics_held_out"]["rows"] == data["metrics_rows"] == held_rows
     with pytest.raises(UserError, match="needs at least 2 held-out problems"):
-        ias.calibrate(rollouts / "r12", prm="arith-prm", method="quantile-head", conformal=0.2, held_out=0.05,
-                      out=tmp_path / "c1")
+        ias.calibrate(
+            rollouts / "r12", prm="arith-prm", method="quantile-head", conformal=0.2, held_out=0.05, out=tmp_path / "c1"
+        )
 
 
 def test_calib_eval_on_the_fit_rollouts_scores_only_held_out_problems(rollouts, tmp_path, cli):
@@ -80,8 +102,9 @@ def test_calib_eval_on_the_fit_rollouts_scores_only_held_out_problems(rollouts, 
     info = ias.calibrate(rollouts / "r12", prm="arith-prm", method="quantile-head", out=cal)
     held = info["data"]["held_out_problems"]
     assert 0 < len(held) < 12
-    done = cli("calib-eval", "--rollouts", str(rollouts / "r12"), "--calibrator", str(cal),
-               "--out", str(tmp_path / "e"))
+    done = cli(
+        "calib-eval", "--rollouts", str(rollouts / "r12"), "--calibrator", str(cal), "--out", str(tmp_path / "e")
+    )
     assert done.returncode == 0, done.stderr
     assert f"only the calibrator's {len(held)} held-out problems" in done.stdout
     report = json.loads((tmp_path / "e" / "metrics.json").read_text())

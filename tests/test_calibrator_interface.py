@@ -34,8 +34,9 @@ class MeanCalibrator(MapCalibrator):
         self.mean = mean
 
     @classmethod
-    def fit(cls, method: str, prm: PRM, data: Prefixes, levels: tuple[float, ...], seed: int,
-            settings: dict[str, Any]) -> Calibrator:
+    def fit(
+        cls, method: str, prm: PRM, data: Prefixes, levels: tuple[float, ...], seed: int, settings: dict[str, Any]
+    ) -> Calibrator:
         return cls(method, float(data.target.mean()))
 
     def map(self, score: np.ndarray, hidden: np.ndarray | None) -> np.ndarray:
@@ -82,13 +83,31 @@ def test_a_new_method_is_one_class_and_one_registry_line(small_rollouts, zoo_prm
 def _todays_json(folder: Path, method: str, levels: list[float], shift: float, **fields: Any) -> Path:
     """A `calibration.json` in the format written before the calibrator registry, by hand."""
     folder.mkdir(parents=True, exist_ok=True)
-    info = {"method": method, "levels": levels, "policy": "arith-weak", "prm": "arith-prm",
-            "data": {"rollouts": "/nowhere/rollouts", "rows": 40, "unreadable_rows": 0, "fit_rows": 30,
-                     "held_out_rows": 10, "conformal_rows": 5 if shift else 0, "metrics_rows": 5 if shift else 10,
-                     "held_out_problems": ["calib-1", "calib-2"], "task": "arith", "split": "calib"},
-            "fit_seconds": 1.5, "metrics_held_out": None,
-            "conformal": {"alpha": 0.2, "shift": shift, "rows": 5} if shift else None,
-            "posthoc": None, "lora": None, "version": "0.1.0", **fields}
+    info = {
+        "method": method,
+        "levels": levels,
+        "policy": "arith-weak",
+        "prm": "arith-prm",
+        "data": {
+            "rollouts": "/nowhere/rollouts",
+            "rows": 40,
+            "unreadable_rows": 0,
+            "fit_rows": 30,
+            "held_out_rows": 10,
+            "conformal_rows": 5 if shift else 0,
+            "metrics_rows": 5 if shift else 10,
+            "held_out_problems": ["calib-1", "calib-2"],
+            "task": "arith",
+            "split": "calib",
+        },
+        "fit_seconds": 1.5,
+        "metrics_held_out": None,
+        "conformal": {"alpha": 0.2, "shift": shift, "rows": 5} if shift else None,
+        "posthoc": None,
+        "lora": None,
+        "version": "0.1.0",
+        **fields,
+    }
     (folder / "calibration.json").write_text(json.dumps(info, indent=2))
     return folder
 
@@ -101,8 +120,10 @@ def _logit(p: np.ndarray) -> np.ndarray:
 def test_calibrators_written_in_todays_format_load(zoo_prm, tmp_path):
     plain = np.concatenate([r.scores for r in zoo_prm.score(ITEMS)])
     maps = {
-        "temperature": ({"method": "temperature", "temperature": 2.0, "bounds": [0.01, 100.0]},
-                        1 / (1 + np.exp(-_logit(plain) / 2.0))),
+        "temperature": (
+            {"method": "temperature", "temperature": 2.0, "bounds": [0.01, 100.0]},
+            1 / (1 + np.exp(-_logit(plain) / 2.0)),
+        ),
         "isotonic": ({"method": "isotonic", "x": [0.0, 1.0], "y": [0.2, 0.6]}, 0.2 + 0.4 * plain),
         "histogram": ({"method": "histogram", "bins": 2, "values": [0.1, None]}, np.where(plain < 0.5, 0.1, plain)),
     }
@@ -124,8 +145,9 @@ def test_calibrators_written_in_todays_format_load(zoo_prm, tmp_path):
 def test_a_quantile_lora_calibrator_in_todays_format_loads(zoo_prm, tmp_path):
     """Its adapter and reader as quantile-lora saves them (untrained: the PRM's own reading)."""
     row = TargetRow("p0", 0, 1, ["5+3=8"], "Compute 5+3.", 1, 2, 0.5, False)
-    folder = _todays_json(tmp_path / "lora", "quantile-lora", [0.1, 0.5, 0.9], 0.05,
-                          lora={**LORA_DEFAULTS, "epochs": 0})
+    folder = _todays_json(
+        tmp_path / "lora", "quantile-lora", [0.1, 0.5, 0.9], 0.05, lora={**LORA_DEFAULTS, "epochs": 0}
+    )
     save_quantile_lora(fit_quantile_lora(zoo_prm, [row], settings={"epochs": 0}), folder)
     plain = np.concatenate([r.scores for r in zoo_prm.score(ITEMS)])
     adapted = calibrated_prm(zoo_prm, folder)
@@ -149,8 +171,11 @@ class ScoresOnly:
 
 def test_a_prm_that_only_scores_gets_one_line_where_more_is_read(zoo_prm, small_rollouts, tmp_path):
     scores_only = ScoresOnly(zoo_prm)
-    with pytest.raises(UserError, match=r"^calibration reads the PRM's own inputs and hidden states, which PRM "
-                                        r"'arith-prm' \(a ScoresOnly\) does not offer"):
+    with pytest.raises(
+        UserError,
+        match=r"^calibration reads the PRM's own inputs and hidden states, which PRM "
+        r"'arith-prm' \(a ScoresOnly\) does not offer",
+    ):
         calibrate(small_rollouts, scores_only, "isotonic", tmp_path / "c")
     head = _todays_json(tmp_path / "head", "quantile-head", [0.1, 0.5, 0.9], 0.0)
     QuantileHead(zoo_prm.model.config.hidden_size).save(head)

@@ -34,14 +34,19 @@ def test_an_out_that_is_a_file_or_a_damaged_run_folder_is_a_one_line_error(tmp_p
         (["eval", "--tune-limit", "3", "--limit", "1"], "--tune-limit needs --tune-split"),
         (["calibrate", "--rollouts", "/no/such/folder"], "holds no rollouts.jsonl; run `ias rollout"),
         (["calib-eval", "--rollouts", "/no/such/folder"], "holds no rollouts.jsonl; run `ias rollout"),
-        (["eval", "--task-opt", "max_ops=1", "--task-opt", "digits=1", "--split", "calib", "--limit", "2"],
-         "too few distinct questions for split 'test'"),
+        (
+            ["eval", "--task-opt", "max_ops=1", "--task-opt", "digits=1", "--split", "calib", "--limit", "2"],
+            "too few distinct questions for split 'test'",
+        ),
         (["solve", "--temperature", "nan", "--limit", "1"], "--temperature: expected a finite number"),
     ],
 )
 def test_user_mistakes_exit_2_with_one_line(args, message, tmp_path, cli):
-    result = cli(*args, "--out", str(tmp_path / "o")) if args[0] in ("solve", "eval", "calibrate", "calib-eval") \
+    result = (
+        cli(*args, "--out", str(tmp_path / "o"))
+        if args[0] in ("solve", "eval", "calibrate", "calib-eval")
         else cli(*args)
+    )
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
@@ -50,9 +55,19 @@ def test_user_mistakes_exit_2_with_one_line(args, message, tmp_path, cli):
 
 @pytest.mark.slow
 def test_every_subcommand_has_help(cli):
-    for args in (["--help"], ["demo", "--help"], ["solve", "--help"], ["data", "check", "--help"],
-                 ["zoo", "train", "--help"], ["zoo", "info", "--help"], ["eval", "--help"], ["serve", "--help"],
-                 ["rollout", "--help"], ["calibrate", "--help"], ["calib-eval", "--help"]):
+    for args in (
+        ["--help"],
+        ["demo", "--help"],
+        ["solve", "--help"],
+        ["data", "check", "--help"],
+        ["zoo", "train", "--help"],
+        ["zoo", "info", "--help"],
+        ["eval", "--help"],
+        ["serve", "--help"],
+        ["rollout", "--help"],
+        ["calibrate", "--help"],
+        ["calib-eval", "--help"],
+    ):
         result = cli(*args)
         assert result.returncode == 0 and "usage: ias" in result.stdout
 
@@ -100,8 +115,16 @@ def test_demo_runs_small(tmp_path, cli):
     assert "ias-bon" in result.stdout and "bon@8" in result.stdout and "quantile-head" in result.stdout
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
     assert summary["n_problems"] == 8 and summary["n_max"] == 8
-    assert {"bon@8", "ias-bon", "ias-bon-uncalibrated", "ias-bon-tuned", "oracle-ias", "deepconf", "beam",
-            "ias-beam"} <= set(summary["methods"])
+    assert {
+        "bon@8",
+        "ias-bon",
+        "ias-bon-uncalibrated",
+        "ias-bon-tuned",
+        "oracle-ias",
+        "deepconf",
+        "beam",
+        "ias-beam",
+    } <= set(summary["methods"])
     assert summary["tuning"]["estimate"] in ("lower", "median") and "ias-bon-tuned" in result.stdout
     beam = [json.loads(line) for line in (tmp_path / "demo" / "eval" / "beam" / "records.jsonl").open()]
     assert len(beam) == 8 and summary["methods"]["beam"]["tokens"] == sum(r["usage"]["generated_tokens"] for r in beam)

@@ -33,9 +33,7 @@ def test_gsm8k_rows():
     assert first.answer == "18"
     assert "<<" not in first.solution and first.solution.endswith("#### 18")
     assert first.meta["steps"] == 2
-    assert [p.id for p in task.problems("test", limit=3)] == [
-        f"gsm8k-test-0000{i}" for i in range(3)
-    ]
+    assert [p.id for p in task.problems("test", limit=3)] == [f"gsm8k-test-0000{i}" for i in range(3)]
     assert task.problems("train", limit=1)[0].id == "gsm8k-train-00000"
     assert any("," in p.answer for p in problems)  # 1,000-style answers are kept as written
 
@@ -143,9 +141,7 @@ def test_jsonl_task_fields(tmp_path):
     assert task.grade(problems[0], "so \\boxed{0.75}")
     assert task.grade(problems[1], "The answer is 6.")
     # defaults: `question` or else `problem`, `answer`; ids from the file name
-    default = get_task(
-        f"jsonl:{write_jsonl(tmp_path / 'x.jsonl', [{'problem': 'p', 'answer': 1}])}"
-    )
+    default = get_task(f"jsonl:{write_jsonl(tmp_path / 'x.jsonl', [{'problem': 'p', 'answer': 1}])}")
     assert default.problems("anything")[0].id == "x-anything-00000"
     # a GSM8K-style answer field
     gsm = write_jsonl(tmp_path / "g.jsonl", [{"question": "q", "answer": "2+2=4\n#### 4"}])
@@ -177,9 +173,7 @@ def test_jsonl_task_fields(tmp_path):
 def test_malformed_rows_name_file_and_line(tmp_path, lines, message):
     file = write_jsonl(tmp_path / "bad.jsonl", lines)
     with pytest.raises(UserError, match=message):
-        get_task(f"jsonl:{file}", id_field="id" if "duplicate" in message else None).problems(
-            "test"
-        )
+        get_task(f"jsonl:{file}", id_field="id" if "duplicate" in message else None).problems("test")
 
 
 def test_malformed_gsm8k_answer(tmp_path):
@@ -210,9 +204,7 @@ def test_hf_without_datasets_names_the_extra(monkeypatch):
 
 def test_hf_loads_a_local_json_dataset(tmp_path):
     file = write_jsonl(tmp_path / "h.jsonl", [{"question": "1+1?", "answer": "so\n#### 2"}])
-    task = get_task(
-        "hf:json", data_files=str(file), splits={"test": "train"}, answer_from_solution=True
-    )
+    task = get_task("hf:json", data_files=str(file), splits={"test": "train"}, answer_from_solution=True)
     p = task.problems("test")[0]
     assert p.id == "json-test-00000" and p.answer == "2"
 

@@ -89,9 +89,7 @@ def test_grading_from_worker_threads():
     with ThreadPoolExecutor(max_workers=4) as pool:
         assert all(pool.map(lambda pair: answers_match(*pair), pairs))
     results = []
-    thread = threading.Thread(
-        target=lambda: results.append(answers_match(r"\sqrt{12}", r"2\sqrt{3}"))
-    )
+    thread = threading.Thread(target=lambda: results.append(answers_match(r"\sqrt{12}", r"2\sqrt{3}")))
     thread.start()
     thread.join()
     assert results == [True]

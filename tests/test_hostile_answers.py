@@ -115,18 +115,43 @@ RIGHT = {
 }
 HOSTILE_CHARS = ["\x00", "\x01", "\x1b", "\x7f", "\u200b", "\ufeff", "\u202e", "３", "٣"]
 WRAPPERS = [
-    "{}", r"\boxed{{{}}}", r"\text{{{}}}", r"\left({}\right)", "  {}  ", "{} cm", r"{}\%",
-    r"\boxed{{\boxed{{\boxed{{{}}}}}}}", "{{{{{{{{{}}}}}}}}}", "x = {}",
+    "{}",
+    r"\boxed{{{}}}",
+    r"\text{{{}}}",
+    r"\left({}\right)",
+    "  {}  ",
+    "{} cm",
+    r"{}\%",
+    r"\boxed{{\boxed{{\boxed{{{}}}}}}}",
+    "{{{{{{{{{}}}}}}}}}",
+    "x = {}",
 ]
 DECORATIONS = [  # the right answer made hostile: each is refused by policy
-    "{}\x00", "\x00{}", "--{}", "{}--", "+-{}", "{}-----",
-    r"{}.\overline{{9}}", r"\log_0 {}", r"\log_{{1}} {}", "{}\n\x002", r"\frac{{{}", "{}^{{",
+    "{}\x00",
+    "\x00{}",
+    "--{}",
+    "{}--",
+    "+-{}",
+    "{}-----",
+    r"{}.\overline{{9}}",
+    r"\log_0 {}",
+    r"\log_{{1}} {}",
+    "{}\n\x002",
+    r"\frac{{{}",
+    "{}^{{",
 ]
 SCALED = ["{} million", r"{} \text{{ thousand}}", r"{} \text{{ billion dollars}}", "{} hundredths"]
 HEAVY = [  # must end within the bound and be not equal (tried on HEAVY_REFERENCES: each may time out)
-    "10^{10^{10}}", "10^{1\n0^{10}}", r"9^{9^{9^{9}}}", r"(10^{9})!", r"\binom{10^{9}}{10^{8}}",
-    "{" * 200 + "1" + "}" * 200, r"\sqrt{" * 60 + "2" + "}" * 60, "-" * 300 + "1",
-    r"\frac{1}{" * 40 + "2" + "}" * 40, "1" + "0" * 900,
+    "10^{10^{10}}",
+    "10^{1\n0^{10}}",
+    r"9^{9^{9^{9}}}",
+    r"(10^{9})!",
+    r"\binom{10^{9}}{10^{8}}",
+    "{" * 200 + "1" + "}" * 200,
+    r"\sqrt{" * 60 + "2" + "}" * 60,
+    "-" * 300 + "1",
+    r"\frac{1}{" * 40 + "2" + "}" * 40,
+    "1" + "0" * 900,
 ]
 HEAVY_REFERENCES = ("0", "42", r"\pi")
 

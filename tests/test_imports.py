@@ -18,16 +18,29 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("base", ("errors", "types", "records", "metrics", "confidence", "figures", "version")),
     ("parts", ("tasks", "policy", "prm", "prompting", "models", "gguf")),
     ("algorithms", ("scaling", "calibration", "methods")),
-    ("stages", ("runner", "stage", "executors", "ray_executor", "evaluation", "solver", "report", "specs", "loaders",
-                "zoo", "calibration.rollout")),
+    (
+        "stages",
+        (
+            "runner",
+            "stage",
+            "executors",
+            "ray_executor",
+            "evaluation",
+            "solver",
+            "report",
+            "specs",
+            "loaders",
+            "zoo",
+            "calibration.rollout",
+        ),
+    ),
     ("api", ("api",)),
     ("front", ("cli", "serve", "demo", "ias")),
 )
 
 #: Imports against the layers, each until its owner moves the code: (importer, imported) ->
 #: why, and the fix. An entry that no longer occurs fails the test, so the list only shrinks.
-EXCEPTIONS: dict[tuple[str, str], str] = {
-}
+EXCEPTIONS: dict[tuple[str, str], str] = {}
 
 #: Function-level imports that close a cycle, allowed: a registry that imports a backend's
 #: module on first use (the module registers or is looked up by name) or an optional extra.
@@ -42,9 +55,15 @@ LAZY_CYCLES: dict[tuple[str, str], str] = {
 MAX_LINES, MAX_PARAMS = 60, 12
 #: Argparse tables, long by nature: these, and any function whose statements only add
 #: arguments (`_ARGPARSE_CALLS`, maybe assigned, and a final `return`).
-ARGPARSE_TABLES = {("cli", "build_parser")}
-_ARGPARSE_CALLS = {"add_argument", "add_argument_group", "add_mutually_exclusive_group", "add_parser",
-                   "add_subparsers", "set_defaults"}
+ARGPARSE_TABLES = {("cli", "build_parser"), ("cli", "_serve_parser")}
+_ARGPARSE_CALLS = {
+    "add_argument",
+    "add_argument_group",
+    "add_mutually_exclusive_group",
+    "add_parser",
+    "add_subparsers",
+    "set_defaults",
+}
 
 
 @dataclass(frozen=True)
@@ -72,7 +91,7 @@ def _resolve(name: str, known: dict[str, Path]) -> str | None:
         return "ias"
     if not name.startswith("ias."):
         return None
-    name = name[len("ias."):]
+    name = name[len("ias.") :]
     while name and name not in known:
         name = name.rpartition(".")[0]
     return name or "ias"
@@ -95,7 +114,8 @@ def _targets(node: ast.Import | ast.ImportFrom, module: str, path: Path) -> list
 def _is_type_checking(node: ast.If) -> bool:
     test = node.test
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _imports(tree: ast.Module) -> list[tuple[ast.Import | ast.ImportFrom, bool]]:
@@ -225,8 +245,11 @@ def functions_of(module: str, tree: ast.Module) -> list[Function]:
 
 
 def functions() -> list[Function]:
-    return [f for module, path in modules().items()
-            for f in functions_of(module, ast.parse(path.read_text(encoding="utf-8")))]
+    return [
+        f
+        for module, path in modules().items()
+        for f in functions_of(module, ast.parse(path.read_text(encoding="utf-8")))
+    ]
 
 
 def _adds_arguments(statement: ast.stmt) -> bool:
@@ -243,7 +266,8 @@ def is_argparse_table(function: Function) -> bool:
     if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
         body = body[1:]  # the docstring
     return any(not isinstance(statement, ast.Return) for statement in body) and all(
-        _adds_arguments(statement) for statement in body)
+        _adds_arguments(statement) for statement in body
+    )
 
 
 def _shown(module: str) -> str:
@@ -263,8 +287,11 @@ def test_no_import_cycle_at_import_time():
 
 def test_no_lower_layer_imports_a_higher_one():
     found = upward(import_graph())
-    unexpected = [f"{_shown(e.importer)} imports {_shown(e.imported)} at line {e.line}"
-                  for key, e in found.items() if key not in EXCEPTIONS]
+    unexpected = [
+        f"{_shown(e.importer)} imports {_shown(e.imported)} at line {e.line}"
+        for key, e in found.items()
+        if key not in EXCEPTIONS
+    ]
     assert not unexpected, "imports against the layers:\n" + "\n".join(unexpected)
     stale = [key for key in EXCEPTIONS if key not in found]
     assert not stale, f"exceptions that no longer occur (remove them): {stale}"
@@ -289,8 +316,11 @@ def lazy_cycles(edges: list[Edge], excepted: set[tuple[str, str]]) -> set[tuple[
                 todo.extend(graph.get(node, ()))
         return False
 
-    return {(e.importer, e.imported) for e in edges if not e.top and (e.importer, e.imported) not in excepted
-            and reaches(e.imported, e.importer)}
+    return {
+        (e.importer, e.imported)
+        for e in edges
+        if not e.top and (e.importer, e.imported) not in excepted and reaches(e.imported, e.importer)
+    }
 
 
 def test_lazy_imports_hide_no_cycle():
@@ -304,8 +334,10 @@ def test_lazy_imports_hide_no_cycle():
 def test_the_checks_can_fail():
     """The graph reader sees what the checks rely on: function-level and relative imports,
     TYPE_CHECKING blocks as not run, an upward import and a cycle."""
-    tree = ast.parse("import ias.errors\nfrom typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import ias.api\n"
-                     "def f():\n    from ias.cli import main\n")
+    tree = ast.parse(
+        "import ias.errors\nfrom typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import ias.api\n"
+        "def f():\n    from ias.cli import main\n"
+    )
     seen = [(node.lineno, top) for node, top in _imports(tree)]
     assert seen == [(1, True), (2, True), (4, False), (6, False)]
     node = ast.parse("from ..records import write_json").body[0]
@@ -320,10 +352,14 @@ def test_the_checks_can_fail():
 
 def test_functions_are_short_and_narrow():
     """At most 60 lines (argparse tables aside) and, if public, at most 12 parameters."""
-    long = [f"ias.{f.module}.{f.name}: {f.lines} lines" for f in functions()
-            if f.lines > MAX_LINES and not is_argparse_table(f)]
-    wide = [f"ias.{f.module}.{f.name}: {f.params} parameters" for f in functions()
-            if f.public and f.params > MAX_PARAMS]
+    long = [
+        f"ias.{f.module}.{f.name}: {f.lines} lines"
+        for f in functions()
+        if f.lines > MAX_LINES and not is_argparse_table(f)
+    ]
+    wide = [
+        f"ias.{f.module}.{f.name}: {f.params} parameters" for f in functions() if f.public and f.params > MAX_PARAMS
+    ]
     assert not long + wide, f"over {MAX_LINES} lines or {MAX_PARAMS} parameters:\n" + "\n".join(long + wide)
 
 
@@ -351,8 +387,15 @@ def __enter__(self):
 def test_the_size_checks_can_fail():
     found = {f.name: f for f in functions_of("m", ast.parse(_SIZES))}
     assert {name: f.public for name, f in found.items()} == {
-        "A.__init__": True, "A._m": False, "_B.m": False, "f": True, "f.g": False, "table": True, "other": True,
-        "__enter__": True}
+        "A.__init__": True,
+        "A._m": False,
+        "_B.m": False,
+        "f": True,
+        "f.g": False,
+        "table": True,
+        "other": True,
+        "__enter__": True,
+    }
     assert found["A.__init__"].params == 3 and found["f"].lines == 2
     assert is_argparse_table(found["table"]) and not is_argparse_table(found["other"])
     assert not is_argparse_table(found["__enter__"])

@@ -23,8 +23,17 @@ EVAL_NAME = {"bon": f"bon@{N_MAX}"}
 def evaluated(tmp_path_factory):
     out = tmp_path_factory.mktemp("eval")
     strategies = ["bon", *[m for m in method_names() if m != "bon"]]
-    ias.evaluate(limit=LIMIT, n_max=N_MAX, k_max=BUDGET.k_max, m_max=BUDGET.m_max, beam_rounds=BUDGET.beam_rounds,
-                 orderings=1, strategies=strategies, out=out, progress=False)
+    ias.evaluate(
+        limit=LIMIT,
+        n_max=N_MAX,
+        k_max=BUDGET.k_max,
+        m_max=BUDGET.m_max,
+        beam_rounds=BUDGET.beam_rounds,
+        orderings=1,
+        strategies=strategies,
+        out=out,
+        progress=False,
+    )
     return {r["id"]: r["methods"] for r in map(json.loads, (out / "records.jsonl").read_text().splitlines())}
 
 
@@ -32,8 +41,9 @@ def evaluated(tmp_path_factory):
 def test_solve_spends_and_answers_what_eval_reports(name, evaluated, tmp_path):
     method = _method("bon" if name == "bon" else name, BUDGET, **({"n": N_MAX} if name == "bon" else {}))
     settings = {f.name: getattr(method, f.name) for f in dataclasses.fields(method) if f.name != "confidence_map"}
-    summary = ias.solve(strategy=name, settings=settings, limit=LIMIT, out=tmp_path, progress=False,
-                        batch_problems=LIMIT)
+    summary = ias.solve(
+        strategy=name, settings=settings, limit=LIMIT, out=tmp_path, progress=False, batch_problems=LIMIT
+    )
     records = [json.loads(line) for line in (tmp_path / "records.jsonl").read_text().splitlines()]
     assert len(records) == LIMIT == summary["n_problems"]
     for record in records:

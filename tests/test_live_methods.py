@@ -40,8 +40,9 @@ def flags(settings: dict) -> list[str]:
 
 
 def solve_cli(out, strategy: str, *more: str, limit: int = LIMIT) -> int:
-    return main(["solve", "--strategy", strategy, *more, "--limit", str(limit), "--out", str(out),
-                 "--batch-problems", "2"])
+    return main(
+        ["solve", "--strategy", strategy, *more, "--limit", str(limit), "--out", str(out), "--batch-problems", "2"]
+    )
 
 
 def counting(policy):
@@ -117,8 +118,12 @@ def test_solve_and_solve_many_agree(zoo_policy, zoo_prm):
     together = solver.solve_many(questions)
     for question, many in zip(questions, together):
         one = solver.solve(question)
-        assert (one.text, one.answer, one.generated_tokens, one.n_samples) == \
-            (many.text, many.answer, many.generated_tokens, many.n_samples)
+        assert (one.text, one.answer, one.generated_tokens, one.n_samples) == (
+            many.text,
+            many.answer,
+            many.generated_tokens,
+            many.n_samples,
+        )
         assert one.confidence == pytest.approx(many.confidence, abs=1e-5)
         assert one.generated_tokens == sum(s.generated_tokens for s in one.samples) > 0
         assert one.wall_s > 0 and one.waves
@@ -132,8 +137,10 @@ def test_ask_prints_the_answer_its_confidence_and_the_compute(capsys, zoo_policy
     assert lines["answer"] == expected.answer
     assert float(lines["confidence"]) == pytest.approx(expected.confidence, abs=1e-3)
     assert f"{expected.n_samples} samples, {expected.generated_tokens} generated tokens" in lines["compute"]
-    assert main(["ask", question, "--strategy", "esc", "--n-max", str(N_MAX), "--window", "3", "--prm", "none",
-                 "--json"]) == 0
+    assert (
+        main(["ask", question, "--strategy", "esc", "--n-max", str(N_MAX), "--window", "3", "--prm", "none", "--json"])
+        == 0
+    )
     answer = json.loads(capsys.readouterr().out)
     assert answer["usage"]["samples"] == len(answer["samples"]) > 0
     assert answer["usage"]["generated_tokens"] == sum(s["generated_tokens"] for s in answer["samples"])
@@ -164,13 +171,16 @@ def test_tuning_gives_ias_adaptive_its_settings_and_map_and_flags_win(tmp_path):
     scores = np.linspace(0, 1, 21)
     fitted = IsotonicRegression().fit(scores, (scores > 0.5).astype(float))
     mapping = fitted.to_dict()
-    tuning = {"adaptive": {"settings": {"target": 0.8, "price": 0.001, "wave": 2, "prior": 1.0},
-                           "confidence_map": mapping}}
+    tuning = {
+        "adaptive": {"settings": {"target": 0.8, "price": 0.001, "wave": 2, "prior": 1.0}, "confidence_map": mapping}
+    }
     (tmp_path / "eval" / "tune").mkdir(parents=True)
     (tmp_path / "eval" / "tune" / "tuning.json").write_text(json.dumps(tuning))
     out = tmp_path / "run"
-    assert solve_cli(out, "ias-adaptive", "--tuning", str(tmp_path / "eval"), "--target", "0.7",
-                     "--n-max", str(N_MAX)) == 0
+    assert (
+        solve_cli(out, "ias-adaptive", "--tuning", str(tmp_path / "eval"), "--target", "0.7", "--n-max", str(N_MAX))
+        == 0
+    )
     config = json.loads((out / "config.json").read_text())
     assert (config["target"], config["price"], config["wave"], config["prior"]) == (0.7, 0.001, 2, 1.0)
     assert config["confidence_map_sha"] == content_sha(mapping)
@@ -193,8 +203,9 @@ def test_a_problem_whose_samples_the_prm_cannot_read_is_summarised(tmp_path):
     have no "best" choice; the summary reports the rules every record has, never a crash."""
     import ias
 
-    summary = ias.solve(strategy="ias-bon", settings={"n_max": 4}, limit=6, out=tmp_path, progress=False,
-                        prm_options={"max_length": 40})
+    summary = ias.solve(
+        strategy="ias-bon", settings={"n_max": 4}, limit=6, out=tmp_path, progress=False, prm_options={"max_length": 40}
+    )
     records = read_records(tmp_path / "records.jsonl")
     unread = [r for r in records if "best" not in r["choices"]]
     assert 0 < len(unread) < len(records)

@@ -10,8 +10,12 @@ def test_auroc_matches_pairwise_definition():
     rng = random.Random(0)
     scores = [round(rng.random(), 1) for _ in range(60)]  # many ties
     labels = [rng.random() < 0.4 for _ in range(60)]
-    pairs = [(p, n) for p, n in itertools.product(
-        [s for s, y in zip(scores, labels) if y], [s for s, y in zip(scores, labels) if not y])]
+    pairs = [
+        (p, n)
+        for p, n in itertools.product(
+            [s for s, y in zip(scores, labels) if y], [s for s, y in zip(scores, labels) if not y]
+        )
+    ]
     brute = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p, n in pairs) / len(pairs)
     assert abs(auroc(scores, labels) - brute) < 1e-12
     assert auroc([0.1, 0.9], [False, True]) == 1.0

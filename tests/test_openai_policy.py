@@ -35,8 +35,13 @@ def server(tmp_path_factory):
     log = tmp_path_factory.mktemp("serve") / "stderr.txt"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     with open(log, "w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "ias.cli", "serve", "--policy", "arith-weak", "--port", "0"],
-                                stdout=subprocess.PIPE, stderr=err, text=True, env=env)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ias.cli", "serve", "--policy", "arith-weak", "--port", "0"],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            env=env,
+        )
     try:
         line = proc.stdout.readline()  # "serving arith-weak at http://127.0.0.1:PORT/v1", once it listens
         assert line.startswith("serving arith-weak at "), (line, log.read_text())
@@ -240,8 +245,9 @@ def test_ias_serve_refuses_what_it_cannot_do(server, body, status, param):
 
 def post(server: str, raw: bytes) -> dict:
     """POST raw bytes to the server's /completions; the decoded answer."""
-    request = urllib.request.Request(server + "/completions", data=raw, method="POST",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        server + "/completions", data=raw, method="POST", headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
 
@@ -288,9 +294,25 @@ def test_a_wrong_model_name_names_the_served_ones(server):
 
 def test_ias_eval_over_the_server_end_to_end(server, tmp_path, capsys):
     out = tmp_path / "eval"
-    code = main(["eval", "--backend", "openai", "--backend-opt", f"base_url={server}", "--backend-opt",
-                 "tokenizer=arith-weak", "--limit", "3", "--n-max", "4", "--strategies", "bon,ias-bon",
-                 "--out", str(out)])
+    code = main(
+        [
+            "eval",
+            "--backend",
+            "openai",
+            "--backend-opt",
+            f"base_url={server}",
+            "--backend-opt",
+            "tokenizer=arith-weak",
+            "--limit",
+            "3",
+            "--n-max",
+            "4",
+            "--strategies",
+            "bon,ias-bon",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_problems"] == 3 and summary["methods"]["bon@4"]["samples"] == 12

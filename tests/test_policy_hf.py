@@ -157,8 +157,11 @@ def test_the_early_exit_stops_a_sample_where_the_replay_cuts_it(policy):
         # The batch's make-up changes log-probabilities in their last bits (rows leave it at
         # other steps), never a drawn token here: texts and counts are equal, logprobs close.
         if cut is None:
-            assert (cut_short.text, cut_short.generated_tokens, cut_short.finish_reason) == \
-                (whole.text, whole.generated_tokens, whole.finish_reason)
+            assert (cut_short.text, cut_short.generated_tokens, cut_short.finish_reason) == (
+                whole.text,
+                whole.generated_tokens,
+                whole.finish_reason,
+            )
             assert cut_short.logprobs == pytest.approx(whole.logprobs, abs=1e-5)
             continue
         exited += 1
@@ -166,8 +169,9 @@ def test_the_early_exit_stops_a_sample_where_the_replay_cuts_it(policy):
         assert cut_short.logprobs == pytest.approx(whole.logprobs[: cut + 1], abs=1e-5)
         assert whole.text.startswith(cut_short.text)
     assert 0 < exited < 18
-    plain = policy.sample(PROMPTS[:1], 2, dataclasses.replace(params, logprobs=False, exit_below=threshold,
-                                                              exit_window=window), [1])
+    plain = policy.sample(
+        PROMPTS[:1], 2, dataclasses.replace(params, logprobs=False, exit_below=threshold, exit_window=window), [1]
+    )
     assert all(s.logprobs is None for s in plain[0])  # read to decide the exit, returned only when asked
 
 

@@ -28,8 +28,14 @@ def lines(path: Path) -> list[str]:
 def figures(summary: dict) -> dict:
     """A summary without what differs from run to run (wall time)."""
     methods = {name: {k: v for k, v in m.items() if k != "wall_s"} for name, m in summary["methods"].items()}
-    return {"methods": methods, "frontier": summary["frontier"], "n_problems": summary["n_problems"],
-            "n_max": summary["n_max"], "orderings": summary["orderings"], "usage": summary["pool"]["usage"]}
+    return {
+        "methods": methods,
+        "frontier": summary["frontier"],
+        "n_problems": summary["n_problems"],
+        "n_max": summary["n_max"],
+        "orderings": summary["orderings"],
+        "usage": summary["pool"]["usage"],
+    }
 
 
 @pytest.mark.parametrize("name, kind", [("pool/records.jsonl", PoolProblem), ("records.jsonl", ProblemOutcomes)])
@@ -56,12 +62,24 @@ def test_typed_pool_records_read_as_the_dicts_did():
 
 
 def test_a_smaller_or_older_record_gets_defaults_and_keeps_unknown_keys():
-    sample = {"text": "1", "answer": "1", "correct": True, "score": 0.5, "generated_tokens": 3, "prm_tokens": 4,
-              "finish_reason": "eos", "note": "kept"}
+    sample = {
+        "text": "1",
+        "answer": "1",
+        "correct": True,
+        "score": 0.5,
+        "generated_tokens": 3,
+        "prm_tokens": 4,
+        "finish_reason": "eos",
+        "note": "kept",
+    }
     record = PoolProblem.from_json({"id": "a", "question": "q", "samples": [sample], "later": 1})
     [only] = record.samples
-    assert only.prompt_tokens == 0 and only.step_scores is None and only.logprobs is None and only.extra == {
-        "note": "kept"}
+    assert (
+        only.prompt_tokens == 0
+        and only.step_scores is None
+        and only.logprobs is None
+        and only.extra == {"note": "kept"}
+    )
     assert record.question_reading is None and record.choices == {} and record.reference == ""
     again = record.to_json()
     assert again["later"] == 1 and again["samples"][0]["note"] == "kept" and "logprobs" not in again["samples"][0]
@@ -69,12 +87,15 @@ def test_a_smaller_or_older_record_gets_defaults_and_keeps_unknown_keys():
         record.reading()
 
 
-@pytest.mark.parametrize("broken, message", [
-    ({"id": "a", "question": "q"}, "pool record a lacks 'samples'"),
-    ({"id": "a", "question": "q", "samples": []}, "pool record a has no samples"),
-    ({"id": "a", "question": "q", "samples": [{"text": "x"}]}, "a pool sample lacks 'answer'"),
-    ({"question": "q", "samples": [{}]}, "lacks 'id'"),
-])
+@pytest.mark.parametrize(
+    "broken, message",
+    [
+        ({"id": "a", "question": "q"}, "pool record a lacks 'samples'"),
+        ({"id": "a", "question": "q", "samples": []}, "pool record a has no samples"),
+        ({"id": "a", "question": "q", "samples": [{"text": "x"}]}, "a pool sample lacks 'answer'"),
+        ({"question": "q", "samples": [{}]}, "lacks 'id'"),
+    ],
+)
 def test_a_record_that_is_no_pool_record_is_one_line(broken, message):
     with pytest.raises(UserError, match=message):
         PoolProblem.from_json(broken)
@@ -83,8 +104,10 @@ def test_a_record_that_is_no_pool_record_is_one_line(broken, message):
 def test_an_outcome_survives_its_json():
     outcome = Outcome("12", 0.5, 2.5, 41.0, 80.0, 0.73219)
     assert Outcome.from_json(json.loads(dumps(outcome.to_json()))) == Outcome("12", 0.5, 2.5, 41.0, 80.0, 0.7322)
-    assert Outcome.from_json({"answer": None, "correct": False, "samples": 1, "tokens": 3,
-                              "prm_tokens": 0}).confidence is None  # records from before confidences
+    assert (
+        Outcome.from_json({"answer": None, "correct": False, "samples": 1, "tokens": 3, "prm_tokens": 0}).confidence
+        is None
+    )  # records from before confidences
     with pytest.raises(UserError, match="lacks 'tokens'"):
         Outcome.from_json({"answer": None, "correct": False, "samples": 1})
 
@@ -116,8 +139,9 @@ def test_an_eval_folder_written_before_the_types_resumes_unchanged(tmp_path):
     out = tmp_path / "eval"
     shutil.copytree(BEFORE, out)
     before = {name: (BEFORE / name).read_bytes() for name in ("pool/records.jsonl", "pool/timing.jsonl")}
-    summary = ias.evaluate(limit=3, n_max=4, orderings=2, strategies=["bon", "ias-bon", "ias-adaptive", "sc"],
-                           out=out, progress=False)
+    summary = ias.evaluate(
+        limit=3, n_max=4, orderings=2, strategies=["bon", "ias-bon", "ias-adaptive", "sc"], out=out, progress=False
+    )
     assert {name: (out / name).read_bytes() for name in before} == before
     assert figures(summary) == figures(json.loads((BEFORE / "summary.json").read_text()))
     assert lines(out / "records.jsonl") == lines(BEFORE / "records.jsonl")

@@ -27,8 +27,15 @@ def prm(request):
 @pytest.mark.parametrize("method", ["quantile-head", "quantile-lora"])
 def test_calibrate_save_load_score_and_eval(method, small_rollouts, prm, tmp_path):
     folder, prm_format = prm
-    info = ias.calibrate(small_rollouts, prm=folder, method=method, out=tmp_path / "cal", held_out=0.25,
-                         prm_format=prm_format, lora={"epochs": 1} if method == "quantile-lora" else None)
+    info = ias.calibrate(
+        small_rollouts,
+        prm=folder,
+        method=method,
+        out=tmp_path / "cal",
+        held_out=0.25,
+        prm_format=prm_format,
+        lora={"epochs": 1} if method == "quantile-lora" else None,
+    )
     assert info["method"] == method and info["levels"] == [0.1, 0.5, 0.9]
     assert 0 <= info["metrics_held_out"]["brier"] <= 1
 
@@ -43,9 +50,19 @@ def test_calibrate_save_load_score_and_eval(method, small_rollouts, prm, tmp_pat
             assert q == sorted(q) and all(0.0 <= x <= 1.0 for x in q)
         assert reading.scores == [q[1] for q in reading.quantiles]  # the median is the score
 
-    summary = ias.evaluate(policy="arith-weak", prm=folder, prm_format=prm_format, calibrator=tmp_path / "cal",
-                           strategies=["bon", "ias-bon", "ias-beam"], n_max=4, k_max=2, m_max=2, limit=2,
-                           out=tmp_path / "eval", progress=False)
+    summary = ias.evaluate(
+        policy="arith-weak",
+        prm=folder,
+        prm_format=prm_format,
+        calibrator=tmp_path / "cal",
+        strategies=["bon", "ias-bon", "ias-beam"],
+        n_max=4,
+        k_max=2,
+        m_max=2,
+        limit=2,
+        out=tmp_path / "eval",
+        progress=False,
+    )
     assert {"bon@4", "ias-bon", "ias-beam"} <= set(summary["methods"])
     records = [json.loads(line) for line in (tmp_path / "eval" / "pool" / "records.jsonl").open()]
     for record in records:

@@ -21,8 +21,17 @@ from ias.specs import RolloutSettings
 @pytest.fixture(scope="module")
 def data(tmp_path_factory, zoo_prm):
     out = tmp_path_factory.mktemp("rollouts")
-    rollout("arith", "calib", "arith-weak", RolloutSettings(n_traj=4, n_mc=4, max_prefix=20), out=out, seed=0, limit=40,
-            batch_problems=40, progress=False)
+    rollout(
+        "arith",
+        "calib",
+        "arith-weak",
+        RolloutSettings(n_traj=4, n_mc=4, max_prefix=20),
+        out=out,
+        seed=0,
+        limit=40,
+        batch_problems=40,
+        progress=False,
+    )
     rows = load_targets(out)
     score, hidden, _, kept = prm_readings(zoo_prm, rows)
     rows = [rows[k] for k in kept]

@@ -57,8 +57,9 @@ def test_training_fits_the_targets_saves_and_loads(prm, tmp_path):
     data = rows()
     target = torch.tensor([r.p for r in data])
     levels = torch.tensor([0.1, 0.5, 0.9])
-    before = pinball(torch.as_tensor(quantiles_of(fit_quantile_lora(prm, data, settings={"epochs": 0}), data)),
-                     target, levels)
+    before = pinball(
+        torch.as_tensor(quantiles_of(fit_quantile_lora(prm, data, settings={"epochs": 0}), data)), target, levels
+    )
     plain = [r.scores for r in prm.score([(q, s) for q, s, _ in PROBLEMS])]
     adapted = fit_quantile_lora(prm, data, settings={"epochs": 40, "lr": 1e-2, "batch_rows": 6})
     q = quantiles_of(adapted, data)  # raises unless every row was read

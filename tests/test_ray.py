@@ -23,10 +23,30 @@ ray = pytest.importorskip("ray")  # a guard only: the `test` extra installs ray
 
 from ias.ray_executor import FAULT_FILE_ENV, RayExecutor, _check_reachable  # noqa: E402
 
-ROLLOUT = dict(task="arith", split="calib", policy="arith-weak", n_traj=2, n_mc=2, max_prefix=20, limit=6,
-               batch_problems=2, seed=3, progress=False)  # three chunks of two problems
-EVAL = dict(task="arith", split="test", policy="arith-weak", prm="arith-prm", n_max=4, limit=6, batch_problems=2,
-            seed=5, strategies=["bon", "ias-bon", "sc"], progress=False)
+ROLLOUT = dict(
+    task="arith",
+    split="calib",
+    policy="arith-weak",
+    n_traj=2,
+    n_mc=2,
+    max_prefix=20,
+    limit=6,
+    batch_problems=2,
+    seed=3,
+    progress=False,
+)  # three chunks of two problems
+EVAL = dict(
+    task="arith",
+    split="test",
+    policy="arith-weak",
+    prm="arith-prm",
+    n_max=4,
+    limit=6,
+    batch_problems=2,
+    seed=5,
+    strategies=["bon", "ias-bon", "sc"],
+    progress=False,
+)
 
 
 @pytest.fixture(scope="module")
@@ -55,11 +75,31 @@ def local_rollouts(tmp_path_factory):
 
 @pytest.mark.slow
 def test_cli_rollout_on_two_workers_survives_a_killed_actor_and_writes_the_local_bytes(
-        cluster, local_rollouts, tmp_path, capsys):
+    cluster, local_rollouts, tmp_path, capsys
+):
     cluster.write_text("1 1\n")  # the actor that starts shard 1 exits abruptly, once
     out = tmp_path / "r"
-    argv = ["rollout", "--split", "calib", "--limit", "6", "--n-traj", "2", "--n-mc", "2", "--seed", "3",
-            "--batch-problems", "2", "--executor", "ray", "--workers", "2", "--out", str(out)]
+    argv = [
+        "rollout",
+        "--split",
+        "calib",
+        "--limit",
+        "6",
+        "--n-traj",
+        "2",
+        "--n-mc",
+        "2",
+        "--seed",
+        "3",
+        "--batch-problems",
+        "2",
+        "--executor",
+        "ray",
+        "--workers",
+        "2",
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 0
     assert "6 problems" in capsys.readouterr().out
     assert cluster.read_text().split() == ["1", "0"]  # it did die, so shard 1 ran again on a fresh actor
@@ -128,6 +168,7 @@ def test_without_ray_the_error_names_the_extra(tmp_path):
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
-    assert done.stderr.strip() == ("ias: error: --executor ray needs the 'ray' extra: "
-                                   "pip install -e '.[ray]' (in the ias clone)")
+    assert done.stderr.strip() == (
+        "ias: error: --executor ray needs the 'ray' extra: pip install -e '.[ray]' (in the ias clone)"
+    )
     assert not (tmp_path / "r").exists()

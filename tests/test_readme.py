@@ -94,8 +94,9 @@ def ias_argvs(code: str) -> list[list[str]]:
         if assignment and len(words) == 1:
             variables[assignment.group(1)] = words[0].split("=", 1)[1]
             continue
-        expanded = shlex.split(re.sub(r"\$(\w+)", lambda m: variables.get(m.group(1), m.group(0)), command),
-                               comments=True)
+        expanded = shlex.split(
+            re.sub(r"\$(\w+)", lambda m: variables.get(m.group(1), m.group(0)), command), comments=True
+        )
         if expanded and expanded[0] == "ias":
             argvs.append(expanded[1:])
     return argvs
@@ -103,8 +104,11 @@ def ias_argvs(code: str) -> list[list[str]]:
 
 def _env() -> dict:
     """The environment a reader's shell has after the README's install: this Python's `ias` first."""
-    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-            "COLUMNS": "160"}
+    return {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "COLUMNS": "160",
+    }
 
 
 def _free_port() -> int:
@@ -134,8 +138,14 @@ def _run_with_server(code: str, folder: Path, block: Block) -> str:
     """The first command in the background (on a free port), the others against it."""
     port = _free_port()
     first, *rest = shell_commands(code.replace("8000", str(port)))
-    server = subprocess.Popen(["bash", "-c", f"exec {first}"], cwd=folder, env=_env(), stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)
+    server = subprocess.Popen(
+        ["bash", "-c", f"exec {first}"],
+        cwd=folder,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.time() + 120
         while time.time() < deadline:
@@ -160,8 +170,10 @@ def test_every_block_has_a_known_mode_and_the_runnable_ones_are_there():
 
 
 def test_shrink_makes_sizes_small_and_leaves_the_rest():
-    assert shrink("ias eval --limit 200 --n-max 64 --n 16 --seed 64 --out runs/n-max", "bash") == \
-        "ias eval --limit 6 --n-max 4 --n 2 --seed 64 --out runs/n-max"
+    assert (
+        shrink("ias eval --limit 200 --n-max 64 --n 16 --seed 64 --out runs/n-max", "bash")
+        == "ias eval --limit 6 --n-max 4 --n 2 --seed 64 --out runs/n-max"
+    )
     assert shrink("ias.evaluate(n_max=64, limit=3, seed=200)", "python") == "ias.evaluate(n_max=4, limit=3, seed=200)"
 
 

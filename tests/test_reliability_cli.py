@@ -34,8 +34,9 @@ def heavy_task(tmp_path: Path) -> list[str]:
 @pytest.mark.slow
 def test_a_timed_out_verdict_is_flagged_in_the_records_and_counted(tmp_path, cli):
     out = tmp_path / "run"
-    result = cli("solve", *heavy_task(tmp_path), "--n", "2", "--prm", "none", "--selection", "majority",
-                 "--out", str(out))
+    result = cli(
+        "solve", *heavy_task(tmp_path), "--n", "2", "--prm", "none", "--selection", "majority", "--out", str(out)
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     (record,) = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
     assert [s.get("grade_timeout") for s in record["samples"]] == [True, True]
@@ -47,8 +48,9 @@ def test_a_timed_out_verdict_is_flagged_in_the_records_and_counted(tmp_path, cli
 @pytest.mark.slow
 def test_eval_counts_its_pools_timed_out_verdicts(tmp_path, cli):
     out = tmp_path / "eval"
-    result = cli("eval", *heavy_task(tmp_path), "--n-max", "2", "--strategies", "bon,sc", "--prm", "arith-prm",
-                 "--out", str(out))
+    result = cli(
+        "eval", *heavy_task(tmp_path), "--n-max", "2", "--strategies", "bon,sc", "--prm", "arith-prm", "--out", str(out)
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["grade_timeouts"] == summary["pool"]["grade_timeouts"] == 2
@@ -57,8 +59,20 @@ def test_eval_counts_its_pools_timed_out_verdicts(tmp_path, cli):
 @pytest.mark.slow
 def test_timed_out_verdicts_in_rollouts_are_flagged_and_counted(tmp_path, cli):
     out = tmp_path / "rollouts"
-    result = cli("rollout", *heavy_task(tmp_path), "--split", "test", "--n-traj", "1", "--n-mc", "1",
-                 "--max-prefix", "0", "--out", str(out))
+    result = cli(
+        "rollout",
+        *heavy_task(tmp_path),
+        "--split",
+        "test",
+        "--n-traj",
+        "1",
+        "--n-mc",
+        "1",
+        "--max-prefix",
+        "0",
+        "--out",
+        str(out),
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     (record,) = [json.loads(line) for line in (out / "rollouts.jsonl").read_text().splitlines()]
     assert [t.get("grade_timeout") for t in record["trajectories"]] == [True]
@@ -68,8 +82,11 @@ def test_timed_out_verdicts_in_rollouts_are_flagged_and_counted(tmp_path, cli):
 
 def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
     """Every file under `folder`: its bytes and modification time."""
-    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns)
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.mark.slow
@@ -78,10 +95,12 @@ def test_a_run_folder_belongs_to_one_command(tmp_path, cli):
     assert cli("solve", *ONE_SOLVE, "--out", str(solved)).returncode == 0
     assert cli("eval", "--limit", "1", "--n-max", "2", "--strategies", "bon", "--out", str(evaluated)).returncode == 0
     before = snapshot(solved), snapshot(evaluated)
-    for args in (["eval", "--limit", "1", "--n-max", "2", "--strategies", "bon", "--out", str(solved)],
-                 ["rollout", "--limit", "1", "--n-traj", "1", "--n-mc", "1", "--out", str(solved)],
-                 ["solve", *ONE_SOLVE, "--out", str(evaluated)],
-                 ["rollout", "--limit", "1", "--n-traj", "1", "--n-mc", "1", "--out", str(evaluated)]):
+    for args in (
+        ["eval", "--limit", "1", "--n-max", "2", "--strategies", "bon", "--out", str(solved)],
+        ["rollout", "--limit", "1", "--n-traj", "1", "--n-mc", "1", "--out", str(solved)],
+        ["solve", *ONE_SOLVE, "--out", str(evaluated)],
+        ["rollout", "--limit", "1", "--n-traj", "1", "--n-mc", "1", "--out", str(evaluated)],
+    ):
         owner = "solve" if args[-1] == str(solved) else "eval"
         one_line_error(cli(*args), f"holds the run of `ias {owner}`", f"`ias {args[0]}`")
     assert (snapshot(solved), snapshot(evaluated)) == before
@@ -133,9 +152,16 @@ def damaged_copy(source: Path, dest: Path, name: str, how: str) -> Path:
     return dest
 
 
-@pytest.mark.parametrize("name, how", [("calibration.json", "half"), ("calibration.json", "empty"),
-                                       ("quantile_head.safetensors", "half"),
-                                       ("quantile_head.safetensors", "garbled"), ("quantile_head.json", "half")])
+@pytest.mark.parametrize(
+    "name, how",
+    [
+        ("calibration.json", "half"),
+        ("calibration.json", "empty"),
+        ("quantile_head.safetensors", "half"),
+        ("quantile_head.safetensors", "garbled"),
+        ("quantile_head.json", "half"),
+    ],
+)
 def test_a_damaged_calibrator_is_one_line(small_calibrator, tmp_path, name, how, cli):
     folder = damaged_copy(small_calibrator, tmp_path / "cal", name, how)
     result = cli("solve", "--limit", "1", "--n", "1", "--calibrator", str(folder), "--out", str(tmp_path / "o"))
@@ -166,16 +192,19 @@ def test_a_damaged_model_config_names_the_folder_not_the_network(tmp_path, cli):
     assert "network" not in result.stderr
 
 
-@pytest.mark.parametrize("option", ["digits=99999999999999999999999", "digits=" + "9" * 5000, "seed=" + "9" * 5000,
-                                    "max_ops=2.5", "digits=0"])
+@pytest.mark.parametrize(
+    "option",
+    ["digits=99999999999999999999999", "digits=" + "9" * 5000, "seed=" + "9" * 5000, "max_ops=2.5", "digits=0"],
+)
 def test_arith_options_past_their_bounds_are_one_line(tmp_path, option, cli):
     result = cli("solve", *ONE_SOLVE, "--task-opt", option, "--out", str(tmp_path / "o"))
     one_line_error(result, f"arith {option.split('=')[0]} must be a whole number from")
 
 
 def test_a_policy_given_as_a_prm_is_refused_not_read_with_a_random_head(tmp_path, cli):
-    result = cli("solve", "--limit", "1", "--n", "1", "--prm", "arith-weak", "--prm-format", "zoo",
-                 "--out", str(tmp_path / "o"))
+    result = cli(
+        "solve", "--limit", "1", "--n", "1", "--prm", "arith-weak", "--prm-format", "zoo", "--out", str(tmp_path / "o")
+    )
     one_line_error(result, "has no trained weights for score.", "not a PRM")
 
 
@@ -194,8 +223,10 @@ def test_prm_options_that_make_nothing_readable_are_refused(tmp_path, option, cl
         ('{"question": "q", "answer": -Infinity}\n', "field 'answer' is -inf, not a finite number"),
         ('{"question": "q", "answer": ' + "1" * 5000 + "}\n", ":1: not readable JSON"),
         ("[" * 100_000 + "\n", ":1: not readable JSON"),
-        ('{"question": "q", "answer": "1"}\n' + json.dumps({"question": "x" * (2 << 20), "answer": "1"}) + "\n",
-         ":2: a row longer than 1 MB (the limit per row)"),
+        (
+            '{"question": "q", "answer": "1"}\n' + json.dumps({"question": "x" * (2 << 20), "answer": "1"}) + "\n",
+            ":2: a row longer than 1 MB (the limit per row)",
+        ),
     ],
 )
 def test_data_files_that_hold_no_usable_rows_are_one_line(tmp_path, content, message, cli):
@@ -211,34 +242,46 @@ def test_a_50_mb_row_is_refused_at_once_without_reading_it_whole(tmp_path):
         pytest.skip("peak memory is read from /proc")
     # `ias data check` run by a wrapper that says its own peak memory last, on stderr (VmHWM:
     # this program's own, where getrusage would also count the forking test process).
-    code = ("import sys; from ias.cli import main; rc = main(sys.argv[1:]); "
-            "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0], file=sys.stderr); "
-            "sys.exit(rc)")
-    result = subprocess.run([sys.executable, "-c", code, "data", "check", "--task", f"jsonl:{data}"],
-                            capture_output=True, text=True, timeout=60)
+    code = (
+        "import sys; from ias.cli import main; rc = main(sys.argv[1:]); "
+        "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0], file=sys.stderr); "
+        "sys.exit(rc)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, "data", "check", "--task", f"jsonl:{data}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     one_line_error(result, "a row longer than 1 MB")
     peak_mb = int(result.stderr.split()[-1]) / 1024
     assert peak_mb < 400  # the 50 MB row is never held whole (a 2 MB one took 1.2 GB before)
 
 
-@pytest.mark.parametrize("args, flag, ceiling", [
-    (["solve", "--n", "1000000000"], "--n", "1,024"),
-    (["eval", "--n-max", "2048"], "--n-max", "1,024"),
-    (["rollout", "--n-mc", "5000"], "--n-mc", "1,024"),
-    (["solve", "--split", "seed:1", "--limit", "100000000"], "--limit", "1,000,000"),
-])
+@pytest.mark.parametrize(
+    "args, flag, ceiling",
+    [
+        (["solve", "--n", "1000000000"], "--n", "1,024"),
+        (["eval", "--n-max", "2048"], "--n-max", "1,024"),
+        (["rollout", "--n-mc", "5000"], "--n-mc", "1,024"),
+        (["solve", "--split", "seed:1", "--limit", "100000000"], "--limit", "1,000,000"),
+    ],
+)
 def test_counts_past_their_ceiling_are_refused_before_any_work(tmp_path, args, flag, ceiling, cli):
     out = tmp_path / "o"
     one_line_error(cli(*args, "--out", str(out), timeout=60), f"{flag} ", f"past the ceiling of {ceiling}")
     assert not out.exists()
 
 
-@pytest.mark.parametrize("damage, message", [
-    ("config", "config.json is damaged"),
-    ("foreign-row", "rollouts.jsonl:2 is not a valid record"),
-    ("empty", "holds no rollouts"),
-    ("shape", "holds a record of another shape"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("config", "config.json is damaged"),
+        ("foreign-row", "rollouts.jsonl:2 is not a valid record"),
+        ("empty", "holds no rollouts"),
+        ("shape", "holds a record of another shape"),
+    ],
+)
 def test_a_damaged_rollout_folder_is_one_line(small_rollouts, tmp_path, damage, message, cli):
     import shutil
 
@@ -267,8 +310,9 @@ def test_a_foreign_row_in_a_run_folder_is_one_line(tmp_path, cli):
 
 
 @pytest.mark.slow
-def test_the_same_fit_done_again_is_the_same_calibrator_for_a_resumed_run(small_calibrator, small_rollouts, tmp_path,
-                                                                         cli):
+def test_the_same_fit_done_again_is_the_same_calibrator_for_a_resumed_run(
+    small_calibrator, small_rollouts, tmp_path, cli
+):
     """`ias demo` refits its calibrators on every rerun: its runs must resume (a calibrator's
     fitting time is no part of it)."""
     import shutil

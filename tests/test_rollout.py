@@ -73,8 +73,13 @@ def test_records_targets_and_summary(tmp_path, task, policy):
             big_t = len(tr["steps"])
             assert [tg["t"] for tg in tr["targets"]] == list(range(min(big_t, 21))) + [big_t]
             *mc, final = tr["targets"]
-            assert final == {"t": big_t, "correct": int(tr["correct"]), "n": 1, "p": float(tr["correct"]),
-                             "final": True}
+            assert final == {
+                "t": big_t,
+                "correct": int(tr["correct"]),
+                "n": 1,
+                "p": float(tr["correct"]),
+                "final": True,
+            }
             for tg in mc:  # every continuation counts
                 assert tg["n"] == 2 and len(tg["outcomes"]) == 2
                 assert tg["correct"] == sum(tg["outcomes"]) and tg["p"] == tg["correct"] / 2
@@ -182,10 +187,12 @@ _SCRIPT = textwrap.dedent(
 def test_sigkill_then_rerun_equals_an_uninterrupted_run(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     killed, reference = tmp_path / "killed", tmp_path / "reference"
-    ref = subprocess.Popen([sys.executable, "-c", _SCRIPT, str(reference)], env=env,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    proc = subprocess.Popen([sys.executable, "-c", _SCRIPT, str(killed)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ref = subprocess.Popen(
+        [sys.executable, "-c", _SCRIPT, str(reference)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SCRIPT, str(killed)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     store = killed / "rollouts.jsonl"
     deadline = time.time() + 60
     while time.time() < deadline and proc.poll() is None and (not store.exists() or not store.read_bytes()):

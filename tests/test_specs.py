@@ -41,8 +41,9 @@ def _subparser(command: str):
     return action.choices[command]
 
 
-@pytest.mark.parametrize("command,run_cls", [("solve", SolveRun), ("rollout", RolloutRun), ("eval", EvalRun),
-                                             ("ask", AskRun)])
+@pytest.mark.parametrize(
+    "command,run_cls", [("solve", SolveRun), ("rollout", RolloutRun), ("eval", EvalRun), ("ask", AskRun)]
+)
 def test_every_setting_of_a_run_is_one_flag_and_every_flag_one_setting(command, run_cls):
     table = key_table(run_cls)
     dests = [a.dest for a in _subparser(command)._actions]
@@ -58,10 +59,23 @@ def test_every_setting_of_a_run_is_one_flag_and_every_flag_one_setting(command, 
 
 
 def test_keywords_build_the_nested_spec_and_unknown_or_mistyped_ones_are_one_line_errors():
-    run = from_keys(EvalRun, {"n_max": 8, "limit": 3, "prm_options": {"dtype": "float32"}, "strategies": ["bon"],
-                              "out": Path("runs/x"), "ray_num_cpus": 2})
-    assert (run.eval.n_max, run.task.limit, run.prm.options, run.eval.strategies) == (8, 3, {"dtype": "float32"},
-                                                                                      ("bon",))
+    run = from_keys(
+        EvalRun,
+        {
+            "n_max": 8,
+            "limit": 3,
+            "prm_options": {"dtype": "float32"},
+            "strategies": ["bon"],
+            "out": Path("runs/x"),
+            "ray_num_cpus": 2,
+        },
+    )
+    assert (run.eval.n_max, run.task.limit, run.prm.options, run.eval.strategies) == (
+        8,
+        3,
+        {"dtype": "float32"},
+        ("bon",),
+    )
     assert run.out == "runs/x" and run.executor.num_cpus == 2.0
     with pytest.raises(UserError, match="unknown setting 'n_mac'"):
         from_keys(EvalRun, {"n_mac": 8})
@@ -74,8 +88,15 @@ def test_keywords_build_the_nested_spec_and_unknown_or_mistyped_ones_are_one_lin
 
 
 def test_a_document_round_trips_and_keeps_no_secret():
-    run = from_keys(SolveRun, {"backend": "openai", "backend_options": {"base_url": "http://x", "api_key": "S"},
-                               "settings": {"n": 4}, "temperature": 0.5})
+    run = from_keys(
+        SolveRun,
+        {
+            "backend": "openai",
+            "backend_options": {"base_url": "http://x", "api_key": "S"},
+            "settings": {"n": 4},
+            "temperature": 0.5,
+        },
+    )
     document = to_document(run, "solve")
     assert "S" not in json.dumps(document)
     back = from_document(SolveRun, yaml.safe_load(yaml.safe_dump(document)), "solve", "f")
@@ -95,14 +116,29 @@ def test_bad_config_files_are_one_line_errors(tmp_path):
     with pytest.raises(UserError, match="expected a mapping"):
         read_config(listed, EvalRun, "eval")
     toml = tmp_path / "run.toml"
-    toml.write_text('[eval]\nn_max = 4\n[task]\nlimit = 2\n')
+    toml.write_text("[eval]\nn_max = 4\n[task]\nlimit = 2\n")
     assert read_config(toml, EvalRun, "eval").eval.n_max == 4
 
 
 def test_eval_from_its_saved_config_reproduces_the_summary_and_flags_override_the_file(tmp_path, capsys):
     first = tmp_path / "first"
-    args = ["eval", "--limit", "3", "--n-max", "4", "--orderings", "2", "--strategies", "bon,sc,ias-adaptive",
-            "--tune-split", "calib", "--tune-limit", "3", "--out", str(first)]
+    args = [
+        "eval",
+        "--limit",
+        "3",
+        "--n-max",
+        "4",
+        "--orderings",
+        "2",
+        "--strategies",
+        "bon,sc,ias-adaptive",
+        "--tune-split",
+        "calib",
+        "--tune-limit",
+        "3",
+        "--out",
+        str(first),
+    ]
     assert main(args) == 0
     saved = first / "config.yaml"
     document = yaml.safe_load(saved.read_text())

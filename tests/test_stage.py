@@ -40,8 +40,17 @@ def test_a_rollout_bar_ends_at_the_rollouts_it_drew(tmp_path, capsys):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        summary = rollout("arith", "calib", load_policy("arith-weak"), RolloutSettings(n_traj=2, n_mc=2, max_prefix=3),
-                          tmp_path / "r", seed=0, limit=3, batch_problems=2, progress=True)
+        summary = rollout(
+            "arith",
+            "calib",
+            load_policy("arith-weak"),
+            RolloutSettings(n_traj=2, n_mc=2, max_prefix=3),
+            tmp_path / "r",
+            seed=0,
+            limit=3,
+            batch_problems=2,
+            progress=True,
+        )
     finally:
         torch.set_num_threads(threads)
     counts = re.findall(r"(\d+)/(\d+) \[", capsys.readouterr().err)

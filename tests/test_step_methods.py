@@ -130,14 +130,18 @@ def test_adaptive_beam_widths_follow_ias_of_k_and_m_and_narrow_on_confident_ques
     assert adaptive[sure].n_samples < fixed[sure].n_samples
 
 
-@pytest.mark.parametrize("name, settings", [
-    ("beam", dict(n_init=4, k_max=2, m_max=2, freq=2, max_rounds=3)),
-    ("particle-filtering", dict(particles=4, max_rounds=4)),
-])
+@pytest.mark.parametrize(
+    "name, settings",
+    [
+        ("beam", dict(n_init=4, k_max=2, m_max=2, freq=2, max_rounds=3)),
+        ("particle-filtering", dict(particles=4, max_rounds=4)),
+    ],
+)
 def test_answers_depend_on_the_seed_not_the_batch(parts, name, settings):
     together, _ = solve(parts, name, seed=11, **settings)
     again, _ = solve(parts, name, seed=11, **settings)
     alone = [solve(parts, name, seed=11, questions=[q], **settings)[0][0] for q in parts[4][:2]]
+
     def summary(a):
         return (a.text, a.answer, a.generated_tokens, a.prm_tokens, a.n_samples, a.waves)
 
@@ -169,8 +173,12 @@ def test_freq_continues_open_candidates_before_one_reading(parts):
             extends = log[start:end]
             assert 1 <= len(extends) <= 2 and all(isinstance(ask, Extend) for ask, _ in extends)
             first, groups = extends[0]
-            opened = [c for prefix, group in zip(first.prefixes, groups)
-                      for c in (grow(answer.question, Partial(prefix), s) for s in group) if not c.finished]
+            opened = [
+                c
+                for prefix, group in zip(first.prefixes, groups)
+                for c in (grow(answer.question, Partial(prefix), s) for s in group)
+                if not c.finished
+            ]
             if len(extends) == 2:
                 second = extends[1][0]
                 assert second.counts == (1,) * len(opened)

@@ -6,8 +6,10 @@ import sys
 
 import pytest
 
-SHOW = ("import sys, torch; from ias import cli; "
-        "cli._apply_threads(cli.build_parser().parse_args(sys.argv[1:])); print(torch.get_num_threads())")
+SHOW = (
+    "import sys, torch; from ias import cli; "
+    "cli._apply_threads(cli.build_parser().parse_args(sys.argv[1:])); print(torch.get_num_threads())"
+)
 
 
 def threads_after(*args: str, omp: str | None = None) -> int:

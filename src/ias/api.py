@@ -58,9 +58,11 @@ def solve(run: SolveRun | None = None, /, **keys: Any) -> dict:
     check_counts(batch_problems=run.batch_problems, limit=run.task.limit)
     the_task, problems = _problems(run.task)
     if run.prm.model is None and needs_prm(method, Question(problems[0], the_task.extract)):
-        raise UserError(f"selection '{method.selection}' needs a PRM; pass --prm or use --selection majority"
-                        if run.method.strategy == "bon" else
-                        f"strategy '{run.method.strategy}' needs a PRM (it reads one); pass --prm")
+        raise UserError(
+            f"selection '{method.selection}' needs a PRM; pass --prm or use --selection majority"
+            if run.method.strategy == "bon"
+            else f"strategy '{run.method.strategy}' needs a PRM (it reads one); pass --prm"
+        )
     if run.prm.calibrator is not None and run.prm.model is None:
         raise UserError("--calibrator needs a PRM")
     the_policy = load_policy_spec(run.policy)
@@ -69,8 +71,17 @@ def solve(run: SolveRun | None = None, /, **keys: Any) -> dict:
     claim_run(Path(run.out), "solve")  # after every check: a refused run leaves no folder behind
     write_config(Path(run.out), run, "solve")
     return run_dataset(
-        MethodStrategy(method), problems, the_task, the_policy, the_prm, sampling_params(the_policy, run.sampling),
-        run.seed, Path(run.out), config, batch_problems=run.batch_problems, progress=run.progress,
+        MethodStrategy(method),
+        problems,
+        the_task,
+        the_policy,
+        the_prm,
+        sampling_params(the_policy, run.sampling),
+        run.seed,
+        Path(run.out),
+        config,
+        batch_problems=run.batch_problems,
+        progress=run.progress,
     )
 
 
@@ -103,8 +114,16 @@ def rollout(run: RolloutRun | None = None, /, **keys: Any) -> dict:
         claim_run(Path(run.out), "rollout")
         write_config(Path(run.out), run, "rollout")
         return run_rollout(
-            the_task, run.task.split, the_policy, settings, Path(run.out), run.seed, limit=run.task.limit,
-            batch_problems=run.batch_problems, progress=run.progress, params=params,
+            the_task,
+            run.task.split,
+            the_policy,
+            settings,
+            Path(run.out),
+            run.seed,
+            limit=run.task.limit,
+            batch_problems=run.batch_problems,
+            progress=run.progress,
+            params=params,
             config={**run.task.record(), **run.policy.record()},
             executor=remote,
         )
@@ -208,15 +227,28 @@ def _check_eval(run: EvalRun) -> None:
         raise UserError("--tune-limit needs --tune-split (the split to tune on, e.g. calib)")
     if not 1 <= e.orderings <= MAX_SAMPLES:
         raise UserError(f"--orderings must be in 1 .. {MAX_SAMPLES}, got {e.orderings}")
-    if min(e.n_max, e.k_max, e.m_max, e.beam_freq, e.beam_rounds) < 1 or not 0 < e.coverage < 1 \
-            or not 0 <= e.tolerance < 1:
-        raise UserError(f"need n_max, k_max, m_max, beam_freq, beam_rounds >= 1, 0 < coverage < 1 and "
-                        f"0 <= tolerance < 1; got {e.n_max}, {e.k_max}, {e.m_max}, {e.beam_freq}, {e.beam_rounds}, "
-                        f"{e.coverage}, {e.tolerance}")
+    if (
+        min(e.n_max, e.k_max, e.m_max, e.beam_freq, e.beam_rounds) < 1
+        or not 0 < e.coverage < 1
+        or not 0 <= e.tolerance < 1
+    ):
+        raise UserError(
+            f"need n_max, k_max, m_max, beam_freq, beam_rounds >= 1, 0 < coverage < 1 and "
+            f"0 <= tolerance < 1; got {e.n_max}, {e.k_max}, {e.m_max}, {e.beam_freq}, {e.beam_rounds}, "
+            f"{e.coverage}, {e.tolerance}"
+        )
     if run.prm.model is None:
         raise UserError("ias eval needs a PRM (--prm)")
-    check_counts(n_max=e.n_max, k_max=e.k_max, m_max=e.m_max, beam_freq=e.beam_freq, beam_rounds=e.beam_rounds,
-                 limit=run.task.limit, tune_limit=e.tune_limit, batch_problems=run.batch_problems)
+    check_counts(
+        n_max=e.n_max,
+        k_max=e.k_max,
+        m_max=e.m_max,
+        beam_freq=e.beam_freq,
+        beam_rounds=e.beam_rounds,
+        limit=run.task.limit,
+        tune_limit=e.tune_limit,
+        batch_problems=run.batch_problems,
+    )
     check_strategies(e.strategies or [s for s in STRATEGIES if s != TUNED or e.tune_split])
 
 

@@ -51,16 +51,30 @@ def _task_args(p: argparse.ArgumentParser, name: str | None = "arith") -> None:
     """`--task` (where no run spec declares it: `name` is its default, None: required) and the
     flags that make up the task's options."""
     if name != "spec":
-        p.add_argument("--task", default=name, required=name is None,
-                       help="arith, gsm8k, math500, jsonl:PATH or hf:NAME")
+        p.add_argument(
+            "--task", default=name, required=name is None, help="arith, gsm8k, math500, jsonl:PATH or hf:NAME"
+        )
     p.add_argument("--path", help="data file for file-backed tasks (default: shared/data or IAS_DATA_DIR)")
-    p.add_argument("--task-opt", type=key_value, action="append", default=[], metavar="KEY=VALUE",
-                   help="task option, repeatable: field mapping for jsonl (question_field=problem, "
-                        "solution_field=solution...), difficulty knobs for arith (digits=3, max_ops=2)")
-    p.add_argument("--prompt-template", metavar="FILE",
-                   help="text file with {question}: replaces the task's prompt (the chat message for chat models)")
-    p.add_argument("--chat", action=argparse.BooleanOptionalAction, default=None,
-                   help="render prompts with the policy's chat template (default: when it has one)")
+    p.add_argument(
+        "--task-opt",
+        type=key_value,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="task option, repeatable: field mapping for jsonl (question_field=problem, "
+        "solution_field=solution...), difficulty knobs for arith (digits=3, max_ops=2)",
+    )
+    p.add_argument(
+        "--prompt-template",
+        metavar="FILE",
+        help="text file with {question}: replaces the task's prompt (the chat message for chat models)",
+    )
+    p.add_argument(
+        "--chat",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="render prompts with the policy's chat template (default: when it has one)",
+    )
 
 
 def _task_options(args: argparse.Namespace) -> dict:
@@ -77,8 +91,11 @@ def _task_options(args: argparse.Namespace) -> dict:
 
 def _run_args(p: argparse.ArgumentParser, run_cls: type) -> None:
     """A run command's flags, each from its spec's declaration, plus `--config` and the task options."""
-    p.add_argument("--config", metavar="FILE",
-                   help="a run's settings (YAML, or .toml): e.g. the config.yaml a run folder keeps; flags win")
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="a run's settings (YAML, or .toml): e.g. the config.yaml a run folder keeps; flags win",
+    )
     add_flags(p, run_cls)
     _task_args(p, "spec")
 
@@ -111,8 +128,12 @@ def default_threads() -> int | None:
 
 
 def _threads_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--threads", type=_positive_int, default=None,
-                   help="torch CPU threads (default: half the cores, at most 8; OMP_NUM_THREADS if set)")
+    p.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=None,
+        help="torch CPU threads (default: half the cores, at most 8; OMP_NUM_THREADS if set)",
+    )
 
 
 def _apply_threads(args: argparse.Namespace) -> None:
@@ -158,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     _method_args(solve)
 
     ask = sub.add_parser("ask", help="answer one typed question with a strategy; print its confidence and cost")
-    ask.add_argument("question", help="the question, e.g. \"What is 17*23?\"")
+    ask.add_argument("question", help='the question, e.g. "What is 17*23?"')
     add_flags(ask, AskRun, skip=frozenset({"split", "limit"}))
     _task_args(ask, "spec")
     ask.add_argument("--json", action="store_true", help="print the whole answer (samples, waves) as JSON")
@@ -170,15 +191,28 @@ def build_parser() -> argparse.ArgumentParser:
     cal = sub.add_parser("calibrate", help="fit a calibrator of a PRM for the policy of a rollout folder")
     cal.add_argument("--rollouts", required=True, help="folder written by `ias rollout`")
     _prm_flags(cal)
-    cal.add_argument("--method", default="quantile-head",
-                     help="quantile-lora (the paper's: LoRA + quantile reader), "
-                          "quantile-head (frozen PRM + small head, seconds), temperature, isotonic or histogram")
-    cal.add_argument("--lora", type=key_value, action="append", default=[], metavar="KEY=VALUE",
-                     help="quantile-lora setting, repeatable: rank, alpha, dropout, every (layer stride), "
-                          "epochs, lr, batch_rows (defaults: the paper's 2, 32, 0.1, 4, 3, 1e-4, 32)")
+    cal.add_argument(
+        "--method",
+        default="quantile-head",
+        help="quantile-lora (the paper's: LoRA + quantile reader), "
+        "quantile-head (frozen PRM + small head, seconds), temperature, isotonic or histogram",
+    )
+    cal.add_argument(
+        "--lora",
+        type=key_value,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="quantile-lora setting, repeatable: rank, alpha, dropout, every (layer stride), "
+        "epochs, lr, batch_rows (defaults: the paper's 2, 32, 0.1, 4, 3, 1e-4, 32)",
+    )
     cal.add_argument("--levels", type=_levels, default=(0.1, 0.5, 0.9), help="quantile levels, e.g. 0.1,0.5,0.9")
-    cal.add_argument("--conformal", type=float, metavar="ALPHA",
-                     help="shift the lowest quantile so that P(p >= it) >= 1 - ALPHA on held-out problems")
+    cal.add_argument(
+        "--conformal",
+        type=float,
+        metavar="ALPHA",
+        help="shift the lowest quantile so that P(p >= it) >= 1 - ALPHA on held-out problems",
+    )
     cal.add_argument("--held-out", type=float, default=0.2, help="share of problems kept aside (metrics, conformal)")
     cal.add_argument("--seed", type=int, default=0)
     cal.add_argument("--out", required=True, help="calibrator folder to write")
@@ -220,28 +254,58 @@ def _serve_parser(sub: Any) -> argparse.ArgumentParser:
     srv.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     srv.add_argument("--port", type=_nonnegative_int, default=8000, help="port (0: a free one, printed)")
     srv.add_argument("--served-model-name", help="the model name clients ask for (default: --policy)")
-    srv.add_argument("--api-key", default=os.environ.get("IAS_API_KEY"),
-                     help="requests must send `Authorization: Bearer KEY` (default: $IAS_API_KEY; none: open)")
+    srv.add_argument(
+        "--api-key",
+        default=os.environ.get("IAS_API_KEY"),
+        help="requests must send `Authorization: Bearer KEY` (default: $IAS_API_KEY; none: open)",
+    )
     srv.add_argument("--max-request-bytes", type=_positive_int, default=4 << 20, help="largest body (default 4 MiB)")
-    srv.add_argument("--max-prompt-chars", type=_positive_int, default=200_000,
-                     help="longest prompt, refused by length before tokenizing (default 200000)")
+    srv.add_argument(
+        "--max-prompt-chars",
+        type=_positive_int,
+        default=200_000,
+        help="longest prompt, refused by length before tokenizing (default 200000)",
+    )
     srv.add_argument("--max-n", type=_positive_int, default=1024, help="largest n of a request (default 1024)")
-    srv.add_argument("--max-samples", type=_positive_int, default=4096,
-                     help="largest prompts x n of a request (default 4096)")
-    srv.add_argument("--max-queue", type=_positive_int, default=256,
-                     help="requests waiting or running; past it, 429 with Retry-After (default 256)")
-    srv.add_argument("--request-timeout", type=_positive_float, default=600.0,
-                     help="seconds a request may wait for its samples; then 504 and its work is dropped")
-    srv.add_argument("--read-timeout", type=_positive_float, default=30.0,
-                     help="seconds to receive a request's body; then 408 (default 30)")
-    srv.add_argument("--grace", type=_positive_float, default=30.0,
-                     help="on SIGTERM, seconds for in-flight requests to finish (new ones get 503)")
+    srv.add_argument(
+        "--max-samples", type=_positive_int, default=4096, help="largest prompts x n of a request (default 4096)"
+    )
+    srv.add_argument(
+        "--max-queue",
+        type=_positive_int,
+        default=256,
+        help="requests waiting or running; past it, 429 with Retry-After (default 256)",
+    )
+    srv.add_argument(
+        "--request-timeout",
+        type=_positive_float,
+        default=600.0,
+        help="seconds a request may wait for its samples; then 504 and its work is dropped",
+    )
+    srv.add_argument(
+        "--read-timeout",
+        type=_positive_float,
+        default=30.0,
+        help="seconds to receive a request's body; then 408 (default 30)",
+    )
+    srv.add_argument(
+        "--grace",
+        type=_positive_float,
+        default=30.0,
+        help="on SIGTERM, seconds for in-flight requests to finish (new ones get 503)",
+    )
     srv.add_argument("--no-access-log", action="store_true", help="no JSON access log line per request on stderr")
-    srv.add_argument("--fail-first", type=_nonnegative_int, default=0, metavar="K",
-                     help="testing aid: answer the first K completion requests with 503 (clients' retries)")
+    srv.add_argument(
+        "--fail-first",
+        type=_nonnegative_int,
+        default=0,
+        metavar="K",
+        help="testing aid: answer the first K completion requests with 503 (clients' retries)",
+    )
     reasoning = srv.add_argument_group(
         "answering with a strategy (without --strategy: a plain sampling server)",
-        "completions and chat completions are answered by the method, its compute adapted to each question")
+        "completions and chat completions are answered by the method, its compute adapted to each question",
+    )
     add_flags(reasoning, AskRun, parts=("prm", "task", "method"), skip=frozenset({"split", "limit"}))
     _task_args(reasoning, "spec")
     _method_args(srv)  # its settings are a group of their own (groups do not nest in help)
@@ -307,10 +371,12 @@ def _run_rollout(args: argparse.Namespace) -> int:
     summary = rollout(run, **keys)
     out = Path(keys.get("out", run.out))
     total = summary["usage"]["total"]
-    print(f"{summary['n_problems']} problems, {summary['n_trajectories']} trajectories, "
-          f"{summary['n_prefix_targets']} prefix targets from {summary['n_rollouts']} rollouts; "
-          f"policy accuracy {summary['trajectory_accuracy']}, mean p~ at t=0 {summary['mean_p_t0']}; "
-          f"{total['generated_tokens']} tokens generated")
+    print(
+        f"{summary['n_problems']} problems, {summary['n_trajectories']} trajectories, "
+        f"{summary['n_prefix_targets']} prefix targets from {summary['n_rollouts']} rollouts; "
+        f"policy accuracy {summary['trajectory_accuracy']}, mean p~ at t=0 {summary['mean_p_t0']}; "
+        f"{total['generated_tokens']} tokens generated"
+    )
     print(f"rollouts: {out / 'rollouts.jsonl'}  summary: {out / 'summary.json'}")
     return 0
 
@@ -321,9 +387,19 @@ def _run_calibrate(args: argparse.Namespace) -> int:
     prm = _prm_spec(args)
     if prm.model is None:
         raise UserError("ias calibrate needs a PRM (--prm)")
-    info = calibrate(args.rollouts, prm=prm.model, method=args.method, out=args.out, levels=args.levels,
-                     conformal=args.conformal, held_out=args.held_out, seed=args.seed, prm_format=prm.format,
-                     prm_options=prm.options, lora=dict(args.lora))
+    info = calibrate(
+        args.rollouts,
+        prm=prm.model,
+        method=args.method,
+        out=args.out,
+        levels=args.levels,
+        conformal=args.conformal,
+        held_out=args.held_out,
+        seed=args.seed,
+        prm_format=prm.format,
+        prm_options=prm.options,
+        lora=dict(args.lora),
+    )
     shown = ("method", "levels", "policy", "prm", "fit_seconds", "metrics_held_out")
     print(json.dumps({k: info[k] for k in shown}))
     print(f"calibrator: {args.out}")
@@ -337,8 +413,16 @@ def _run_calib_eval(args: argparse.Namespace) -> int:
     prm = _prm_spec(args)
     if prm.model is None:
         raise UserError("ias calib-eval needs a PRM (--prm)")
-    report = calib_eval(args.rollouts, prm=prm.model, out=args.out, calibrator=args.calibrator,
-                        compare=args.compare, seed=args.seed, prm_format=prm.format, prm_options=prm.options)
+    report = calib_eval(
+        args.rollouts,
+        prm=prm.model,
+        out=args.out,
+        calibrator=args.calibrator,
+        compare=args.compare,
+        seed=args.seed,
+        prm_format=prm.format,
+        prm_options=prm.options,
+    )
     print_calibration(report)
     print(f"metrics: {Path(args.out) / 'metrics.json'}  plot: {Path(args.out) / 'reliability.png'}")
     return 0
@@ -363,12 +447,25 @@ def _run_serve(args: argparse.Namespace) -> int:
     from ias.serve import ServeOptions, serve
     from ias.serve.limits import ServeLimits
 
-    limits = ServeLimits(api_key=args.api_key or None, max_request_bytes=args.max_request_bytes,
-                         max_prompt_chars=args.max_prompt_chars, max_n=args.max_n, max_samples=args.max_samples,
-                         max_queue=args.max_queue, request_timeout_s=args.request_timeout,
-                         read_timeout_s=args.read_timeout, access_log=not args.no_access_log)
-    options = ServeOptions(host=args.host, port=args.port, served_model_name=args.served_model_name,
-                           fail_first=args.fail_first, grace_s=args.grace, limits=limits)
+    limits = ServeLimits(
+        api_key=args.api_key or None,
+        max_request_bytes=args.max_request_bytes,
+        max_prompt_chars=args.max_prompt_chars,
+        max_n=args.max_n,
+        max_samples=args.max_samples,
+        max_queue=args.max_queue,
+        request_timeout_s=args.request_timeout,
+        read_timeout_s=args.read_timeout,
+        access_log=not args.no_access_log,
+    )
+    options = ServeOptions(
+        host=args.host,
+        port=args.port,
+        served_model_name=args.served_model_name,
+        fail_first=args.fail_first,
+        grace_s=args.grace,
+        limits=limits,
+    )
     run, keys = _run_spec(args, AskRun, "serve")
     if "strategy" not in keys and ({"calibrator", "tuning", "settings"} & set(keys) or given_settings(args)):
         raise UserError("--calibrator, --tuning and strategy settings need --strategy")
@@ -390,8 +487,9 @@ def _run_zoo(args: argparse.Namespace) -> int:
     from ias.zoo import info, train
 
     if args.zoo_command == "train":
-        result = train(args.name, out=Path(args.out) if args.out else None, policy=args.policy,
-                       evaluate=not args.no_eval)
+        result = train(
+            args.name, out=Path(args.out) if args.out else None, policy=args.policy, evaluate=not args.no_eval
+        )
         print(json.dumps(result))
         return 0
     data = info()
@@ -404,9 +502,18 @@ def _run_zoo(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"demo": _run_demo, "solve": _run_solve, "ask": _run_ask, "rollout": _run_rollout,
-             "calibrate": _run_calibrate, "calib-eval": _run_calib_eval, "eval": _run_eval, "serve": _run_serve,
-             "data": _run_data, "zoo": _run_zoo}
+_COMMANDS = {
+    "demo": _run_demo,
+    "solve": _run_solve,
+    "ask": _run_ask,
+    "rollout": _run_rollout,
+    "calibrate": _run_calibrate,
+    "calib-eval": _run_calib_eval,
+    "eval": _run_eval,
+    "serve": _run_serve,
+    "data": _run_data,
+    "zoo": _run_zoo,
+}
 
 
 if __name__ == "__main__":

@@ -12,8 +12,10 @@ class PromptTooLong(UserError):
     """A prompt leaves the model no position to generate in (`index`: which prompt of a call)."""
 
     def __init__(self, index: int, tokens: int, max_model_len: int):
-        super().__init__(f"prompt {index} has {tokens} tokens, more than the model's {max_model_len - 1} usable "
-                         "positions; shorten it or use a longer-context model")
+        super().__init__(
+            f"prompt {index} has {tokens} tokens, more than the model's {max_model_len - 1} usable "
+            "positions; shorten it or use a longer-context model"
+        )
         self.index = index
 
 

@@ -44,19 +44,40 @@ from ias.scaling.select import SELECTIONS, aggregate
 from ias.specs import EvalRun, EvalSettings
 from ias.types import Problem, split_steps
 
-STRATEGIES = ("bon", "ias-bon", "ias-bon-median", "ias-bon-tuned", "ias-bon-uncalibrated", "ias-seq", "fleet",
-              "ias-adaptive", "ias-adaptive-uncalibrated", "oracle-alloc",
-              "beam", "ias-beam", "particle-filtering", "sc", "weighted", "adaptive-consistency", "esc", "deepconf",
-              "oracle-ias")
+STRATEGIES = (
+    "bon",
+    "ias-bon",
+    "ias-bon-median",
+    "ias-bon-tuned",
+    "ias-bon-uncalibrated",
+    "ias-seq",
+    "fleet",
+    "ias-adaptive",
+    "ias-adaptive-uncalibrated",
+    "oracle-alloc",
+    "beam",
+    "ias-beam",
+    "particle-filtering",
+    "sc",
+    "weighted",
+    "adaptive-consistency",
+    "esc",
+    "deepconf",
+    "oracle-ias",
+)
 #: Run for real, each into its own resumable folder: a step-level search cannot be replayed on whole samples.
 SEARCHES = ("beam", "ias-beam", "particle-filtering")
 TUNED = "ias-bon-tuned"  # IAS Best-of-N with the estimate and coverage chosen on a tuning split
 TUNE_COVERAGES = (0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
 #: Each adaptive method's main knob, swept on the evaluated problems for pareto.png's lines
 #: (never used to choose a setting): method -> (its setting, values).
-SWEEPS = {"ias-bon": ("coverage", TUNE_COVERAGES), "ias-seq": ("coverage", TUNE_COVERAGES),
-          "fleet": ("coverage", TUNE_COVERAGES), "adaptive-consistency": ("threshold", (0.8, 0.9, 0.95, 0.99)),
-          "esc": ("window", (2, 3, 5, 8))}
+SWEEPS = {
+    "ias-bon": ("coverage", TUNE_COVERAGES),
+    "ias-seq": ("coverage", TUNE_COVERAGES),
+    "fleet": ("coverage", TUNE_COVERAGES),
+    "adaptive-consistency": ("threshold", (0.8, 0.9, 0.95, 0.99)),
+    "esc": ("window", (2, 3, 5, 8)),
+}
 ADAPTIVE = ("ias-adaptive", "ias-adaptive-uncalibrated")  # tuned on a tuning split's pool when there is one
 
 
@@ -90,8 +111,9 @@ class EvalParts:
     executor: Any = None
 
 
-def run_eval(run: EvalRun, parts: EvalParts, problems: Sequence[Problem],
-             tune_problems: Sequence[Problem] | None = None) -> dict:
+def run_eval(
+    run: EvalRun, parts: EvalParts, problems: Sequence[Problem], tune_problems: Sequence[Problem] | None = None
+) -> dict:
     """The pool (resumable), then every strategy run on it in `orderings` orderings of each
     question's samples (1: the pool as drawn, the run `ias solve` makes); returns `summary.json`.
 
@@ -119,8 +141,10 @@ def run_eval(run: EvalRun, parts: EvalParts, problems: Sequence[Problem],
     methods = {name: _method_summary(results, share_of=share_of) for name, results in outcomes.items()}
     notes = _untimed_note(ev.out / "pool", pool_summary)
     if any(a in strategies for a in ADAPTIVE) and not (tuning and "adaptive" in tuning):
-        notes.append("no tuning split: ias-adaptive ran with its default settings and its confidence is the chosen "
-                     "sample's calibrated score (no map); pass --tune-split for ias-adaptive@B and a fitted map")
+        notes.append(
+            "no tuning split: ias-adaptive ran with its default settings and its confidence is the chosen "
+            "sample's calibrated score (no map); pass --tune-split for ias-adaptive@B and a fitted map"
+        )
     search_confidence = _confidence_map((tuning or {}).get("adaptive"))  # the same map as the replayed methods'
     for name in (s for s in SEARCHES if s in strategies):
         outcomes[name], methods[name], search_notes = ev.search(name, problems, records, search_confidence)
@@ -150,15 +174,25 @@ class _Eval:
 
         parts = self.parts
         summary = run_dataset(
-            BestOfN(n=self.budget.n_max, score_question=True, name="pool"), chosen, parts.task, parts.policy,
-            parts.prm, dataclasses.replace(parts.params, logprobs=True), self.run.seed, folder, config,
-            batch_problems=self.run.batch_problems, progress=self.run.progress, executor=parts.executor,
+            BestOfN(n=self.budget.n_max, score_question=True, name="pool"),
+            chosen,
+            parts.task,
+            parts.policy,
+            parts.prm,
+            dataclasses.replace(parts.params, logprobs=True),
+            self.run.seed,
+            folder,
+            config,
+            batch_problems=self.run.batch_problems,
+            progress=self.run.progress,
+            executor=parts.executor,
         )
         wanted = {p.id for p in chosen}
         return summary, [PoolProblem.from_json(r) for r in read_records(folder / "records.jsonl") if r["id"] in wanted]
 
-    def tune(self, problems: Sequence[Problem], tune_problems: Sequence[Problem], strategies: Sequence[str]) \
-            -> dict | None:
+    def tune(
+        self, problems: Sequence[Problem], tune_problems: Sequence[Problem], strategies: Sequence[str]
+    ) -> dict | None:
         """The tuning split's own pool, and the settings chosen on it (`tune/tuning.json`)."""
         if not (TUNED in strategies or any(a in strategies for a in ADAPTIVE)):
             return None
@@ -167,49 +201,86 @@ class _Eval:
         evaluated = {_question_key(p.question) for p in problems}
         overlap = sorted(p.id for p in tune_problems if _question_key(p.question) in evaluated)
         if overlap:
-            raise UserError(f"the tuning problems include {len(overlap)} evaluated questions (e.g. {overlap[0]}); "
-                            "tune on another split")
+            raise UserError(
+                f"the tuning problems include {len(overlap)} evaluated questions (e.g. {overlap[0]}); "
+                "tune on another split"
+            )
         # The tuning split is no setting of the main pool (its records do not depend on it): its own pool's.
         split, limit, tolerance = self.run.eval.tune_split, self.run.eval.tune_limit, self.run.eval.tolerance
-        records = self.pool(self.out / "tune" / "pool", tune_problems, {**self.config, "split": split,
-                                                                         "limit": limit})[1]
-        tuning = {"split": split, **tune_budget(records, self.budget, tolerance),
-                  "adaptive": tune_adaptive(records, self.budget, tolerance, self.run.seed)}
+        records = self.pool(self.out / "tune" / "pool", tune_problems, {**self.config, "split": split, "limit": limit})[
+            1
+        ]
+        tuning = {
+            "split": split,
+            **tune_budget(records, self.budget, tolerance),
+            "adaptive": tune_adaptive(records, self.budget, tolerance, self.run.seed),
+        }
         write_json(self.out / "tune" / "tuning.json", tuning)
         return tuning
 
-    def search(self, name: str, problems: Sequence[Problem], records: Sequence[PoolProblem],
-               confidence: ConfidenceMap) -> tuple[list[Outcome], dict, list[str]]:
+    def search(
+        self, name: str, problems: Sequence[Problem], records: Sequence[PoolProblem], confidence: ConfidenceMap
+    ) -> tuple[list[Outcome], dict, list[str]]:
         """A step-level search run live into its own resumable folder: its outcomes (in the
         pool's problem order), its summary and its notes."""
         from ias.runner import run_dataset
 
         parts, run = self.parts, self.run
-        summary = run_dataset(MethodStrategy(_method(name, self.budget)), problems, parts.task, parts.policy,
-                              parts.prm, parts.params, run.seed, self.out / name, self.config,
-                              batch_problems=run.batch_problems, progress=run.progress, executor=parts.executor)
+        summary = run_dataset(
+            MethodStrategy(_method(name, self.budget)),
+            problems,
+            parts.task,
+            parts.policy,
+            parts.prm,
+            parts.params,
+            run.seed,
+            self.out / name,
+            self.config,
+            batch_problems=run.batch_problems,
+            progress=run.progress,
+            executor=parts.executor,
+        )
         by_id = {r["id"]: r for r in read_records(self.out / name / "records.jsonl")}
         outcomes = [_mapped(_search_outcome(by_id[r.id]), confidence) for r in records]
-        method = {**_method_summary(outcomes, wall_s=summary["wall_s"]),
-                  "grade_timeouts": summary.get("grade_timeouts", 0)}
+        method = {
+            **_method_summary(outcomes, wall_s=summary["wall_s"]),
+            "grade_timeouts": summary.get("grade_timeouts", 0),
+        }
         return outcomes, method, _untimed_note(self.out / name, summary)
 
 
-def _eval_summary(ev: _Eval, n_problems: int, by_ordering: dict[str, list[list[Outcome]]], methods: dict,
-                  pool_summary: dict, tuning: dict | None, notes: list[str]) -> dict:
+def _eval_summary(
+    ev: _Eval,
+    n_problems: int,
+    by_ordering: dict[str, list[list[Outcome]]],
+    methods: dict,
+    pool_summary: dict,
+    tuning: dict | None,
+    notes: list[str],
+) -> dict:
     """`summary.json` of an eval."""
     n_max = ev.budget.n_max
-    return {"methods": methods, "n_problems": n_problems, "n_max": n_max,
-            "orderings": ev.run.eval.orderings, "frontier": frontier(by_ordering, n_max),
-            **({"sweeps": _sweeps(by_ordering)} if any(k.startswith("sweep:") for k in by_ordering) else {}),
-            **({"confidence_ece": confidence_ece(by_ordering)} if "ias-adaptive" in by_ordering else {}),
-            "budget": dataclasses.asdict(ev.budget),
-            # Samples whose grading timed out (counted wrong): the pool's and each live search's.
-            "grade_timeouts": pool_summary.get("grade_timeouts", 0)
-            + sum(methods[name].get("grade_timeouts", 0) for name in SEARCHES if name in methods),
-            "pool": {"wall_s": pool_summary["wall_s"], "usage": pool_summary["usage"],
-                     "grade_timeouts": pool_summary.get("grade_timeouts", 0)},
-            "config": ev.config, **({"tuning": tuning} if tuning else {}), **({"notes": notes} if notes else {})}
+    return {
+        "methods": methods,
+        "n_problems": n_problems,
+        "n_max": n_max,
+        "orderings": ev.run.eval.orderings,
+        "frontier": frontier(by_ordering, n_max),
+        **({"sweeps": _sweeps(by_ordering)} if any(k.startswith("sweep:") for k in by_ordering) else {}),
+        **({"confidence_ece": confidence_ece(by_ordering)} if "ias-adaptive" in by_ordering else {}),
+        "budget": dataclasses.asdict(ev.budget),
+        # Samples whose grading timed out (counted wrong): the pool's and each live search's.
+        "grade_timeouts": pool_summary.get("grade_timeouts", 0)
+        + sum(methods[name].get("grade_timeouts", 0) for name in SEARCHES if name in methods),
+        "pool": {
+            "wall_s": pool_summary["wall_s"],
+            "usage": pool_summary["usage"],
+            "grade_timeouts": pool_summary.get("grade_timeouts", 0),
+        },
+        "config": ev.config,
+        **({"tuning": tuning} if tuning else {}),
+        **({"notes": notes} if notes else {}),
+    }
 
 
 @dataclass(frozen=True)
@@ -228,13 +299,27 @@ class Budget:
     @classmethod
     def of(cls, settings: EvalSettings) -> Budget:
         """The knobs of an eval's settings (declared there, `ias.specs.EvalSettings`)."""
-        return cls(coverage=settings.coverage, n_max=settings.n_max, k_max=settings.k_max, m_max=settings.m_max,
-                   beam_freq=settings.beam_freq, beam_rounds=settings.beam_rounds)
+        return cls(
+            coverage=settings.coverage,
+            n_max=settings.n_max,
+            k_max=settings.k_max,
+            m_max=settings.m_max,
+            beam_freq=settings.beam_freq,
+            beam_rounds=settings.beam_rounds,
+        )
 
     def shared(self) -> dict:
         """The knobs under the methods' setting names."""
-        return {"coverage": self.coverage, "n_min": self.n_min, "n_max": self.n_max, "n_init": self.n_max,
-                "k_max": self.k_max, "m_max": self.m_max, "freq": self.beam_freq, "max_rounds": self.beam_rounds}
+        return {
+            "coverage": self.coverage,
+            "n_min": self.n_min,
+            "n_max": self.n_max,
+            "n_init": self.n_max,
+            "k_max": self.k_max,
+            "m_max": self.m_max,
+            "freq": self.beam_freq,
+            "max_rounds": self.beam_rounds,
+        }
 
 
 #: `ias eval`'s names that are a registered method with some settings fixed (the rest as the
@@ -268,8 +353,16 @@ def _planned(strategies: Sequence[str], budget: Budget, tuning: dict | None) -> 
         plan[f"sc@{budget.n_max}"] = plan[f"frontier:majority@{budget.n_max}"]
     if "weighted" in strategies:
         plan[f"weighted@{budget.n_max}"] = plan[f"frontier:weighted@{budget.n_max}"]
-    for name in ("ias-bon", "ias-bon-median", "ias-bon-uncalibrated", "ias-seq", "fleet", "adaptive-consistency",
-                 "esc", "deepconf"):
+    for name in (
+        "ias-bon",
+        "ias-bon-median",
+        "ias-bon-uncalibrated",
+        "ias-seq",
+        "fleet",
+        "adaptive-consistency",
+        "esc",
+        "deepconf",
+    ):
         if name in strategies:
             plan[name] = _method(name, budget)
     if TUNED in strategies:
@@ -288,16 +381,22 @@ def _planned(strategies: Sequence[str], budget: Budget, tuning: dict | None) -> 
         for b, settings in (tuned or {}).get("by_budget", {}).items():
             plan[f"ias-adaptive@{b}"] = _method("ias-adaptive", budget, **settings, confidence_map=confidence)
         for price in adaptive.PRICES:
-            plan[f"sweep:ias-adaptive:price={price}"] = _method("ias-adaptive", budget, **{**main, "price": price},
-                                                                confidence_map=confidence)
+            plan[f"sweep:ias-adaptive:price={price}"] = _method(
+                "ias-adaptive", budget, **{**main, "price": price}, confidence_map=confidence
+            )
     if "ias-adaptive-uncalibrated" in strategies:
         plan["ias-adaptive-uncalibrated"] = _method("ias-adaptive-uncalibrated", budget, **main)
     return plan
 
 
 def replay(
-    records: list[PoolProblem], strategies: Sequence[str], budget: Budget, tuning: dict | None = None, seed: int = 0,
-    orderings: int = ORDERINGS, extract=None,
+    records: list[PoolProblem],
+    strategies: Sequence[str],
+    budget: Budget,
+    tuning: dict | None = None,
+    seed: int = 0,
+    orderings: int = ORDERINGS,
+    extract=None,
 ) -> dict[str, list[list[Outcome]]]:
     """Every asked-for method run on the pool in each of `orderings` orderings of every
     question's samples (`[problem][ordering]`; ordering 0: as drawn), by the engine that
@@ -314,8 +413,10 @@ def replay(
         if id(method) not in done:
             per_ordering = [run_method(method, questions, source) for source in sources]
             mapped = _maps_confidence(name, method)
-            done[id(method)] = [[_outcome(answers[i], confidence if mapped else None) for answers in per_ordering]
-                                for i in range(len(records))]
+            done[id(method)] = [
+                [_outcome(answers[i], confidence if mapped else None) for answers in per_ordering]
+                for i in range(len(records))
+            ]
         results[name] = done[id(method)]
     if "oracle-alloc" in strategies or "oracle-ias" in strategies:
         views = [[adaptive.prefix_view(r) for r in rows] for rows in shuffled]
@@ -340,27 +441,39 @@ def _outcome(answer: Answer, confidence: ConfidenceMap | None) -> Outcome:
     """A method's answer on one pool question as eval's figures read it."""
     choice = answer.choice
     stated = choice.confidence if confidence is None else float(confidence([choice.confidence])[0])
-    return Outcome(choice.answer, bool(choice.correct), answer.n_samples, answer.generated_tokens, answer.prm_tokens,
-                   stated)
+    return Outcome(
+        choice.answer, bool(choice.correct), answer.n_samples, answer.generated_tokens, answer.prm_tokens, stated
+    )
 
 
-def _oracles(shuffled: list[list[PoolProblem]], views: list[list], strategies: Sequence[str], budget: Budget,
-             confidence: ConfidenceMap) -> dict[str, list[list[Outcome]]]:
+def _oracles(
+    shuffled: list[list[PoolProblem]],
+    views: list[list],
+    strategies: Sequence[str],
+    budget: Budget,
+    confidence: ConfidenceMap,
+) -> dict[str, list[list[Outcome]]]:
     """`oracle-ias` and `oracle-alloc@B` (which know every question's true curve), on every
     ordering (`shuffled[k][i]`, `views[k][i]`)."""
     results: dict[str, list[list[Outcome]]] = {}
     n = len(shuffled[0])
     if "oracle-ias" in strategies:
-        results["oracle-ias"] = [[_mapped(adaptive.oracle_ias(rows[i], row_views[i], budget.coverage, budget.n_max),
-                                          confidence) for rows, row_views in zip(shuffled, views)] for i in range(n)]
+        results["oracle-ias"] = [
+            [
+                _mapped(adaptive.oracle_ias(rows[i], row_views[i], budget.coverage, budget.n_max), confidence)
+                for rows, row_views in zip(shuffled, views)
+            ]
+            for i in range(n)
+        ]
     if "oracle-alloc" in strategies:
         curves = adaptive.selected_curves(views)
         for b in adaptive.MEAN_BUDGETS:
             if b <= budget.n_max:
                 sizes = oracle_allocation(curves, b * len(curves))
                 per = [adaptive.oracle_alloc(rows, row_views, sizes) for rows, row_views in zip(shuffled, views)]
-                results[f"oracle-alloc@{b}"] = [[_mapped(per[k][i], confidence) for k in range(len(per))]
-                                                for i in range(n)]
+                results[f"oracle-alloc@{b}"] = [
+                    [_mapped(per[k][i], confidence) for k in range(len(per))] for i in range(n)
+                ]
     return results
 
 
@@ -384,11 +497,18 @@ def tune_adaptive(records: list[PoolProblem], budget: Budget, tolerance: float, 
     views = [[adaptive.prefix_view(r) for r in rows] for rows in shuffled]
     confidence = adaptive.fit_confidence([v for row in views for v in row])
     growth = method_class("ias-adaptive").growth  # the latency setting the method runs with
-    grid = [g for x in dict.fromkeys((growth, *adaptive.BUDGET_GROWTHS))  # @B may also take BUDGET_GROWTHS
-            for g in adaptive.adaptive_grid(views, shuffled, budget.n_max, confidence, x)]
+    grid = [
+        g
+        for x in dict.fromkeys((growth, *adaptive.BUDGET_GROWTHS))  # @B may also take BUDGET_GROWTHS
+        for g in adaptive.adaptive_grid(views, shuffled, budget.n_max, confidence, x)
+    ]
     one_sample = sum(sum(s.generated_tokens for s in r.samples) / len(r.samples) for r in records)
-    return {**adaptive.choose_settings(grid, tolerance, one_sample, growth), "confidence_map": confidence.to_dict(),
-            "n_problems": len(records), "grid": grid}
+    return {
+        **adaptive.choose_settings(grid, tolerance, one_sample, growth),
+        "confidence_map": confidence.to_dict(),
+        "n_problems": len(records),
+        "grid": grid,
+    }
 
 
 def frontier(by_ordering: dict[str, list[list[Outcome]]], n_max: int) -> dict[str, list[dict]]:
@@ -407,8 +527,10 @@ def frontier(by_ordering: dict[str, list[list[Outcome]]], n_max: int) -> dict[st
 def _point(runs: list[list[Outcome]]) -> dict:
     """Expected accuracy and total tokens of a method's outcomes (`[problem][ordering]`)."""
     problems = [expected(r) for r in runs]
-    return {"accuracy": round(sum(o.correct for o in problems) / len(problems), 4),
-            "tokens": round(sum(o.tokens for o in problems), 1)}
+    return {
+        "accuracy": round(sum(o.correct for o in problems) / len(problems), 4),
+        "tokens": round(sum(o.tokens for o in problems), 1),
+    }
 
 
 def _sweeps(by_ordering: dict[str, list[list[Outcome]]]) -> dict[str, dict]:
@@ -420,16 +542,19 @@ def _sweeps(by_ordering: dict[str, list[list[Outcome]]]) -> dict[str, dict]:
             _, method, setting = name.split(":")
             knob, value = setting.split("=")
             sweeps.setdefault(method, {"knob": knob, "points": []})["points"].append(
-                {"value": float(value), **_point(runs)})
+                {"value": float(value), **_point(runs)}
+            )
     return sweeps
 
 
 def confidence_ece(by_ordering: dict[str, list[list[Outcome]]]) -> dict:
     """ECE of `ias-adaptive`'s stated confidence against its correctness over every
     (evaluated problem, ordering), and of the raw PRM score of the uncalibrated twin's answers."""
+
     def of(name: str) -> float | None:
-        stated = [(o.confidence, float(o.correct)) for r in by_ordering.get(name, []) for o in r
-                  if o.confidence is not None]
+        stated = [
+            (o.confidence, float(o.correct)) for r in by_ordering.get(name, []) for o in r if o.confidence is not None
+        ]
         if not stated:
             return None
         return round(ece([c for c, _ in stated], [y for _, y in stated]), 4)
@@ -443,7 +568,7 @@ def _read_raw(plain_prm, records: list[PoolProblem]) -> list[PoolProblem]:
     scores = [aggregate(x.scores, "last") for x in plain_prm.score(pairs)]
     out, start = [], 0
     for r in records:
-        mine = scores[start:start + len(r.samples)]
+        mine = scores[start : start + len(r.samples)]
         out.append(r.with_raw_samples([None if x == float("-inf") else x for x in mine]))
         start += len(r.samples)
     return out
@@ -469,9 +594,15 @@ def tune_budget(records: list[PoolProblem], budget: Budget, tolerance: float = 0
             grid.append({"estimate": estimate, "coverage": coverage, "accuracy": round(accuracy, 4), "tokens": tokens})
     good = [g for g in grid if g["accuracy"] >= reference - tolerance]
     best = min(good, key=lambda g: g["tokens"]) if good else max(grid, key=lambda g: (g["accuracy"], -g["tokens"]))
-    return {"estimate": best["estimate"], "coverage": best["coverage"], "tolerance": tolerance,
-            "n_problems": len(records), f"bon@{budget.n_max}_accuracy": round(reference, 4),
-            "bon_tokens": bon_tokens, "grid": grid}
+    return {
+        "estimate": best["estimate"],
+        "coverage": best["coverage"],
+        "tolerance": tolerance,
+        "n_problems": len(records),
+        f"bon@{budget.n_max}_accuracy": round(reference, 4),
+        "bon_tokens": bon_tokens,
+        "grid": grid,
+    }
 
 
 def _question_key(question: str) -> str:
@@ -485,20 +616,31 @@ def _untimed_note(folder: Path, summary: dict) -> list[str]:
     untimed = summary["untimed_problems"]
     if not untimed:
         return []
-    return [(f"{untimed} of {summary['n_problems']} problems in {folder} were solved before ias timed each "
-             "problem: their wall time counts as 0 s")]
+    return [
+        (
+            f"{untimed} of {summary['n_problems']} problems in {folder} were solved before ias timed each "
+            "problem: their wall time counts as 0 s"
+        )
+    ]
 
 
 def _search_outcome(record: dict) -> Outcome:
     """A live search's result and what it spent (samples: step continuations drawn), from its
     `ias solve` record (`ias.methods.strategy`'s shape, a dict)."""
     usage = record["usage"]
-    return Outcome(record["answer"], bool(record["correct"]), usage["samples"], usage["generated_tokens"],
-                   usage["prm_tokens"], record.get("confidence"))  # records from before confidences: None
+    return Outcome(
+        record["answer"],
+        bool(record["correct"]),
+        usage["samples"],
+        usage["generated_tokens"],
+        usage["prm_tokens"],
+        record.get("confidence"),
+    )  # records from before confidences: None
 
 
-def _method_summary(results: list[Outcome], wall_s: float | None = None,
-                    share_of: tuple[float, int] | None = None) -> dict:
+def _method_summary(
+    results: list[Outcome], wall_s: float | None = None, share_of: tuple[float, int] | None = None
+) -> dict:
     """Accuracy, its interval and spend; wall time measured (`wall_s`) or the pool's
     (`share_of` = pool wall time, pool tokens) in proportion to the tokens generated."""
     correct = [float(o.correct) for o in results]
@@ -518,13 +660,21 @@ def _method_summary(results: list[Outcome], wall_s: float | None = None,
     }
 
 
-def _write_records(path: Path, records: list[PoolProblem], raw_t0: list[float],
-                   outcomes: dict[str, list[Outcome]]) -> None:
+def _write_records(
+    path: Path, records: list[PoolProblem], raw_t0: list[float], outcomes: dict[str, list[Outcome]]
+) -> None:
     """Per problem: its true success rate in the pool, its budget estimates, every method's outcome."""
     path.unlink(missing_ok=True)
     with RecordWriter(path) as writer:
-        writer.write([
-            ProblemOutcomes(r.id, r.p_true, adaptive.lower_bound(r), raw,
-                            {name: results[k] for name, results in outcomes.items()}).to_json()
-            for k, (r, raw) in enumerate(zip(records, raw_t0))
-        ])
+        writer.write(
+            [
+                ProblemOutcomes(
+                    r.id,
+                    r.p_true,
+                    adaptive.lower_bound(r),
+                    raw,
+                    {name: results[k] for name, results in outcomes.items()},
+                ).to_json()
+                for k, (r, raw) in enumerate(zip(records, raw_t0))
+            ]
+        )

@@ -119,5 +119,6 @@ def open_executor(recipe: Recipe, spec: ExecutorSpec) -> Executor:
         raise MissingExtraError("--executor ray", "ray") from None
     from ias.ray_executor import RayExecutor
 
-    return RayExecutor(recipe, workers=spec.workers, address=spec.address, num_cpus=spec.num_cpus,
-                       num_gpus=spec.num_gpus)
+    return RayExecutor(
+        recipe, workers=spec.workers, address=spec.address, num_cpus=spec.num_cpus, num_gpus=spec.num_gpus
+    )

@@ -86,8 +86,9 @@ def converted_folder(name: str) -> Path:
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp.mkdir()
     except OSError as e:
-        raise UserError(f"cannot write the model cache {folder.parent}: {e.strerror}; set {CACHE_ENV} "
-                        "to a writable folder") from None
+        raise UserError(
+            f"cannot write the model cache {folder.parent}: {e.strerror}; set {CACHE_ENV} to a writable folder"
+        ) from None
     _remove_abandoned(folder, keep=tmp)
     print(f"ias: converting {source.name} once to {folder} (about 20 s)", file=sys.stderr)
     try:

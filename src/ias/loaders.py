@@ -19,17 +19,29 @@ MAX_SAMPLES = 1024
 #: Problems in one run (`limit`: an arith `seed:N` split draws that many) and per batch:
 MAX_PROBLEMS = 1_000_000
 MAX_BATCH_PROBLEMS = 1024
-_CEILINGS = {"n": MAX_SAMPLES, "n_max": MAX_SAMPLES, "n_traj": MAX_SAMPLES, "n_mc": MAX_SAMPLES,
-             "k_max": MAX_SAMPLES, "m_max": MAX_SAMPLES, "beam_rounds": MAX_SAMPLES, "beam_freq": MAX_SAMPLES,
-             "limit": MAX_PROBLEMS, "tune_limit": MAX_PROBLEMS, "batch_problems": MAX_BATCH_PROBLEMS}
+_CEILINGS = {
+    "n": MAX_SAMPLES,
+    "n_max": MAX_SAMPLES,
+    "n_traj": MAX_SAMPLES,
+    "n_mc": MAX_SAMPLES,
+    "k_max": MAX_SAMPLES,
+    "m_max": MAX_SAMPLES,
+    "beam_rounds": MAX_SAMPLES,
+    "beam_freq": MAX_SAMPLES,
+    "limit": MAX_PROBLEMS,
+    "tune_limit": MAX_PROBLEMS,
+    "batch_problems": MAX_BATCH_PROBLEMS,
+}
 
 
 def check_counts(**counts: int | None) -> None:
     """Every given count is at most its ceiling (`_CEILINGS`); None is "not set"."""
     for name, value in counts.items():
         if value is not None and value > _CEILINGS[name]:
-            raise UserError(f"--{name.replace('_', '-')} {value} is past the ceiling of {_CEILINGS[name]:,}; "
-                            "ask for less (README: Limits)")
+            raise UserError(
+                f"--{name.replace('_', '-')} {value} is past the ceiling of {_CEILINGS[name]:,}; "
+                "ask for less (README: Limits)"
+            )
 
 
 def live_method(spec: MethodSpec) -> Any:

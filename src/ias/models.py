@@ -64,10 +64,13 @@ def hub_errors(name: str) -> Iterator[None]:
     except OSError as err:
         reason = " ".join(str(err).split())[:300] or type(err).__name__
         if Path(name).expanduser().is_dir():  # a local folder: its files, not the network, are at fault
-            raise UserError(f"cannot load the model folder '{name}' ({reason}); repair or copy the folder "
-                            "again") from None
-        raise UserError(f"cannot load model '{name}' ({reason}); check the name and your network, "
-                        "or pass a zoo model or a local folder") from None
+            raise UserError(
+                f"cannot load the model folder '{name}' ({reason}); repair or copy the folder again"
+            ) from None
+        raise UserError(
+            f"cannot load model '{name}' ({reason}); check the name and your network, "
+            "or pass a zoo model or a local folder"
+        ) from None
 
 
 #: Longest safetensors header read (a garbled length field must not make us read gigabytes).

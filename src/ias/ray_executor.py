@@ -96,8 +96,15 @@ class RayExecutor:
     shards run again after their actor died.
     """
 
-    def __init__(self, recipe: Recipe, workers: int = 1, address: str | None = None,
-                 num_cpus: float = 1.0, num_gpus: float = 0.0, max_tries: int = 3):
+    def __init__(
+        self,
+        recipe: Recipe,
+        workers: int = 1,
+        address: str | None = None,
+        num_cpus: float = 1.0,
+        num_gpus: float = 0.0,
+        max_tries: int = 3,
+    ):
         if workers < 1 or max_tries < 1:
             raise UserError(f"need workers >= 1 and max_tries >= 1, got {workers} and {max_tries}")
         self.recipe, self.workers, self.address = recipe, workers, address
@@ -171,7 +178,10 @@ class RayExecutor:
 
     def _spawn(self) -> Any:
         actor_class = _RemoteWorker.options(
-            num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_restarts=0, max_task_retries=0,
+            num_cpus=self.num_cpus,
+            num_gpus=self.num_gpus,
+            max_restarts=0,
+            max_task_retries=0,
         )
         return actor_class.remote(self.recipe, max(1, int(self.num_cpus)))
 

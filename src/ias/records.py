@@ -89,8 +89,14 @@ def _plain(value: Any) -> Any:
 #: Names the command that owns a run folder: `{"command": "solve"}`.
 OWNER_FILE = "command.json"
 #: How folders written before `OWNER_FILE` existed show their command (first match wins).
-_LEGACY_SIGNS = (("rollouts.jsonl", "rollout"), ("pool", "eval"), ("calibration.json", "calibrate"),
-                 ("metrics.json", "calib-eval"), ("records.jsonl", "solve"), ("config.json", "solve"))
+_LEGACY_SIGNS = (
+    ("rollouts.jsonl", "rollout"),
+    ("pool", "eval"),
+    ("calibration.json", "calibrate"),
+    ("metrics.json", "calib-eval"),
+    ("records.jsonl", "solve"),
+    ("config.json", "solve"),
+)
 
 
 def claim_run(out: Path, command: str) -> None:
@@ -105,8 +111,10 @@ def claim_run(out: Path, command: str) -> None:
         raise UserError(f"{out} is a file, not a run folder; pass another --out")
     owner = run_owner(out)
     if owner is not None and owner != command:
-        raise UserError(f"{out} holds the run of `ias {owner}`; pass another --out to `ias {command}` "
-                        "(a run folder belongs to one command)")
+        raise UserError(
+            f"{out} holds the run of `ias {owner}`; pass another --out to `ias {command}` "
+            "(a run folder belongs to one command)"
+        )
     if owner == command and (out / OWNER_FILE).exists():
         return
     try:
@@ -150,8 +158,9 @@ def claim_folder(path: Path, config: dict) -> None:
         try:
             saved = json.loads(path.read_text())
         except (OSError, ValueError) as err:
-            raise UserError(f"{path} is unreadable ({type(err).__name__}); remove that folder or pass another --out") \
-                from None
+            raise UserError(
+                f"{path} is unreadable ({type(err).__name__}); remove that folder or pass another --out"
+            ) from None
         differs = {k for k in set(saved) | set(config) if k != "limit" and saved.get(k) != config.get(k)}
         if differs:
             raise UserError(

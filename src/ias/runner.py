@@ -68,9 +68,14 @@ def run_dataset(
     """
     config = {**config, **strategy.config(), "seed": seed, "sampling": params.to_dict()}
     return run_stage(
-        RunStore(Path(out)), problems, StrategyWork(strategy, params, seed),
-        executor or LocalExecutor(Parts(task, policy, prm)), config,
-        batch_problems=batch_problems, desc=strategy.name, progress=progress,
+        RunStore(Path(out)),
+        problems,
+        StrategyWork(strategy, params, seed),
+        executor or LocalExecutor(Parts(task, policy, prm)),
+        config,
+        batch_problems=batch_problems,
+        desc=strategy.name,
+        progress=progress,
     )
 
 
@@ -87,8 +92,10 @@ class RunStore:
         done = {r["id"] for r in stored}
         todo = [p for p in problems if p.id not in done]
         wanted = {p.id for p in problems}
-        return Plan([todo[start : start + size] for start in range(0, len(todo), size)],
-                    meter.units([r for r in stored if r["id"] in wanted]))
+        return Plan(
+            [todo[start : start + size] for start in range(0, len(todo), size)],
+            meter.units([r for r in stored if r["id"] in wanted]),
+        )
 
     def writer(self) -> TimedWriter:
         return TimedWriter(self.records_path, self.timing_path)
@@ -169,8 +176,10 @@ def batch_timing(records: list[dict], wall_s: float) -> list[dict]:
     (evenly when none), so any subset of problems can later be timed on its own."""
     tokens = [r["usage"]["generated_tokens"] for r in records]
     total = sum(tokens)
-    return [{"id": r["id"], "wall_s": round(wall_s * (t / total if total else 1 / len(records)), 4)}
-            for r, t in zip(records, tokens)]
+    return [
+        {"id": r["id"], "wall_s": round(wall_s * (t / total if total else 1 / len(records)), 4)}
+        for r, t in zip(records, tokens)
+    ]
 
 
 def read_timing(path: Path) -> dict[str, float]:
@@ -198,9 +207,7 @@ def summarize(records: list[dict], config: dict, wall_s: float, timing: dict[str
         "n_problems": n,
         "accuracy": round(sum(correct) / n, 4) if n else None,
         "ci95": bootstrap_ci(correct) if n else None,
-        "by_selection": {
-            how: round(sum(r["choices"][how]["correct"] for r in records) / n, 4) for how in selections
-        },
+        "by_selection": {how: round(sum(r["choices"][how]["correct"] for r in records) / n, 4) for how in selections},
         "usage": usage,
         "tokens_per_problem": round(usage["generated_tokens"] / n, 1) if n else None,
         "wall_s_this_run": round(wall_s, 2),
@@ -209,4 +216,3 @@ def summarize(records: list[dict], config: dict, wall_s: float, timing: dict[str
         "grade_timeouts": sum(r.get("grade_timeouts", 0) for r in records),
         "config": config,
     }
-

@@ -32,9 +32,18 @@ class Solver:
     >>> answer.answer, answer.confidence, answer.generated_tokens
     """
 
-    def __init__(self, policy: Any, prm: Any = None, calibrator: str | Path | None = None,
-                 strategy: str = "ias-adaptive", task: str | Task = "arith", seed: int = 0,
-                 tuning: str | Path | None = None, params: SamplingParams | None = None, **settings: Any):
+    def __init__(
+        self,
+        policy: Any,
+        prm: Any = None,
+        calibrator: str | Path | None = None,
+        strategy: str = "ias-adaptive",
+        task: str | Task = "arith",
+        seed: int = 0,
+        tuning: str | Path | None = None,
+        params: SamplingParams | None = None,
+        **settings: Any,
+    ):
         from ias.calibration.calibrate import calibrated_prm
         from ias.errors import UserError
         from ias.loaders import live_method, load_policy_spec, load_prm_spec, sampling_params
@@ -88,8 +97,17 @@ def ask(question: str, run: AskRun | None = None, /, **keys: Any) -> Answer:
         raise UserError("a calibrator needs a PRM")
     the_policy = load_policy_spec(run.policy)
     the_prm = load_prm_spec(run.prm) if run.prm.model else None
-    solver = Solver(the_policy, the_prm, None, run.method.strategy, the_task, run.seed, run.method.tuning,
-                    sampling_params(the_policy, run.sampling), **run.method.settings)
+    solver = Solver(
+        the_policy,
+        the_prm,
+        None,
+        run.method.strategy,
+        the_task,
+        run.seed,
+        run.method.tuning,
+        sampling_params(the_policy, run.sampling),
+        **run.method.settings,
+    )
     return solver.solve(question)
 
 
@@ -101,8 +119,12 @@ def answer_json(answer: Answer) -> dict:
         "answer": answer.answer,
         "confidence": json_float(answer.confidence),
         "interval": list(answer.choice.interval) if answer.choice.interval is not None else None,
-        "usage": {"prompt_tokens": answer.prompt_tokens, "generated_tokens": answer.generated_tokens,
-                  "prm_tokens": answer.prm_tokens, "samples": answer.n_samples},
+        "usage": {
+            "prompt_tokens": answer.prompt_tokens,
+            "generated_tokens": answer.generated_tokens,
+            "prm_tokens": answer.prm_tokens,
+            "samples": answer.n_samples,
+        },
         "wall_s": round(answer.wall_s, 4),
         "waves": answer.waves,
         "samples": [{k: v for k, v in sample_row(s).items() if k != "correct"} for s in answer.samples],
@@ -111,7 +133,9 @@ def answer_json(answer: Answer) -> dict:
 
 def answer_block(answer: Answer) -> str:
     """The answer, its confidence and the compute spent, in a few lines for a terminal."""
-    return (f"answer: {answer.answer if answer.answer is not None else '(none found)'}\n"
-            f"confidence: {answer.confidence:.3f}\n"
-            f"compute: {answer.n_samples} samples, {answer.generated_tokens} generated tokens, "
-            f"{answer.prm_tokens} PRM tokens, {answer.wall_s:.2f} s")
+    return (
+        f"answer: {answer.answer if answer.answer is not None else '(none found)'}\n"
+        f"confidence: {answer.confidence:.3f}\n"
+        f"compute: {answer.n_samples} samples, {answer.generated_tokens} generated tokens, "
+        f"{answer.prm_tokens} PRM tokens, {answer.wall_s:.2f} s"
+    )

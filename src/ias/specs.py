@@ -86,14 +86,29 @@ def _prm_name(text: str) -> str | None:
     return None if text == "none" else text
 
 
-def setting(default: Any, key: str | None, help: str, parse: Callable[[str], Any] | None = None, *,
-            metavar: str | None = None, choices: tuple[str, ...] | None = None, options: bool = False,
-            flag: bool | str = True) -> Any:
+def setting(
+    default: Any,
+    key: str | None,
+    help: str,
+    parse: Callable[[str], Any] | None = None,
+    *,
+    metavar: str | None = None,
+    choices: tuple[str, ...] | None = None,
+    options: bool = False,
+    flag: bool | str = True,
+) -> Any:
     """A spec field declared once: `key` is its API keyword and `--flag` (`flag="--name"`: a
     flag of another name; False: set on the command line through other flags, the task
     options, a method's settings); `options=True`: a repeatable KEY=VALUE flag."""
-    meta = {"key": key, "help": help, "parse": parse, "metavar": metavar, "choices": choices, "options": options,
-            "flag": flag}
+    meta = {
+        "key": key,
+        "help": help,
+        "parse": parse,
+        "metavar": metavar,
+        "choices": choices,
+        "options": options,
+        "flag": flag,
+    }
     if isinstance(default, dict):
         return field(default_factory=dict, metadata=meta)
     return field(default=default, metadata=meta)
@@ -106,9 +121,13 @@ class TaskSpec:
     name: str = setting("arith", "task", "arith, gsm8k, math500, jsonl:PATH or hf:NAME")
     split: str = setting("test", "split", "split of the task (arith: test, calib, train, seed:N)")
     limit: int | None = setting(None, "limit", "only the split's first N problems", whole_at_least(1))
-    options: dict = setting({}, "task_options", "task options: a data `path`, a jsonl field mapping, arith knobs, "
-                            "`prompt_template`, `chat` (flags --task-opt, --path, --prompt-template, --chat)",
-                            flag=False)
+    options: dict = setting(
+        {},
+        "task_options",
+        "task options: a data `path`, a jsonl field mapping, arith knobs, "
+        "`prompt_template`, `chat` (flags --task-opt, --path, --prompt-template, --chat)",
+        flag=False,
+    )
 
     def record(self) -> dict:
         """What of the task changes records (all of it but the limit, which may grow on a resume)."""
@@ -120,13 +139,25 @@ class PolicySpec:
     """The policy model and the engine that samples it."""
 
     model: str = setting("arith-weak", "policy", "zoo name, local HF model folder, or a served model's name")
-    backend: str = setting("hf", "backend", "policy backend: hf (transformers), vllm (extra 'vllm') or openai "
-                           "(an OpenAI-compatible server; the policy is its served model name)", choices=BACKENDS)
-    options: dict = setting({}, "backend_options", "backend option, repeatable: openai: base_url=http://HOST:PORT/v1, "
-                            "tokenizer, concurrency, timeout_s, max_retries, api_key (better: $OPENAI_API_KEY); "
-                            "hf: device, dtype, batch_size; vllm: tensor_parallel_size, dtype, max_model_len, "
-                            "kv_cache_gb, gpu_memory_utilization, enable_prefix_caching, any EngineArgs field",
-                            key_value, metavar="KEY=VALUE", options=True, flag="--backend-opt")
+    backend: str = setting(
+        "hf",
+        "backend",
+        "policy backend: hf (transformers), vllm (extra 'vllm') or openai "
+        "(an OpenAI-compatible server; the policy is its served model name)",
+        choices=BACKENDS,
+    )
+    options: dict = setting(
+        {},
+        "backend_options",
+        "backend option, repeatable: openai: base_url=http://HOST:PORT/v1, "
+        "tokenizer, concurrency, timeout_s, max_retries, api_key (better: $OPENAI_API_KEY); "
+        "hf: device, dtype, batch_size; vllm: tensor_parallel_size, dtype, max_model_len, "
+        "kv_cache_gb, gpu_memory_utilization, enable_prefix_caching, any EngineArgs field",
+        key_value,
+        metavar="KEY=VALUE",
+        options=True,
+        flag="--backend-opt",
+    )
 
     def record(self) -> dict:
         """Only a non-default backend is recorded (folders from before backends stay resumable);
@@ -138,14 +169,24 @@ class PolicySpec:
 class PRMSpec:
     """The process reward model, how to read it, and its calibrator."""
 
-    model: str | None = setting("arith-prm", "prm", "zoo name or local PRM folder ('none': no PRM, where allowed)",
-                                _prm_name)
+    model: str | None = setting(
+        "arith-prm", "prm", "zoo name or local PRM folder ('none': no PRM, where allowed)", _prm_name
+    )
     format: str | None = setting(None, "prm_format", "PRM reading format when the folder has no ias_prm.json")
-    options: dict = setting({}, "prm_options", "PRM loading option, repeatable: device=cuda, dtype=bfloat16, "
-                            "batch_size=16, max_length=4096", key_value, metavar="KEY=VALUE", options=True,
-                            flag="--prm-opt")
-    calibrator: str | None = setting(None, "calibrator", "calibrator folder from `ias calibrate` "
-                                     "(scores become calibrated; IAS budgets from its quantiles)")
+    options: dict = setting(
+        {},
+        "prm_options",
+        "PRM loading option, repeatable: device=cuda, dtype=bfloat16, batch_size=16, max_length=4096",
+        key_value,
+        metavar="KEY=VALUE",
+        options=True,
+        flag="--prm-opt",
+    )
+    calibrator: str | None = setting(
+        None,
+        "calibrator",
+        "calibrator folder from `ias calibrate` (scores become calibrated; IAS budgets from its quantiles)",
+    )
 
     def record(self) -> dict:
         """How the PRM scores (its format, the options that change scores, the calibrator's
@@ -154,20 +195,24 @@ class PRMSpec:
         if self.model is None:
             return {"prm": None, "calibrator": None}
         options = {k: v for k, v in sorted(self.options.items()) if k in SCORING_OPTIONS}
-        scoring = {"prm_format": self.format, "prm_options": options or None,
-                   "calibrator_sha": calibrator_sha(self.calibrator) if self.calibrator else None}
-        return {"prm": self.model, "calibrator": self.calibrator,
-                **{k: v for k, v in scoring.items() if v is not None}}
+        scoring = {
+            "prm_format": self.format,
+            "prm_options": options or None,
+            "calibrator_sha": calibrator_sha(self.calibrator) if self.calibrator else None,
+        }
+        return {"prm": self.model, "calibrator": self.calibrator, **{k: v for k, v in scoring.items() if v is not None}}
 
 
 @dataclass(frozen=True)
 class SamplingSpec:
     """Overrides of the policy's own sampling settings (None: the policy's)."""
 
-    temperature: float | None = setting(None, "temperature", "sampling temperature (default: the policy's own)",
-                                        finite_at_least(0.0))
-    top_p: float | None = setting(None, "top_p", "nucleus sampling threshold (default: the policy's own)",
-                                  finite_at_least(0.0))
+    temperature: float | None = setting(
+        None, "temperature", "sampling temperature (default: the policy's own)", finite_at_least(0.0)
+    )
+    top_p: float | None = setting(
+        None, "top_p", "nucleus sampling threshold (default: the policy's own)", finite_at_least(0.0)
+    )
     max_tokens: int | None = setting(None, "max_tokens", "most tokens per sample", whole_at_least(1))
 
 
@@ -175,14 +220,17 @@ class SamplingSpec:
 class ExecutorSpec:
     """Where the batched work runs: here, or sharded over Ray actors (docs/ray.md)."""
 
-    kind: str = setting("local", "executor", "local (this process) or ray (actors on a Ray cluster; extra 'ray')",
-                        choices=EXECUTORS)
+    kind: str = setting(
+        "local", "executor", "local (this process) or ray (actors on a Ray cluster; extra 'ray')", choices=EXECUTORS
+    )
     workers: int = setting(1, "workers", "Ray actors, each with its own model replicas", whole_at_least(1))
-    address: str | None = setting(None, "ray_address", "Ray cluster to join: 'auto' or HOST:PORT "
-                                  "(default: start a local one)")
+    address: str | None = setting(
+        None, "ray_address", "Ray cluster to join: 'auto' or HOST:PORT (default: start a local one)"
+    )
     num_cpus: float = setting(1.0, "ray_num_cpus", "CPUs per Ray actor", finite_at_least(0.0))
-    num_gpus: float = setting(0.0, "ray_num_gpus", "GPUs per Ray actor (transformers models then go to its GPU)",
-                              finite_at_least(0.0))
+    num_gpus: float = setting(
+        0.0, "ray_num_gpus", "GPUs per Ray actor (transformers models then go to its GPU)", finite_at_least(0.0)
+    )
 
     def check(self) -> None:
         """Checked before anything is loaded."""
@@ -193,8 +241,7 @@ class ExecutorSpec:
         if self.kind == "local" and (self.workers != 1 or self.address is not None):
             raise UserError("--workers and --ray-address need --executor ray")
         if self.num_cpus < 0 or self.num_gpus < 0:
-            raise UserError(f"--ray-num-cpus and --ray-num-gpus must be >= 0, got {self.num_cpus} and "
-                            f"{self.num_gpus}")
+            raise UserError(f"--ray-num-cpus and --ray-num-gpus must be >= 0, got {self.num_cpus} and {self.num_gpus}")
 
 
 @dataclass(frozen=True)
@@ -203,8 +250,12 @@ class MethodSpec:
 
     strategy: str = setting("bon", "strategy", "a registered method (`ias.methods.method_names()`)")
     settings: dict = setting({}, "settings", "the method's settings (flags from the method registry)", flag=False)
-    tuning: str | None = setting(None, "tuning", "ias-adaptive's tuned settings and confidence map: "
-                                 "tune/tuning.json of `ias eval --tune-split` (or its eval folder)")
+    tuning: str | None = setting(
+        None,
+        "tuning",
+        "ias-adaptive's tuned settings and confidence map: "
+        "tune/tuning.json of `ias eval --tune-split` (or its eval folder)",
+    )
 
 
 @dataclass(frozen=True)
@@ -213,32 +264,47 @@ class RolloutSettings:
 
     n_traj: int = setting(8, "n_traj", "trajectories per problem", whole_at_least(1))
     n_mc: int = setting(8, "n_mc", "continuations per prefix", whole_at_least(1))
-    max_prefix: int = setting(20, "max_prefix", "continue prefixes t = 0 .. max-prefix (t = T is always kept, "
-                              "by correctness)", whole_at_least(0))
+    max_prefix: int = setting(
+        20,
+        "max_prefix",
+        "continue prefixes t = 0 .. max-prefix (t = T is always kept, by correctness)",
+        whole_at_least(0),
+    )
 
 
 @dataclass(frozen=True)
 class EvalSettings:
     """`ias eval`'s own settings: which methods, the pool, the tuning split, the searches."""
 
-    strategies: tuple[str, ...] | None = setting(None, "strategies", "comma-separated subset of the eval "
-                                                 "strategies (default: all)", _names)
+    strategies: tuple[str, ...] | None = setting(
+        None, "strategies", "comma-separated subset of the eval strategies (default: all)", _names
+    )
     n_max: int = setting(64, "n_max", "samples per problem in the pool (N_max)", whole_at_least(1))
     coverage: float = setting(0.99, "coverage", "IAS target coverage C", finite_at_least(0.0))
-    tune_split: str | None = setting(None, "tune_split", "adds ias-bon-tuned and tunes ias-adaptive on this split's "
-                                     "own pool (e.g. calib), never on the evaluated problems", metavar="SPLIT")
-    tune_limit: int | None = setting(None, "tune_limit", "only the tuning split's first N problems",
-                                     whole_at_least(1))
-    tolerance: float = setting(0.015, "tolerance", "tuning: the cheapest setting within this accuracy of "
-                               "bon@N_max", finite_at_least(0.0))
-    orderings: int = setting(16, "orderings", "each method's figures are expected over this many seeded orderings "
-                             "of every question's pool (1: the pool as drawn, what `ias solve` does)",
-                             whole_at_least(1))
+    tune_split: str | None = setting(
+        None,
+        "tune_split",
+        "adds ias-bon-tuned and tunes ias-adaptive on this split's "
+        "own pool (e.g. calib), never on the evaluated problems",
+        metavar="SPLIT",
+    )
+    tune_limit: int | None = setting(None, "tune_limit", "only the tuning split's first N problems", whole_at_least(1))
+    tolerance: float = setting(
+        0.015, "tolerance", "tuning: the cheapest setting within this accuracy of bon@N_max", finite_at_least(0.0)
+    )
+    orderings: int = setting(
+        16,
+        "orderings",
+        "each method's figures are expected over this many seeded orderings "
+        "of every question's pool (1: the pool as drawn, what `ias solve` does)",
+        whole_at_least(1),
+    )
     k_max: int = setting(8, "k_max", "beam searches: most beams kept (K_max)", whole_at_least(1))
     m_max: int = setting(8, "m_max", "beam searches: most samples per beam (M_max)", whole_at_least(1))
     beam_freq: int = setting(1, "beam_freq", "beam searches: steps between PRM readings", whole_at_least(1))
-    beam_rounds: int = setting(16, "beam_rounds", "beam searches: PRM readings before the beams are continued "
-                               "to the end", whole_at_least(1))
+    beam_rounds: int = setting(
+        16, "beam_rounds", "beam searches: PRM readings before the beams are continued to the end", whole_at_least(1)
+    )
 
 
 def _out(default: str) -> Any:
@@ -393,8 +459,14 @@ def to_document(run: Any, command: str) -> dict:
             continue
         if dataclasses.is_dataclass(value):
             section = dataclasses.asdict(value)  # type: ignore[arg-type]
-            document[f.name] = {k: _plain({o: x for o, x in v.items() if o not in SECRET_OPTIONS} if k == "options"
-                                          and isinstance(v, dict) else v) for k, v in section.items()}
+            document[f.name] = {
+                k: _plain(
+                    {o: x for o, x in v.items() if o not in SECRET_OPTIONS}
+                    if k == "options" and isinstance(v, dict)
+                    else v
+                )
+                for k, v in section.items()
+            }
         else:
             document[f.name] = _plain(value)
     return document
@@ -427,8 +499,9 @@ def from_document(run_cls: type, document: Mapping[str, Any], command: str, sour
         part_fields = {g.name: g for g in fields(_part_class(run_cls, f))}
         for field_name, x in value.items():
             if field_name not in part_fields:
-                raise UserError(f"{source}: unknown setting '{name}.{field_name}'; known: "
-                                f"{', '.join(sorted(part_fields))}")
+                raise UserError(
+                    f"{source}: unknown setting '{name}.{field_name}'; known: {', '.join(sorted(part_fields))}"
+                )
             keys[f"{name}.{field_name}"] = x
     return _from_dotted(run_cls, keys)
 
@@ -459,8 +532,9 @@ def read_config(path: str | Path, run_cls: type, command: str) -> Any:
         raise
     except Exception as err:  # yaml.YAMLError, tomllib.TOMLDecodeError: the parser's own message
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"--config {path} is not valid {'TOML' if path.suffix == '.toml' else 'YAML'}: {first}") \
-            from None
+        raise UserError(
+            f"--config {path} is not valid {'TOML' if path.suffix == '.toml' else 'YAML'}: {first}"
+        ) from None
     return from_document(run_cls, document or {}, command, str(path))
 
 
@@ -489,8 +563,12 @@ def write_config(folder: Path, run: Any, command: str) -> None:
     os.replace(tmp, folder / "config.yaml")  # a reader sees the old file or the new one
 
 
-def add_flags(parser: argparse.ArgumentParser | Any, run_cls: type, parts: tuple[str, ...] | None = None,
-              skip: frozenset[str] = frozenset()) -> None:
+def add_flags(
+    parser: argparse.ArgumentParser | Any,
+    run_cls: type,
+    parts: tuple[str, ...] | None = None,
+    skip: frozenset[str] = frozenset(),
+) -> None:
     """One flag per setting of the run's parts (all, or `parts`), from its declaration; flags
     default to "not given" so a config file's or the spec's default applies."""
     for f in fields(run_cls):

@@ -110,8 +110,12 @@ def run_stage(
     plan = store.resume(problems, batch_problems, meter)
     meter.start(len(problems), len(problems) - sum(len(chunk) for chunk in plan.chunks), plan.done)
     started = time.time()
-    with store.writer() as writer, tqdm(total=meter.total, initial=meter.done, desc=desc, unit=meter.unit,
-                                        disable=not progress, dynamic_ncols=True) as bar:
+    with (
+        store.writer() as writer,
+        tqdm(
+            total=meter.total, initial=meter.done, desc=desc, unit=meter.unit, disable=not progress, dynamic_ncols=True
+        ) as bar,
+    ):
         for records in executor.map(plan.chunks, work):
             writer.write(records)  # in chunk order, whichever executor ran it
             bar.update(meter.advance(records))

@@ -24,8 +24,15 @@ class PosthocCalibrator(MapCalibrator):
         self.posthoc = posthoc
 
     @classmethod
-    def fit(cls, method: str, prm: ReadablePRM, data: Prefixes, levels: tuple[float, ...], seed: int,
-            settings: dict[str, Any]) -> Calibrator:
+    def fit(
+        cls,
+        method: str,
+        prm: ReadablePRM,
+        data: Prefixes,
+        levels: tuple[float, ...],
+        seed: int,
+        settings: dict[str, Any],
+    ) -> Calibrator:
         return cls(method, cls.kind().fit(data.score, data.target))
 
     def map(self, score: np.ndarray, hidden: np.ndarray | None) -> np.ndarray:

@@ -90,8 +90,9 @@ def read_calibration_for(prm: PRM, folder: str | Path) -> dict:
     info = read_calibration(folder)
     fitted, given = info.get("prm"), prm.name
     if fitted is not None and _prm_key(fitted) != _prm_key(given):
-        raise UserError(f"calibrator {folder} was fitted for PRM {fitted}, not {given}; "
-                        f"fit one with `ias calibrate --prm {given}`")
+        raise UserError(
+            f"calibrator {folder} was fitted for PRM {fitted}, not {given}; fit one with `ias calibrate --prm {given}`"
+        )
     return info
 
 
@@ -185,8 +186,10 @@ def split_rows(rows: Sequence[TargetRow], held_out: float, conformal: float | No
     fit, held = split_by_problem(rows, held_out, seed)
     if not fit:
         problems = len({r.problem_id for r in rows})
-        raise UserError(f"--held-out {held_out} of {problems} problem(s) holds out every one, leaving none to fit "
-                        "on; lower --held-out or roll out more problems")
+        raise UserError(
+            f"--held-out {held_out} of {problems} problem(s) holds out every one, leaving none to fit "
+            "on; lower --held-out or roll out more problems"
+        )
     if conformal is None:
         return Split(fit, held, [], held)
     conf, scored = conformal_split(rows, held, seed)
@@ -210,18 +213,28 @@ def held_out_metrics(calibrator: Calibrator, data: Prefixes, split: Split) -> di
 
 def data_info(rollouts: str | Path, config: dict, rows: list[TargetRow], total: int, split: Split) -> dict:
     """`calibration.json`'s `data`: where the rows came from and how they were used."""
-    return {"rollouts": str(Path(rollouts).resolve()), "rows": len(rows), "unreadable_rows": total - len(rows),
-            "fit_rows": len(split.fit), "held_out_rows": len(split.held), "conformal_rows": len(split.conformal),
-            "metrics_rows": len(split.scored), "held_out_problems": sorted({rows[i].problem_id for i in split.scored}),
-            "task": config.get("task"), "split": config.get("split")}
+    return {
+        "rollouts": str(Path(rollouts).resolve()),
+        "rows": len(rows),
+        "unreadable_rows": total - len(rows),
+        "fit_rows": len(split.fit),
+        "held_out_rows": len(split.held),
+        "conformal_rows": len(split.conformal),
+        "metrics_rows": len(split.scored),
+        "held_out_problems": sorted({rows[i].problem_id for i in split.scored}),
+        "task": config.get("task"),
+        "split": config.get("split"),
+    }
 
 
 def conformal_split(rows: Sequence, held: list[int], seed: int) -> tuple[list[int], list[int]]:
     """Held-out row indices split by problem into (fits the conformal shift, measures it)."""
     problems = len({rows[i].problem_id for i in held})
     if problems < 2:
-        raise UserError(f"--conformal needs at least 2 held-out problems (one part fits the shift, the other "
-                        f"measures it), got {problems}; raise --held-out or roll out more problems")
+        raise UserError(
+            f"--conformal needs at least 2 held-out problems (one part fits the shift, the other "
+            f"measures it), got {problems}; raise --held-out or roll out more problems"
+        )
     measure, shift = split_by_problem([rows[i] for i in held], 0.5, seed)
     return [held[i] for i in shift], [held[i] for i in measure]
 
@@ -243,8 +256,10 @@ def conformal_rank(n: int, alpha: float) -> int:
         need = max(1, math.floor((1 - alpha) / alpha) - 1)  # about the least; step up past rounding
         while math.ceil((need + 1) * (1 - alpha)) > need:
             need += 1
-        raise UserError(f"--conformal {alpha} needs at least {need} held-out rows to fit its shift, got {n}; "
-                        "raise --held-out, roll out more problems or raise ALPHA")
+        raise UserError(
+            f"--conformal {alpha} needs at least {need} held-out rows to fit its shift, got {n}; "
+            "raise --held-out, roll out more problems or raise ALPHA"
+        )
     return k
 
 
@@ -264,7 +279,10 @@ def metrics(q: np.ndarray, p: np.ndarray, levels: Sequence[float], resolution: f
         "coverage": (
             {str(b): round(coverage(q[:, i], p, resolution), 4) for i, b in enumerate(levels)} if quantile else {}
         ),
-        "coverage_with_ties": {str(b): round(coverage(q[:, i], p, resolution, inclusive=True), 4)
-                               for i, b in enumerate(levels)} if quantile else {},
+        "coverage_with_ties": {
+            str(b): round(coverage(q[:, i], p, resolution, inclusive=True), 4) for i, b in enumerate(levels)
+        }
+        if quantile
+        else {},
         "rows": int(len(p)),
     }

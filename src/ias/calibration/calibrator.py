@@ -35,8 +35,9 @@ def check_levels(levels: Sequence[float]) -> tuple[float, ...]:
     levels must be given increasing (sorted quantiles would be mislabelled otherwise)."""
     values = [float(b) for b in levels]
     if not values or values != sorted(values) or not all(0 < b < 1 for b in values) or len(set(values)) != len(values):
-        raise UserError(f"quantile levels (--levels) must be distinct, increasing and inside (0, 1), "
-                        f"e.g. 0.1,0.5,0.9; got {values}")
+        raise UserError(
+            f"quantile levels (--levels) must be distinct, increasing and inside (0, 1), e.g. 0.1,0.5,0.9; got {values}"
+        )
     return tuple(values)
 
 
@@ -64,8 +65,9 @@ class Prefixes:
     def take(self, idx: Sequence[int]) -> Prefixes:
         """The rows at `idx`, in that order."""
         picked = list(idx)
-        return Prefixes([self.rows[i] for i in picked], self.score[picked],
-                        None if self.hidden is None else self.hidden[picked])
+        return Prefixes(
+            [self.rows[i] for i in picked], self.score[picked], None if self.hidden is None else self.hidden[picked]
+        )
 
 
 class Calibrator(ABC):
@@ -108,8 +110,15 @@ class Calibrator(ABC):
 
     @classmethod
     @abstractmethod
-    def fit(cls, method: str, prm: ReadablePRM, data: Prefixes, levels: tuple[float, ...], seed: int,
-            settings: dict[str, Any]) -> Calibrator:
+    def fit(
+        cls,
+        method: str,
+        prm: ReadablePRM,
+        data: Prefixes,
+        levels: tuple[float, ...],
+        seed: int,
+        settings: dict[str, Any],
+    ) -> Calibrator:
         """Fitted on `data` (the PRM's readings of the fit rows) at `levels`, with `settings`
         from `check_settings`."""
 

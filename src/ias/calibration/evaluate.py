@@ -35,8 +35,10 @@ def calib_eval(
     Writes `metrics.json`, `reliability.png` and, with `compare`, `compare.json`.
     """
     if compare is not None and same_folder(compare, rollouts):
-        raise UserError("--compare FIT_ROLLOUTS must be another rollout folder than --rollouts: every method "
-                        "would be scored on the rows it was fitted on")
+        raise UserError(
+            "--compare FIT_ROLLOUTS must be another rollout folder than --rollouts: every method "
+            "would be scored on the rows it was fitted on"
+        )
     readable = require_readable(prm, "calibration")
     only = (
         scored_problems(calibrator, read_calibration_for(prm, calibrator), rollouts) if calibrator is not None else None
@@ -47,14 +49,22 @@ def calib_eval(
     calibrators = fitted_calibrators(prm, out, calibrator, compare, seed)
     data = read_prefixes(readable, all_rows, hidden=any(c.needs_hidden for c in calibrators.values()))
     table, medians = metrics_table(data, calibrators)
-    report = {"rollouts": str(rollouts), "prm": prm.name, "rows": len(data.rows),
-              "unreadable_rows": len(all_rows) - len(data.rows), "problems": len({r.problem_id for r in data.rows}),
-              "held_out_only": only is not None, "methods": table}
+    report = {
+        "rollouts": str(rollouts),
+        "prm": prm.name,
+        "rows": len(data.rows),
+        "unreadable_rows": len(all_rows) - len(data.rows),
+        "problems": len({r.problem_id for r in data.rows}),
+        "held_out_only": only is not None,
+        "methods": table,
+    }
     write_json(out / "metrics.json", report)
     reliability_plot(out / "reliability.png", medians, data.target, title="Reliability on held-out rollouts")
     if compare is not None:
-        write_json(out / "compare.json", {"methods": {k: {m: v[m] for m in COMPARED}
-                                                      for k, v in table.items() if k != "calibrated"}})
+        write_json(
+            out / "compare.json",
+            {"methods": {k: {m: v[m] for m in COMPARED} for k, v in table.items() if k != "calibrated"}},
+        )
     return report
 
 
@@ -65,13 +75,16 @@ def rows_to_score(rollouts: str | Path, only: set[str] | None, calibrator: str |
         return rows
     rows = [r for r in rows if r.problem_id in only]
     if not rows:
-        raise UserError(f"none of calibrator {calibrator}'s held-out problems are in {rollouts} any more; "
-                        "evaluate it on other rollouts")
+        raise UserError(
+            f"none of calibrator {calibrator}'s held-out problems are in {rollouts} any more; "
+            "evaluate it on other rollouts"
+        )
     return rows
 
 
-def fitted_calibrators(prm: PRM, out: Path, calibrator: str | Path | None, compare: str | Path | None,
-                       seed: int) -> dict[str, Calibrator]:
+def fitted_calibrators(
+    prm: PRM, out: Path, calibrator: str | Path | None, compare: str | Path | None, seed: int
+) -> dict[str, Calibrator]:
     """By name in the report: `calibrated` (the given one), and with `compare` every registered
     method fitted on those rollouts (into `out/fits/METHOD`)."""
     folders = {} if calibrator is None else {"calibrated": Path(calibrator)}
@@ -110,8 +123,10 @@ def scored_problems(folder: str | Path, info: dict, rollouts: str | Path) -> set
         return None
     held = data.get("held_out_problems")
     if not held:
-        raise UserError(f"calibrator {folder} was fitted on {rollouts} and records no held-out problems to score "
-                        "there; evaluate it on other rollouts or refit it with `ias calibrate --held-out 0.2`")
+        raise UserError(
+            f"calibrator {folder} was fitted on {rollouts} and records no held-out problems to score "
+            "there; evaluate it on other rollouts or refit it with `ias calibrate --held-out 0.2`"
+        )
     return set(held)
 
 

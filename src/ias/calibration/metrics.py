@@ -30,13 +30,16 @@ def _arrays(*pairs: tuple[str, ArrayLike]) -> list[np.ndarray]:
         bad = ~np.isfinite(a)
         if bad.any():
             kind = "NaN" if np.isnan(a).any() else "infinite"
-            raise ValueError(f"{name} holds {int(bad.sum())} {kind} value(s) of {a.size}; "
-                             "drop or fix those pairs before measuring calibration")
+            raise ValueError(
+                f"{name} holds {int(bad.sum())} {kind} value(s) of {a.size}; "
+                "drop or fix those pairs before measuring calibration"
+            )
         out.append(a)
     sizes = {a.size for a in out}
     if len(sizes) != 1:
-        raise ValueError(f"{', '.join(n for n, _ in pairs)} have different lengths: "
-                         f"{', '.join(str(a.size) for a in out)}")
+        raise ValueError(
+            f"{', '.join(n for n, _ in pairs)} have different lengths: {', '.join(str(a.size) for a in out)}"
+        )
     if not out[0].size:
         raise ValueError("no (prediction, target) pairs to measure")
     return out

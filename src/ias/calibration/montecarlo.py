@@ -98,7 +98,5 @@ def prefix_targets(
         usage = usage + spent
         targets.append(PrefixTarget(tr.problem.id, tr.index, t, tr.steps[:t], sum(outcomes), n_mc, outcomes, spent))
     for tr in trajectories:
-        targets.append(
-            PrefixTarget(tr.problem.id, tr.index, len(tr.steps), tr.steps, int(tr.correct), 1, final=True)
-        )
+        targets.append(PrefixTarget(tr.problem.id, tr.index, len(tr.steps), tr.steps, int(tr.correct), 1, final=True))
     return targets, usage

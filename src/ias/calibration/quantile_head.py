@@ -131,8 +131,15 @@ class QuantileHeadCalibrator(MapCalibrator):
         self.head = head
 
     @classmethod
-    def fit(cls, method: str, prm: ReadablePRM, data: Prefixes, levels: tuple[float, ...], seed: int,
-            settings: dict[str, Any]) -> Calibrator:
+    def fit(
+        cls,
+        method: str,
+        prm: ReadablePRM,
+        data: Prefixes,
+        levels: tuple[float, ...],
+        seed: int,
+        settings: dict[str, Any],
+    ) -> Calibrator:
         hidden = require_hidden(data.hidden, method)
         return cls(method, fit_quantile_head(data.score, hidden, data.target, levels, seed=seed))
 

@@ -34,8 +34,15 @@ READER_FILE = "quantile_reader.safetensors"
 READER_INFO = "quantile_reader.json"
 # The paper's settings: rank 2, alpha 32, dropout 0.1 on attention q/v of every 4th layer,
 # 3 epochs, lr 1e-4, batches of about 32 prefixes.
-LORA_DEFAULTS: dict[str, Any] = {"rank": 2, "alpha": 32, "dropout": 0.1, "every": 4, "epochs": 3, "lr": 1e-4,
-                                 "batch_rows": 32}
+LORA_DEFAULTS: dict[str, Any] = {
+    "rank": 2,
+    "alpha": 32,
+    "dropout": 0.1,
+    "every": 4,
+    "epochs": 3,
+    "lr": 1e-4,
+    "batch_rows": 32,
+}
 
 
 class QuantileReader(nn.Module):
@@ -95,8 +102,9 @@ def lora_layers(model: nn.Module, every: int) -> list[int]:
     return list(range(0, count, every))
 
 
-def fit_quantile_lora(prm: PRM, rows: Sequence[TargetRow], levels: Sequence[float] = LEVELS, seed: int = 0,
-                      settings: dict | None = None) -> AdaptablePRM:
+def fit_quantile_lora(
+    prm: PRM, rows: Sequence[TargetRow], levels: Sequence[float] = LEVELS, seed: int = 0, settings: dict | None = None
+) -> AdaptablePRM:
     """A fresh copy of `prm` with a trained LoRA adapter and quantile reader attached.
 
     `settings` override `LORA_DEFAULTS`. Whole trajectories stay together in a batch: one
@@ -104,17 +112,23 @@ def fit_quantile_lora(prm: PRM, rows: Sequence[TargetRow], levels: Sequence[floa
     """
     unknown = set(settings or {}) - set(LORA_DEFAULTS)
     if unknown:
-        raise UserError(f"unknown quantile-lora setting(s) {', '.join(sorted(unknown))}; "
-                        f"known: {', '.join(LORA_DEFAULTS)}")
+        raise UserError(
+            f"unknown quantile-lora setting(s) {', '.join(sorted(unknown))}; known: {', '.join(LORA_DEFAULTS)}"
+        )
     s = {**LORA_DEFAULTS, **(settings or {})}
     import peft  # a core dependency, imported here so `import ias` stays light
+
     torch.manual_seed(seed)
     adapted = require_adaptable(prm, "quantile-lora calibration").fresh_copy()
     layer, positive, negative = adapted.reading_layer()
     reader = QuantileReader.from_reading_layer(layer, positive, negative, levels)
     config = peft.LoraConfig(
-        r=s["rank"], lora_alpha=s["alpha"], lora_dropout=s["dropout"], target_modules=["q_proj", "v_proj"],
-        layers_to_transform=lora_layers(adapted.model, s["every"]), layers_pattern="layers",
+        r=s["rank"],
+        lora_alpha=s["alpha"],
+        lora_dropout=s["dropout"],
+        target_modules=["q_proj", "v_proj"],
+        layers_to_transform=lora_layers(adapted.model, s["every"]),
+        layers_pattern="layers",
     )
     with warnings.catch_warnings():  # peft asks transformers a deprecated question; not the user's concern
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
@@ -192,6 +206,7 @@ def _reader(adapted: AdaptablePRM) -> QuantileReader:
 def load_quantile_lora(prm: PRM, folder: Path) -> AdaptablePRM:
     """A fresh copy of `prm` with the folder's adapter and quantile reader: scores are medians."""
     import peft  # a core dependency, imported here so `import ias` stays light
+
     plain = require_adaptable(prm, "quantile-lora calibration")
     reader = QuantileReader.load(folder)
     adapted = plain.fresh_copy()
@@ -233,8 +248,15 @@ class QuantileLoraCalibrator(Calibrator):
         self.reader.shift = float(value)
 
     @classmethod
-    def fit(cls, method: str, prm: ReadablePRM, data: Prefixes, levels: tuple[float, ...], seed: int,
-            settings: dict[str, Any]) -> Calibrator:
+    def fit(
+        cls,
+        method: str,
+        prm: ReadablePRM,
+        data: Prefixes,
+        levels: tuple[float, ...],
+        seed: int,
+        settings: dict[str, Any],
+    ) -> Calibrator:
         return cls(method, fit_quantile_lora(prm, data.rows, levels, seed, settings), settings)
 
     def predict(self, data: Prefixes) -> np.ndarray:

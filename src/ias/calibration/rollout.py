@@ -64,22 +64,42 @@ def rollout(
     params = params or executor.defaults
     problems = _problems(task, split, limit)
     config = {
-        "kind": "rollout", "task": task.name, "task_options": {}, "split": split,
-        "policy": policy_name, "n_traj": settings.n_traj, "n_mc": settings.n_mc,
-        "max_prefix": settings.max_prefix, "seed": seed, "sampling": params.to_dict(),
-        "limit": limit, **(config or {}),
+        "kind": "rollout",
+        "task": task.name,
+        "task_options": {},
+        "split": split,
+        "policy": policy_name,
+        "n_traj": settings.n_traj,
+        "n_mc": settings.n_mc,
+        "max_prefix": settings.max_prefix,
+        "seed": seed,
+        "sampling": params.to_dict(),
+        "limit": limit,
+        **(config or {}),
     }
     # The whole store is summarised, which is what calibration reads: a rerun with a smaller
     # limit keeps (and reports) the problems already rolled out.
-    return run_stage(RolloutFolder(Path(out)), problems, RolloutWork(settings, params, seed), executor, config,
-                     batch_problems=batch_problems, desc="rollout", progress=progress,
-                     meter=RolloutMeter(max_rollouts(settings)))
+    return run_stage(
+        RolloutFolder(Path(out)),
+        problems,
+        RolloutWork(settings, params, seed),
+        executor,
+        config,
+        batch_problems=batch_problems,
+        desc="rollout",
+        progress=progress,
+        meter=RolloutMeter(max_rollouts(settings)),
+    )
 
 
 def check_settings(settings: RolloutSettings, batch_problems: int, limit: int | None) -> None:
     """Counts a rollout can run with, or a one-line error naming the first that it cannot."""
-    for name, value, least in (("n_traj", settings.n_traj, 1), ("n_mc", settings.n_mc, 1),
-                               ("max_prefix", settings.max_prefix, 0), ("batch_problems", batch_problems, 1)):
+    for name, value, least in (
+        ("n_traj", settings.n_traj, 1),
+        ("n_mc", settings.n_mc, 1),
+        ("max_prefix", settings.max_prefix, 0),
+        ("batch_problems", batch_problems, 1),
+    ):
         if not isinstance(value, int) or value < least:
             raise UserError(f"{name} must be a whole number >= {least}, got {value!r}")
     if limit is not None and limit < 1:
@@ -210,14 +230,24 @@ def _record(
     for tr in group:
         mc = mc_usage.get((problem.id, tr.index), Usage())
         total = total + tr.usage + mc
-        trajectories.append({
-            "index": tr.index, "text": tr.text, "steps": tr.steps, "correct": bool(tr.correct),
-            "usage": tr.usage.to_dict(), "mc_usage": mc.to_dict(),
-            "targets": sorted(per_traj[(problem.id, tr.index)], key=lambda e: (e["t"], bool(e.get("final")))),
-        })
+        trajectories.append(
+            {
+                "index": tr.index,
+                "text": tr.text,
+                "steps": tr.steps,
+                "correct": bool(tr.correct),
+                "usage": tr.usage.to_dict(),
+                "mc_usage": mc.to_dict(),
+                "targets": sorted(per_traj[(problem.id, tr.index)], key=lambda e: (e["t"], bool(e.get("final")))),
+            }
+        )
     return {
-        "id": problem.id, "question": problem.question, "answer": problem.answer, "meta": problem.meta,
-        "trajectories": trajectories, "usage": total.to_dict(),
+        "id": problem.id,
+        "question": problem.question,
+        "answer": problem.answer,
+        "meta": problem.meta,
+        "trajectories": trajectories,
+        "usage": total.to_dict(),
     }
 
 
@@ -257,4 +287,3 @@ def summarize(records: list[dict], config: dict, wall_s: float) -> dict:
 
 def _mean(values: list[float]) -> float | None:
     return round(math.fsum(values) / len(values), 4) if values else None
-

@@ -124,9 +124,7 @@ def resume_plan(plan: Sequence[Sequence[str]], stored: Sequence[str]) -> tuple[i
 
 def rollout_count(record: dict) -> int:
     """Policy samples a record cost: its trajectories plus every continuation."""
-    return sum(
-        1 + sum(tg["n"] for tg in tr["targets"] if not tg.get("final")) for tr in record["trajectories"]
-    )
+    return sum(1 + sum(tg["n"] for tg in tr["targets"] if not tg.get("final")) for tr in record["trajectories"])
 
 
 def iter_targets(records: Sequence[dict]) -> Iterator[TargetRow]:
@@ -136,7 +134,14 @@ def iter_targets(records: Sequence[dict]) -> Iterator[TargetRow]:
             for tg in tr["targets"]:
                 t = tg["t"]
                 yield TargetRow(
-                    r["id"], tr["index"], t, steps[:t], r["question"], tg["correct"], tg["n"], tg["p"],
+                    r["id"],
+                    tr["index"],
+                    t,
+                    steps[:t],
+                    r["question"],
+                    tg["correct"],
+                    tg["n"],
+                    tg["p"],
                     final=bool(tg.get("final")),
                 )
 

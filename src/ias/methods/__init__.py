@@ -78,8 +78,10 @@ def make_method(name: str, **settings: Any) -> Any:
     unknown = [k for k in settings if k not in known]
     if unknown:
         flag = unknown[0].replace("_", "-")
-        raise UserError(f"--{flag} is not a setting of strategy '{name}'; its settings: "
-                        + (", ".join("--" + k.replace("_", "-") for k in known) or "none"))
+        raise UserError(
+            f"--{flag} is not a setting of strategy '{name}'; its settings: "
+            + (", ".join("--" + k.replace("_", "-") for k in known) or "none")
+        )
     return method_class(name)(**settings)
 
 

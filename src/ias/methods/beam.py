@@ -62,12 +62,18 @@ class _Beam:
                 break
             k, m = self._widths([c.stat for c in open_])
             beams, per_beam = open_[:k], [m] * k
-            note = {"round": round_ + 1, "candidates": len(found), "kept": k, "per_beam": m,
-                    "open_stats": [round(c.stat, 6) for c in open_]}
+            note = {
+                "round": round_ + 1,
+                "candidates": len(found),
+                "kept": k,
+                "per_beam": m,
+                "open_stats": [round(c.stat, 6) for c in open_],
+            }
         return _choice(finished)
 
-    def _expand(self, question: Question, beams: list[Partial], per_beam: list[int], round_: int,
-                note: dict) -> Generator[Extend, list, list[Partial]]:
+    def _expand(
+        self, question: Question, beams: list[Partial], per_beam: list[int], round_: int, note: dict
+    ) -> Generator[Extend, list, list[Partial]]:
         """`freq` more steps of every beam's continuations (one Extend per step: a beam's M
         continuations share its prompt); the new candidates, finished or not, in order."""
         last = round_ == self.max_rounds - 1
@@ -76,9 +82,13 @@ class _Beam:
         for sub in range(self.freq):
             if not jobs:
                 break
-            groups = yield Extend(tuple(b.steps for b, _ in jobs), tuple(m for _, m in jobs),
-                                  key=("beam", round_, sub), to_end=last,
-                                  note=note if sub == 0 else {"round": round_, "step": sub})
+            groups = yield Extend(
+                tuple(b.steps for b, _ in jobs),
+                tuple(m for _, m in jobs),
+                key=("beam", round_, sub),
+                to_end=last,
+                note=note if sub == 0 else {"round": round_, "step": sub},
+            )
             still_open = []
             for (parent, _), group in zip(jobs, groups):
                 for sample in group:

@@ -26,8 +26,10 @@ class DeepConf:
 
     def __post_init__(self) -> None:
         if not 1 <= self.warmup <= self.n_max or self.window < 1 or not 0 < self.keep <= 1:
-            raise UserError(f"need 1 <= warmup <= n_max, window >= 1, 0 < keep <= 1; got {self.warmup}, "
-                            f"{self.n_max}, {self.window}, {self.keep}")
+            raise UserError(
+                f"need 1 <= warmup <= n_max, window >= 1, 0 < keep <= 1; got {self.warmup}, "
+                f"{self.n_max}, {self.window}, {self.keep}"
+            )
 
     def solve(self, question: Question) -> Solving:
         warm = yield Draw(self.warmup, read=False, logprobs=True)
@@ -35,7 +37,13 @@ class DeepConf:
         threshold = deepconf_threshold(lowest, self.keep)
         kept = list(warm)
         if self.n_max > self.warmup:
-            later = yield Draw(self.n_max - self.warmup, read=False, logprobs=True, exit_below=threshold,
-                               exit_window=self.window, note={"threshold": round(threshold, 6)})
+            later = yield Draw(
+                self.n_max - self.warmup,
+                read=False,
+                logprobs=True,
+                exit_below=threshold,
+                exit_window=self.window,
+                note={"threshold": round(threshold, 6)},
+            )
             kept += [s for s in later if s.finish_reason != "exit"]
         return choose(kept, "majority")

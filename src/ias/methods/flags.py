@@ -54,17 +54,25 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
             option = f"--{flag.methods[0]}-{flag.name.replace('_', '-')}"
         used_by = "setting of " + ", ".join(flag.methods)
         if flag.kind is bool:
-            group.add_argument(option, dest=_PREFIX + flag.name, action=argparse.BooleanOptionalAction,
-                               default=None, help=used_by)
+            group.add_argument(
+                option, dest=_PREFIX + flag.name, action=argparse.BooleanOptionalAction, default=None, help=used_by
+            )
         else:
-            group.add_argument(option, dest=_PREFIX + flag.name, type=_PARSERS[flag.kind], default=None,
-                               metavar=flag.kind.__name__.upper(), help=used_by)
+            group.add_argument(
+                option,
+                dest=_PREFIX + flag.name,
+                type=_PARSERS[flag.kind],
+                default=None,
+                metavar=flag.kind.__name__.upper(),
+                help=used_by,
+            )
 
 
 def given_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The settings flags given on the command line, by field name."""
-    return {key[len(_PREFIX):]: value for key, value in vars(args).items()
-            if key.startswith(_PREFIX) and value is not None}
+    return {
+        key[len(_PREFIX) :]: value for key, value in vars(args).items() if key.startswith(_PREFIX) and value is not None
+    }
 
 
 def _whole(text: str) -> int:

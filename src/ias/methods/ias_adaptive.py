@@ -41,8 +41,7 @@ class ConfidenceMap:
     samples drawn (`count_band`) for the chosen answer (`chosen`), `fitted` where a band has
     none. Unfitted, the score itself."""
 
-    def __init__(self, fitted: IsotonicRegression | None = None,
-                 by_band: dict[int, IsotonicRegression] | None = None):
+    def __init__(self, fitted: IsotonicRegression | None = None, by_band: dict[int, IsotonicRegression] | None = None):
         self.fitted = fitted
         self.by_band = dict(by_band or {})
 
@@ -71,8 +70,10 @@ class ConfidenceMap:
     def from_dict(cls, data: dict) -> ConfidenceMap:
         if data.get("method") == "identity":
             return cls()
-        return cls(IsotonicRegression.from_dict(data),
-                   {int(b): IsotonicRegression.from_dict(f) for b, f in (data.get("by_band") or {}).items()})
+        return cls(
+            IsotonicRegression.from_dict(data),
+            {int(b): IsotonicRegression.from_dict(f) for b, f in (data.get("by_band") or {}).items()},
+        )
 
 
 @register_method("ias-adaptive")
@@ -126,7 +127,8 @@ class IASAdaptive:
                 chance_sum += chance  # each sample's own chance, in sample order, as the replay's cumulative sum
                 tokens += sample.generated_tokens
             confidence = float(mapping.chosen([scores[chosen]], [len(samples)])[0])
-            more = adaptive_wave(estimate, len(samples), confidence, chance_sum, tokens / len(samples), self.settings,
-                                 self.n_max)
+            more = adaptive_wave(
+                estimate, len(samples), confidence, chance_sum, tokens / len(samples), self.settings, self.n_max
+            )
             note = {"confidence": round(confidence, 6), "chance_sum": round(chance_sum, 6)}
         return Choice.of(samples[chosen], confidence)

@@ -52,8 +52,13 @@ class ParticleFiltering:
         finished: list[Partial] = []
         note: dict = {"round": 0}
         for round_ in range(self.max_rounds):
-            groups = yield Extend(tuple(p.steps for p in alive), (1,) * len(alive), key=("particles", round_),
-                                  to_end=round_ == self.max_rounds - 1, note=note)
+            groups = yield Extend(
+                tuple(p.steps for p in alive),
+                (1,) * len(alive),
+                key=("particles", round_),
+                to_end=round_ == self.max_rounds - 1,
+                note=note,
+            )
             grown = [grow(question, parent, sample) for parent, group in zip(alive, groups) for sample in group]
             read(grown, (yield ReadSteps(tuple(p.steps for p in grown))), lower=False)
             finished += [p for p in grown if p.finished]
@@ -62,8 +67,12 @@ class ParticleFiltering:
                 break
             parents = self.resample([p.stat for p in open_], derive_seed("particle-filtering", question.id, round_))
             alive = [open_[i] for i in parents]
-            note = {"round": round_ + 1, "finished": len(finished), "scores": [round(p.stat, 6) for p in open_],
-                    "parents": parents}
+            note = {
+                "round": round_ + 1,
+                "finished": len(finished),
+                "scores": [round(p.stat, 6) for p in open_],
+                "parents": parents,
+            }
         i = select([p.answer for p in finished], [p.stat for p in finished], "best")
         if i is None:
             return Choice.of(None, 0.0)
@@ -74,6 +83,7 @@ class ParticleFiltering:
         probability softmax(scores / resample_temperature)[i]; sorted, so the log reads easily."""
         logits = np.asarray(scores, dtype=float) / self.resample_temperature
         weights = np.exp(logits - logits.max())
-        picks = np.random.default_rng(seed).choice(len(scores), size=len(scores), replace=True,
-                                                   p=weights / weights.sum())
+        picks = np.random.default_rng(seed).choice(
+            len(scores), size=len(scores), replace=True, p=weights / weights.sum()
+        )
         return sorted(int(i) for i in picks)

@@ -31,8 +31,9 @@ class LiveSource:
     """Requests answered by the real policy and PRM. `grade`: grade every sample against
     the problem's reference (a run over a dataset; `ias ask` has no reference)."""
 
-    def __init__(self, task: Task, policy: Policy, prm: PRM | None, params: SamplingParams, seed: int,
-                 grade: bool = True):
+    def __init__(
+        self, task: Task, policy: Policy, prm: PRM | None, params: SamplingParams, seed: int, grade: bool = True
+    ):
         self.task, self.policy, self.prm, self.params, self.seed, self.grade = task, policy, prm, params, seed, grade
 
     def read_questions(self, questions: Sequence[Question]) -> list[QuestionReading]:
@@ -46,21 +47,33 @@ class LiveSource:
             groups[(ask.logprobs, ask.exit_below, ask.exit_window)].append(i)
         for (logprobs, exit_below, window), idx in groups.items():
             trim = exit_below is not None and not getattr(self.policy, "stops_on_confidence", True)
-            params = dataclasses.replace(self.params, logprobs=self.params.logprobs or logprobs or trim,
-                                         exit_below=None if trim else exit_below, exit_window=window)
+            params = dataclasses.replace(
+                self.params,
+                logprobs=self.params.logprobs or logprobs or trim,
+                exit_below=None if trim else exit_below,
+                exit_window=window,
+            )
             for i, samples in zip(idx, self._sample([asks[i] for i in idx], params)):
                 drawn[i] = [_trimmed(s, exit_below, window) for s in samples] if trim else samples
             if trim and not self._said_trim:
                 self._said_trim = True
-                print(f"ias: {type(self.policy).__name__} cannot stop a sample on its confidence: DeepConf's "
-                      "later samples are finished, then trimmed where the exit would have stopped them "
-                      "(their tokens are counted in full)", file=sys.stderr)
+                print(
+                    f"ias: {type(self.policy).__name__} cannot stop a sample on its confidence: DeepConf's "
+                    "later samples are finished, then trimmed where the exit would have stopped them "
+                    "(their tokens are counted in full)",
+                    file=sys.stderr,
+                )
         to_read = [(i, j) for i, (_, _, ask) in enumerate(asks) if ask.read for j in range(len(drawn[i]))]
-        readings = self._prm().score([(asks[i][0].problem.question, split_steps(drawn[i][j].text))
-                                      for i, j in to_read]) if to_read else []
+        readings = (
+            self._prm().score([(asks[i][0].problem.question, split_steps(drawn[i][j].text)) for i, j in to_read])
+            if to_read
+            else []
+        )
         by_sample = dict(zip(to_read, readings))
-        return [[self._scored(q, first + j, s, by_sample.get((i, j)), ask.logprobs)
-                 for j, s in enumerate(drawn[i])] for i, (q, first, ask) in enumerate(asks)]
+        return [
+            [self._scored(q, first + j, s, by_sample.get((i, j)), ask.logprobs) for j, s in enumerate(drawn[i])]
+            for i, (q, first, ask) in enumerate(asks)
+        ]
 
     def _sample(self, asks: Sequence[tuple[Question, int, Draw]], params: SamplingParams) -> list[list[Sample]]:
         """Each ask's samples first .. first + count - 1, in one policy call: `n = count` when
@@ -74,16 +87,18 @@ class LiveSource:
             out: list[list[Sample]] = [[] for _ in asks]  # a server: one call per wave size
             for count in sorted(set(counts)):
                 idx = [i for i, c in enumerate(counts) if c == count]
-                got = self.policy.sample([prompts[i] for i in idx], count, params, [seeds[i] for i in idx],
-                                         first=[asks[i][1] for i in idx])
+                got = self.policy.sample(
+                    [prompts[i] for i in idx], count, params, [seeds[i] for i in idx], first=[asks[i][1] for i in idx]
+                )
                 for i, samples in zip(idx, got):
                     out[i] = samples
             return out
         if len(set(counts)) == 1:
             return self.policy.sample(prompts, counts[0], params, seeds, first=[first for _, first, _ in asks])
         rows = [(i, first + j) for i, (_, first, ask) in enumerate(asks) for j in range(ask.count)]
-        got = self.policy.sample([prompts[i] for i, _ in rows], 1, params, [seeds[i] for i, _ in rows],
-                                 first=[j for _, j in rows])
+        got = self.policy.sample(
+            [prompts[i] for i, _ in rows], 1, params, [seeds[i] for i, _ in rows], first=[j for _, j in rows]
+        )
         out = [[] for _ in asks]
         for (i, _), (sample,) in zip(rows, got):
             out[i].append(sample)
@@ -131,16 +146,28 @@ class LiveSource:
             raise UserError("this strategy reads a PRM; pass --prm (or use a strategy that only votes)")
         return self.prm
 
-    def _scored(self, question: Question, index: int, sample: Sample, reading: StepScores | None,
-                logprobs: bool) -> Scored:
+    def _scored(
+        self, question: Question, index: int, sample: Sample, reading: StepScores | None, logprobs: bool
+    ) -> Scored:
         answer = question.extract(sample.text)
         correct = self.task.grade(question.problem, sample.text) if self.grade else None
         score, lower, raw = last_step(reading)
-        return Scored(index, sample.text, answer, score, lower, raw, sample.generated_tokens,
-                      reading.tokens if reading else 0, sample.finish_reason,
-                      tuple(sample.logprobs) if logprobs and sample.logprobs is not None else None, correct,
-                      sample.prompt_tokens, tuple(reading.scores) if reading and reading.scores else None,
-                      tuple(reading.quantiles[-1]) if reading and reading.quantiles and score is not None else None)
+        return Scored(
+            index,
+            sample.text,
+            answer,
+            score,
+            lower,
+            raw,
+            sample.generated_tokens,
+            reading.tokens if reading else 0,
+            sample.finish_reason,
+            tuple(sample.logprobs) if logprobs and sample.logprobs is not None else None,
+            correct,
+            sample.prompt_tokens,
+            tuple(reading.scores) if reading and reading.scores else None,
+            tuple(reading.quantiles[-1]) if reading and reading.quantiles and score is not None else None,
+        )
 
 
 def _trimmed(sample: Sample, threshold: float, window: int) -> Sample:
@@ -197,12 +224,16 @@ class PoolSource:
         for q, first, ask in asks:
             pool = self._pool(q.id) if ask.read else self._unread(q.id)
             end = min(first + ask.count, len(pool))
-            got = pool[first:end] if ask.exit_below is None else [_cut(s, ask.exit_below, ask.exit_window)
-                                                                 for s in pool[first:end]]
+            got = (
+                pool[first:end]
+                if ask.exit_below is None
+                else [_cut(s, ask.exit_below, ask.exit_window) for s in pool[first:end]]
+            )
             if first + ask.count > end:
                 if self.live is None:
-                    raise UserError(f"the pool holds {len(pool)} samples of {q.id}; the method asked for "
-                                    f"{first + ask.count}")
+                    raise UserError(
+                        f"the pool holds {len(pool)} samples of {q.id}; the method asked for {first + ask.count}"
+                    )
                 more = dataclasses.replace(ask, count=first + ask.count - end)
                 got = got + self.live.draw([(q, end, more)])[0]
             out.append(got)
@@ -229,8 +260,12 @@ class PoolSource:
     def _unread(self, qid: str) -> list[Scored]:
         """The question's samples as a method that reads no PRM gets them: no scores, no PRM tokens."""
         if qid not in self._unscored:
-            self._unscored[qid] = [dataclasses.replace(s, score=None, lower=None, raw_score=None, prm_tokens=0,
-                                                       step_scores=None, quantiles=None) for s in self._pool(qid)]
+            self._unscored[qid] = [
+                dataclasses.replace(
+                    s, score=None, lower=None, raw_score=None, prm_tokens=0, step_scores=None, quantiles=None
+                )
+                for s in self._pool(qid)
+            ]
         return self._unscored[qid]
 
 
@@ -242,12 +277,32 @@ def _cut(sample: Scored, threshold: float, window: int) -> Scored:
     end = live_exit(sample.logprobs, sample.finish_reason, threshold, window)
     if end is None:
         return sample
-    return dataclasses.replace(sample, text="", answer=None, correct=False, generated_tokens=end + 1,
-                               finish_reason="exit", logprobs=sample.logprobs[: end + 1])
+    return dataclasses.replace(
+        sample,
+        text="",
+        answer=None,
+        correct=False,
+        generated_tokens=end + 1,
+        finish_reason="exit",
+        logprobs=sample.logprobs[: end + 1],
+    )
 
 
 def pool_sample(row: PoolSample, index: int) -> Scored:
     """A pool record's sample as a method sees it."""
-    return Scored(index, row.text, row.answer, row.score, row.quantiles[0] if row.quantiles else None, row.raw(),
-                  row.generated_tokens, row.prm_tokens, row.finish_reason, row.logprobs, row.correct,
-                  row.prompt_tokens, row.step_scores or None, row.quantiles or None)
+    return Scored(
+        index,
+        row.text,
+        row.answer,
+        row.score,
+        row.quantiles[0] if row.quantiles else None,
+        row.raw(),
+        row.generated_tokens,
+        row.prm_tokens,
+        row.finish_reason,
+        row.logprobs,
+        row.correct,
+        row.prompt_tokens,
+        row.step_scores or None,
+        row.quantiles or None,
+    )

@@ -54,8 +54,15 @@ class MethodStrategy:
             config[f.name] = value
         return config
 
-    def run(self, problems: Sequence[Problem], task: Task, policy: Policy, prm: PRM | None,
-            params: SamplingParams, seed: int) -> list[dict]:
+    def run(
+        self,
+        problems: Sequence[Problem],
+        task: Task,
+        policy: Policy,
+        prm: PRM | None,
+        params: SamplingParams,
+        seed: int,
+    ) -> list[dict]:
         questions = [Question(p, task.extract) for p in problems]
         answers = run_method(self.method, questions, LiveSource(task, policy, prm, params, seed, grade=True))
         return [problem_record(a, task, self.method) for a in answers]
@@ -81,8 +88,12 @@ def problem_record(answer: Answer, task: Task, method: Any) -> dict:
         "solution": choice.text,  # the chosen text (not "text": that key marks a sample)
         "confidence": json_float(choice.confidence),
         **({"interval": list(choice.interval)} if choice.interval is not None else {}),
-        "usage": {"prompt_tokens": answer.prompt_tokens, "generated_tokens": answer.generated_tokens,
-                  "prm_tokens": answer.prm_tokens, "samples": answer.n_samples},
+        "usage": {
+            "prompt_tokens": answer.prompt_tokens,
+            "generated_tokens": answer.generated_tokens,
+            "prm_tokens": answer.prm_tokens,
+            "samples": answer.n_samples,
+        },
         "waves": answer.waves,
     }
     if answer.samples:
@@ -132,8 +143,11 @@ def selection_choices(rows: list[dict]) -> dict:
         if how != "majority" and not read:
             continue
         i = select(answers, scores if read else [0.0] * len(rows), how)
-        choices[how] = ({"index": i, "answer": rows[i]["answer"], "correct": rows[i]["correct"]} if i is not None
-                        else {"index": None, "answer": None, "correct": False})
+        choices[how] = (
+            {"index": i, "answer": rows[i]["answer"], "correct": rows[i]["correct"]}
+            if i is not None
+            else {"index": None, "answer": None, "correct": False}
+        )
     return choices
 
 

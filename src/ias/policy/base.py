@@ -61,7 +61,11 @@ class Policy(Protocol):
     defaults: SamplingParams  # the model's own sampling settings (e.g. its generation_config)
 
     def sample(
-        self, prompts: Sequence[str], n: int, params: SamplingParams, seeds: Sequence[int],
+        self,
+        prompts: Sequence[str],
+        n: int,
+        params: SamplingParams,
+        seeds: Sequence[int],
         first: Sequence[int] | None = None,
     ) -> list[list[Sample]]:
         """`n` samples for each prompt; sample j of prompt i depends only on (seeds[i], j).
@@ -133,8 +137,6 @@ def load_policy(model: str, backend: str = "hf", **options) -> Policy:
         raise UserError(f"unknown policy backend '{backend}'; known: {', '.join(known)}")
     check_options(f"policy backend '{backend}'", _BACKENDS[backend], options)
     return _BACKENDS[backend](model, **options)
-
-
 
 
 def mix64(*values: int | np.ndarray) -> np.ndarray:

@@ -60,9 +60,7 @@ class HFPolicy:
         self.device = torch.device(device)
         self.batch_size = batch_size
         self.progress = progress  # a bar over the samples of calls larger than one batch
-        self.max_model_len = max_model_len or int(
-            getattr(self.model.config, "max_position_embeddings", 1 << 30)
-        )
+        self.max_model_len = max_model_len or int(getattr(self.model.config, "max_position_embeddings", 1 << 30))
         self.eos_ids = _eos_ids(self.tokenizer, self.model)
         # transformers 5 renamed the cache argument; older versions only know the old name.
         forward_args = inspect.signature(self.model.forward).parameters
@@ -83,14 +81,19 @@ class HFPolicy:
         # tokens' pieces, so stop strings are found in a running text. Byte-level and
         # SentencePiece pieces are not exact (a split character, a dropped leading space):
         # their stops are looked for in a decode of the last tokens.
-        self._pieces = pieces if all(len(p) <= 1 for p in pieces if p not in self.tokenizer.all_special_tokens) \
-            else None
+        self._pieces = (
+            pieces if all(len(p) <= 1 for p in pieces if p not in self.tokenizer.all_special_tokens) else None
+        )
 
     def encode(self, prompts: Sequence[str]) -> list[list[int]]:
         return encode_prompts(self.tokenizer, prompts)  # too long is our error below
 
     def sample(
-        self, prompts: Sequence[str], n: int, params: SamplingParams, seeds: Sequence[int],
+        self,
+        prompts: Sequence[str],
+        n: int,
+        params: SamplingParams,
+        seeds: Sequence[int],
         first: Sequence[int] | None = None,
     ) -> list[list[Sample]]:
         encoded = self.encode(prompts)

@@ -48,8 +48,10 @@ if TYPE_CHECKING:
 _MAX_RETRY_AFTER_S = 60.0
 _MAX_BACKOFF_S = 8.0
 # Words a server uses when it refuses a field it does not know or support.
-_REFUSAL = re.compile(r"support|unknown|unrecogni[sz]ed|unexpected|not allowed|not permitted|extra|only one|"
-                      r"must be|invalid|not implemented")
+_REFUSAL = re.compile(
+    r"support|unknown|unrecogni[sz]ed|unexpected|not allowed|not permitted|extra|only one|"
+    r"must be|invalid|not implemented"
+)
 _FIELDS = ("logprobs", "stop", "seed", "top_p", "n")
 
 
@@ -87,14 +89,16 @@ class OpenAIPolicy:
         if not base_url:
             raise UserError("the openai backend needs the server's address: --backend-opt base_url=http://HOST:PORT/v1")
         if int(concurrency) < 1 or float(timeout_s) <= 0 or int(max_retries) < 0 or float(backoff_s) < 0:
-            raise UserError("the openai backend needs concurrency >= 1, timeout_s > 0, max_retries >= 0, "
-                            "backoff_s >= 0")
+            raise UserError(
+                "the openai backend needs concurrency >= 1, timeout_s > 0, max_retries >= 0, backoff_s >= 0"
+            )
         self.name = str(model)
         self.base_url = _normalise_url(str(base_url))
         self.concurrency = int(concurrency)
         key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
-        self._http = _Http(self.base_url, None if key is None else str(key), float(timeout_s), int(max_retries),
-                           float(backoff_s))
+        self._http = _Http(
+            self.base_url, None if key is None else str(key), float(timeout_s), int(max_retries), float(backoff_s)
+        )
         self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="ias-openai")
         self.tokenizer: PreTrainedTokenizerBase | None = None
         generation: dict[str, Any] = {}
@@ -111,13 +115,19 @@ class OpenAIPolicy:
             return None
         served = {str(m.get("id")): m for m in listing.get("data") or [] if isinstance(m, dict)}
         if served and self.name not in served:
-            raise UserError(f"the server at {self.base_url} serves {', '.join(sorted(served))}, not '{self.name}'; "
-                            "pass one of them as the policy")
+            raise UserError(
+                f"the server at {self.base_url} serves {', '.join(sorted(served))}, not '{self.name}'; "
+                "pass one of them as the policy"
+            )
         length = served.get(self.name, {}).get("max_model_len")
         return int(length) if isinstance(length, int) else None
 
     def sample(
-        self, prompts: Sequence[str], n: int, params: SamplingParams, seeds: Sequence[int],
+        self,
+        prompts: Sequence[str],
+        n: int,
+        params: SamplingParams,
+        seeds: Sequence[int],
         first: Sequence[int] | None = None,
     ) -> list[list[Sample]]:
         """A server starts a seed's stream at its first choice: prompt i with `first[i]` > 0 asks
@@ -128,16 +138,20 @@ class OpenAIPolicy:
             raise ValueError("n must be >= 1")
         offsets = sample_offsets(first, prompts)
         if params.exit_below is not None:
-            raise UserError("the early exit (exit_below) stops samples in the hf backend only: "
-                            "a server cannot be told to stop a sample on its confidence")
+            raise UserError(
+                "the early exit (exit_below) stops samples in the hf backend only: "
+                "a server cannot be told to stop a sample on its confidence"
+            )
         prompt_ids = [self._encode(p) for p in prompts] if self.tokenizer is not None else None
-        bodies = [self._body(p, offsets[i] + n, params, int(s), None if prompt_ids is None else len(prompt_ids[i]), i)
-                  for i, (p, s) in enumerate(zip(prompts, seeds))]
+        bodies = [
+            self._body(p, offsets[i] + n, params, int(s), None if prompt_ids is None else len(prompt_ids[i]), i)
+            for i, (p, s) in enumerate(zip(prompts, seeds))
+        ]
         responses = self._post_all(bodies)
         return [
-            self._samples(
-                response, offsets[i] + n, params, None if prompt_ids is None else len(prompt_ids[i])
-            )[offsets[i]:]
+            self._samples(response, offsets[i] + n, params, None if prompt_ids is None else len(prompt_ids[i]))[
+                offsets[i] :
+            ]
             for i, response in enumerate(responses)
         ]
 
@@ -152,8 +166,15 @@ class OpenAIPolicy:
             if prompt_len >= self.max_model_len:
                 raise PromptTooLong(i, prompt_len, self.max_model_len)
             max_tokens = min(max_tokens, self.max_model_len - prompt_len)  # as the hf backend: bounded by the context
-        body: dict[str, Any] = {"model": self.name, "prompt": prompt, "n": n, "temperature": params.temperature,
-                                "top_p": params.top_p, "max_tokens": max_tokens, "seed": seed}
+        body: dict[str, Any] = {
+            "model": self.name,
+            "prompt": prompt,
+            "n": n,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "max_tokens": max_tokens,
+            "seed": seed,
+        }
         if params.stop:
             body["stop"] = list(params.stop)
         if params.logprobs:
@@ -177,8 +198,10 @@ class OpenAIPolicy:
     def _samples(self, response: dict, n: int, params: SamplingParams, local_prompt_len: int | None) -> list[Sample]:
         choices = sorted(response.get("choices") or [], key=lambda c: c.get("index", 0))
         if len(choices) != n:
-            raise UserError(f"the server at {self.base_url} returned {len(choices)} choices for n={n}: it does not "
-                            "support `n`; use a server that does (vLLM, SGLang, `ias serve`)")
+            raise UserError(
+                f"the server at {self.base_url} returned {len(choices)} choices for n={n}: it does not "
+                "support `n`; use a server that does (vLLM, SGLang, `ias serve`)"
+            )
         usage = response.get("usage") or {}
         texts = [str(c.get("text") or "") for c in choices]
         finishes = [self._finish(c, params) for c in choices]
@@ -228,13 +251,17 @@ class OpenAIPolicy:
     def _logprobs(self, choice: dict) -> list[float]:
         values = (choice.get("logprobs") or {}).get("token_logprobs")
         if not isinstance(values, list) or any(v is None for v in values):
-            raise UserError(f"the server at {self.base_url} returned no token logprobs: it does not support "
-                            "`logprobs`; use a server that does (vLLM, SGLang, `ias serve`)")
+            raise UserError(
+                f"the server at {self.base_url} returned no token logprobs: it does not support "
+                "`logprobs`; use a server that does (vLLM, SGLang, `ias serve`)"
+            )
         return [float(v) for v in values]
 
     def _no_usage(self) -> UserError:
-        return UserError(f"the server at {self.base_url} reports no token usage; pass the model's tokenizer to count "
-                         "them here: --backend-opt tokenizer=NAME_OR_FOLDER")
+        return UserError(
+            f"the server at {self.base_url} reports no token usage; pass the model's tokenizer to count "
+            "them here: --backend-opt tokenizer=NAME_OR_FOLDER"
+        )
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -291,8 +318,14 @@ class _Http:
         if api_key:
             self.headers["Authorization"] = f"Bearer {api_key}"
 
-    def request(self, method: str, path: str, body: dict | None = None, optional: bool = False,
-                abort: threading.Event | None = None) -> Any:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: dict | None = None,
+        optional: bool = False,
+        abort: threading.Event | None = None,
+    ) -> Any:
         """The decoded JSON answer; `optional`: None when the server has no such path (404, 405)."""
         data = None if body is None else json.dumps(body).encode()
         last = ""
@@ -307,8 +340,10 @@ class _Http:
                 try:
                     return json.loads(raw)
                 except ValueError:
-                    raise UserError(f"the server at {self.base_url} answered {path} with something other "
-                                    "than JSON; check base_url (it usually ends in /v1)") from None
+                    raise UserError(
+                        f"the server at {self.base_url} answered {path} with something other "
+                        "than JSON; check base_url (it usually ends in /v1)"
+                    ) from None
             except urllib.error.HTTPError as err:
                 message = _error_message(err)
                 if err.code == 429 or err.code >= 500:
@@ -340,19 +375,25 @@ class _Http:
         if status in (400, 422):
             field = _unsupported_field(message, body or {})
             if field:
-                return UserError(f"{where} does not support `{field}` ({message}); use a server that does "
-                                 "(vLLM, SGLang, `ias serve`)")
+                return UserError(
+                    f"{where} does not support `{field}` ({message}); use a server that does "
+                    "(vLLM, SGLang, `ias serve`)"
+                )
             hint = ""
             if "context length" in message.lower() and "max_tokens" in (body or {}):
-                hint = ("; with --backend-opt tokenizer=NAME_OR_FOLDER prompts and max_tokens are checked "
-                        "against the context before sending")
+                hint = (
+                    "; with --backend-opt tokenizer=NAME_OR_FOLDER prompts and max_tokens are checked "
+                    "against the context before sending"
+                )
             return UserError(f"{where} rejected the request ({status}: {message}){hint}")
         if status in (401, 403):
             return UserError(f"{where} refused the request ({status}: {message}); check api_key or $OPENAI_API_KEY")
         if status == 404:
             model = (body or {}).get("model")
-            return UserError(f"{where} has no {path}{f' or no model {model!r}' if model else ''} ({message}); "
-                             "check base_url (it usually ends in /v1) and the model name")
+            return UserError(
+                f"{where} has no {path}{f' or no model {model!r}' if model else ''} ({message}); "
+                "check base_url (it usually ends in /v1) and the model name"
+            )
         return UserError(f"{where} answered {status} ({message})")
 
 

@@ -95,13 +95,20 @@ class VLLMPolicy:
         path = self._engine_path(model, on_cpu)
         if dtype == "auto":  # vLLM's own "auto" would run a float32 checkpoint in 16 bits
             dtype = _checkpoint_dtype(Path(path)) if Path(path).is_dir() else "auto"
-        args = _engine_args(known, on_cpu, {
-            "tensor_parallel_size": tensor_parallel_size, "dtype": dtype,
-            "enable_prefix_caching": enable_prefix_caching, "seed": seed,
-            **({"max_model_len": max_model_len} if max_model_len is not None else {}),
-            **({"gpu_memory_utilization": gpu_memory_utilization} if gpu_memory_utilization is not None else {}),
-            **engine_options,
-        }, kv_cache_gb)
+        args = _engine_args(
+            known,
+            on_cpu,
+            {
+                "tensor_parallel_size": tensor_parallel_size,
+                "dtype": dtype,
+                "enable_prefix_caching": enable_prefix_caching,
+                "seed": seed,
+                **({"max_model_len": max_model_len} if max_model_len is not None else {}),
+                **({"gpu_memory_utilization": gpu_memory_utilization} if gpu_memory_utilization is not None else {}),
+                **engine_options,
+            },
+            kv_cache_gb,
+        )
         self.name = model
         self.progress = progress
         self._vllm = vllm
@@ -134,28 +141,36 @@ class VLLMPolicy:
         return encode_prompts(self.tokenizer, prompts)
 
     def sample(
-        self, prompts: Sequence[str], n: int, params: SamplingParams, seeds: Sequence[int],
+        self,
+        prompts: Sequence[str],
+        n: int,
+        params: SamplingParams,
+        seeds: Sequence[int],
         first: Sequence[int] | None = None,
     ) -> list[list[Sample]]:
         encoded = self.encode(prompts)
         check_prompts(encoded, seeds, self.max_model_len)
         offsets = sample_offsets(first, prompts)
         if params.exit_below is not None:
-            raise UserError("the early exit (exit_below) stops samples in the hf backend only: "
-                            "vLLM's offline engine cannot stop a sample on its confidence")
+            raise UserError(
+                "the early exit (exit_below) stops samples in the hf backend only: "
+                "vLLM's offline engine cannot stop a sample on its confidence"
+            )
         requests, settings = [], []
         for i, ids in enumerate(encoded):
             for j in range(n):
                 requests.append({"prompt_token_ids": ids})
-                settings.append(self._vllm.SamplingParams(
-                    n=1,
-                    temperature=params.temperature,
-                    top_p=params.top_p,
-                    max_tokens=min(params.max_tokens, self.max_model_len - len(ids)),
-                    stop=list(params.stop) or None,
-                    seed=derive_seed(int(seeds[i]), offsets[i] + j),
-                    logprobs=0 if params.logprobs else None,
-                ))
+                settings.append(
+                    self._vllm.SamplingParams(
+                        n=1,
+                        temperature=params.temperature,
+                        top_p=params.top_p,
+                        max_tokens=min(params.max_tokens, self.max_model_len - len(ids)),
+                        stop=list(params.stop) or None,
+                        seed=derive_seed(int(seeds[i]), offsets[i] + j),
+                        logprobs=0 if params.logprobs else None,
+                    )
+                )
         outputs = self.llm.generate(requests, settings, use_tqdm=self.progress) if requests else []
         out = [[_to_sample(o, len(encoded[i])) for o in outputs[i * n : (i + 1) * n]] for i in range(len(prompts))]
         return out
@@ -271,12 +286,20 @@ def _engine_args(known: set[str], on_cpu: bool, given: dict[str, Any], kv_cache_
     args: dict[str, Any] = {**({"enable_chunked_prefill": False} if on_cpu else {}), **given}
     if "logprobs_mode" in known:  # vLLM >= 0.10; raw is its default there, pinned for the contract
         args.setdefault("logprobs_mode", "raw_logprobs")
-    if kv_cache_gb is None and on_cpu and "gpu_memory_utilization" not in args and "kv_cache_memory_bytes" in known \
-            and "kv_cache_memory_bytes" not in args and not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
+    if (
+        kv_cache_gb is None
+        and on_cpu
+        and "gpu_memory_utilization" not in args
+        and "kv_cache_memory_bytes" in known
+        and "kv_cache_memory_bytes" not in args
+        and not os.environ.get("VLLM_CPU_KVCACHE_SPACE")
+    ):
         kv_cache_gb = CPU_DEFAULT_KV_CACHE_GB
     if kv_cache_gb is not None:
         if "kv_cache_memory_bytes" not in known:
-            raise UserError("kv_cache_gb needs a newer vllm (kv_cache_memory_bytes); set VLLM_CPU_KVCACHE_SPACE "
-                        "or gpu_memory_utilization instead")
+            raise UserError(
+                "kv_cache_gb needs a newer vllm (kv_cache_memory_bytes); set VLLM_CPU_KVCACHE_SPACE "
+                "or gpu_memory_utilization instead"
+            )
         args["kv_cache_memory_bytes"] = int(kv_cache_gb * (1 << 30))
     return args

@@ -98,16 +98,20 @@ class AdaptablePRM(ReadablePRM, Protocol):
 def require_readable(prm: PRM, why: str) -> ReadablePRM:
     """`prm` as a ReadablePRM, or a one-line error saying `why` it must be one."""
     if not isinstance(prm, ReadablePRM):
-        raise UserError(f"{why} reads the PRM's own inputs and hidden states, which PRM '{prm.name}' "
-                        f"(a {type(prm).__name__}) does not offer; use a transformers PRM (backend 'hf')")
+        raise UserError(
+            f"{why} reads the PRM's own inputs and hidden states, which PRM '{prm.name}' "
+            f"(a {type(prm).__name__}) does not offer; use a transformers PRM (backend 'hf')"
+        )
     return prm
 
 
 def require_adaptable(prm: PRM, why: str) -> AdaptablePRM:
     """`prm` as an AdaptablePRM, or a one-line error saying `why` it must be one."""
     if not isinstance(prm, AdaptablePRM):
-        raise UserError(f"{why} changes the PRM's own weights: it needs a transformers PRM (backend 'hf'), "
-                        f"not {type(prm).__name__} '{prm.name}'")
+        raise UserError(
+            f"{why} changes the PRM's own weights: it needs a transformers PRM (backend 'hf'), "
+            f"not {type(prm).__name__} '{prm.name}'"
+        )
     return prm
 
 

@@ -97,8 +97,10 @@ def check_format_tokens(fmt: PRMFormat, tokenizer, prm_name: str) -> None:
     for mark in marks:
         ids = tokenizer.encode(mark, add_special_tokens=False)
         if not ids or (unknown is not None and unknown in ids) or mark not in tokenizer.decode(ids):
-            raise UserError(f"PRM '{prm_name}' has no token for {mark!r}, which its reading format needs; "
-                            "is --prm-format the PRM's own?")
+            raise UserError(
+                f"PRM '{prm_name}' has no token for {mark!r}, which its reading format needs; "
+                "is --prm-format the PRM's own?"
+            )
 
 
 def prm_input(fmt: PRMFormat, tokenizer, question: str, steps: list[str]) -> tuple[list[int], list[int]]:
@@ -126,6 +128,4 @@ def load_format(folder: str | Path | None, name: str | None = None) -> PRMFormat
             return PRMFormat(**json.loads(path.read_text()))
         except (json.JSONDecodeError, TypeError) as err:
             raise UserError(f"{path} is not a valid PRM format file: {err}") from None
-    raise UserError(
-        f"no PRM format for '{folder}': pass --prm-format ({', '.join(FORMATS)}) or add {FORMAT_FILE}"
-    )
+    raise UserError(f"no PRM format for '{folder}': pass --prm-format ({', '.join(FORMATS)}) or add {FORMAT_FILE}")

@@ -40,8 +40,9 @@ class HFPRM:
         from transformers import AutoConfig, AutoTokenizer
 
         check_prm_options(dtype, batch_size, max_length)
-        self.options: dict[str, Any] = dict(prm_format=prm_format, device=device, dtype=dtype,
-                                            batch_size=batch_size, max_length=max_length)
+        self.options: dict[str, Any] = dict(
+            prm_format=prm_format, device=device, dtype=dtype, batch_size=batch_size, max_length=max_length
+        )
         path = resolve_model(model)
         self.name = model
         self.format = load_format(path, prm_format)  # a hub id has no local ias_prm.json: --prm-format
@@ -58,8 +59,11 @@ class HFPRM:
         if self.max_length > trained and (model, self.max_length) not in _SAID_PAST_TRAINING:
             # The user's choice, said once per process (fresh copies load the PRM again): extrapolations.
             _SAID_PAST_TRAINING.add((model, self.max_length))
-            print(f"ias: PRM '{model}' reads up to {self.max_length} tokens, past the {trained} positions it was "
-                  "trained on", file=sys.stderr)
+            print(
+                f"ias: PRM '{model}' reads up to {self.max_length} tokens, past the {trained} positions it was "
+                "trained on",
+                file=sys.stderr,
+            )
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else (self.tokenizer.eos_token_id or 0)
         if self.format.reading == "tokens":
@@ -169,8 +173,10 @@ def _load_model(path: str, config, reading: str, dtype):
     missing = sorted(info.get("missing_keys") or [])
     if missing:  # transformers would fill them with random numbers: scores read from noise
         shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
-        raise UserError(f"'{path}' has no trained weights for {shown}: it is not a PRM of the '{reading}' format "
-                        "(a policy given as --prm?); pass a PRM folder, or the --prm-format its weights fit")
+        raise UserError(
+            f"'{path}' has no trained weights for {shown}: it is not a PRM of the '{reading}' format "
+            "(a policy given as --prm?); pass a PRM folder, or the --prm-format its weights fit"
+        )
     return model
 
 

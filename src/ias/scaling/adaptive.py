@@ -40,10 +40,14 @@ def expected(outcomes: Sequence[Outcome]) -> Outcome:
     """One problem's outcome averaged over orderings of its pool (the first ordering's answer)."""
     k = len(outcomes)
     confidences = [o.confidence for o in outcomes if o.confidence is not None]
-    return Outcome(outcomes[0].answer, sum(float(o.correct) for o in outcomes) / k,
-                   sum(o.samples for o in outcomes) / k, sum(o.tokens for o in outcomes) / k,
-                   sum(o.prm_tokens for o in outcomes) / k,
-                   sum(confidences) / len(confidences) if len(confidences) == k else None)
+    return Outcome(
+        outcomes[0].answer,
+        sum(float(o.correct) for o in outcomes) / k,
+        sum(o.samples for o in outcomes) / k,
+        sum(o.tokens for o in outcomes) / k,
+        sum(o.prm_tokens for o in outcomes) / k,
+        sum(confidences) / len(confidences) if len(confidences) == k else None,
+    )
 
 
 #: Seeded random orderings of each question's pool that every replayed method is averaged
@@ -124,21 +128,31 @@ def prefix_view(record: PoolProblem, raw: bool = False) -> PrefixView:
     read = [s.raw() if raw else s.score for s in samples]
     scores = [x if x is not None else float("-inf") for x in read]
     chosen = best_by_prefix([s.answer for s in samples], scores)
-    return PrefixView(chosen, np.array([_unit(scores[i]) for i in chosen]),
-                      np.array([samples[i].correct for i in chosen]),
-                      np.array([_unit(x) for x in scores]), np.cumsum([s.generated_tokens for s in samples]))
+    return PrefixView(
+        chosen,
+        np.array([_unit(scores[i]) for i in chosen]),
+        np.array([samples[i].correct for i in chosen]),
+        np.array([_unit(x) for x in scores]),
+        np.cumsum([s.generated_tokens for s in samples]),
+    )
 
 
-def adaptive_size(view: PrefixView, readings: Readings, question: float, settings: AdaptiveSettings,
-                  n_max: int) -> int:
+def adaptive_size(view: PrefixView, readings: Readings, question: float, settings: AdaptiveSettings, n_max: int) -> int:
     """How many samples `ias-adaptive` draws, wave by wave, deciding each time only from the
     finished samples (`adaptive_wave`)."""
     n_max = min(n_max, len(view.chosen))
     n, more = 0, adaptive_wave(question, 0, 0.0, 0.0, 0.0, settings, n_max)
     while more:
         n = min(n + more, n_max)
-        more = adaptive_wave(question, n, float(readings.confidence[n - 1]), float(readings.chance_sum[n - 1]),
-                             float(view.token_sum[n - 1]) / n, settings, n_max)
+        more = adaptive_wave(
+            question,
+            n,
+            float(readings.confidence[n - 1]),
+            float(readings.chance_sum[n - 1]),
+            float(view.token_sum[n - 1]) / n,
+            settings,
+            n_max,
+        )
     return n
 
 
@@ -173,8 +187,9 @@ class ReplayTable(NamedTuple):
     drawn_max: np.ndarray  # each record's cap: min(n_max, its pool size)
 
 
-def replay_table(views: Sequence[PrefixView], readings: Sequence[Readings], questions: Sequence[float],
-                 n_max: int) -> ReplayTable:
+def replay_table(
+    views: Sequence[PrefixView], readings: Sequence[Readings], questions: Sequence[float], n_max: int
+) -> ReplayTable:
     """The `ReplayTable` of views read through their readings (`read_view`)."""
     width = max(min(n_max, len(v.chosen)) for v in views)
 
@@ -182,12 +197,17 @@ def replay_table(views: Sequence[PrefixView], readings: Sequence[Readings], ques
         table = np.zeros((len(views), width))
         for i, row in enumerate(rows):
             row = np.asarray(row, dtype=float)[:width]
-            table[i, :len(row)] = row
+            table[i, : len(row)] = row
         return table
 
-    return ReplayTable(pad(v.chosen_correct for v in views), pad(r.confidence for r in readings),
-                       pad(r.chance_sum for r in readings), pad(v.token_sum for v in views), list(questions),
-                       np.array([min(n_max, len(v.chosen)) for v in views])[:, None])
+    return ReplayTable(
+        pad(v.chosen_correct for v in views),
+        pad(r.confidence for r in readings),
+        pad(r.chance_sum for r in readings),
+        pad(v.token_sum for v in views),
+        list(questions),
+        np.array([min(n_max, len(v.chosen)) for v in views])[:, None],
+    )
 
 
 def replay_sizes(table: ReplayTable, settings: AdaptiveSettings) -> np.ndarray:
@@ -230,8 +250,13 @@ def _wave_ends(first: int, settings: AdaptiveSettings, width: int) -> np.ndarray
     return _wave_ends_cached(first, settings.wave, settings.growth, width)
 
 
-def adaptive_grid(views: Sequence[Sequence[PrefixView]], records: Sequence[Sequence[PoolProblem]], n_max: int,
-                  confidence: ConfidenceMap, growth: float = 1.0) -> list[dict]:
+def adaptive_grid(
+    views: Sequence[Sequence[PrefixView]],
+    records: Sequence[Sequence[PoolProblem]],
+    n_max: int,
+    confidence: ConfidenceMap,
+    growth: float = 1.0,
+) -> list[dict]:
     """Every setting's accuracy, mean samples per question and tokens on reordered records
     (`records[k][i]`: ordering k of question i), expected over the orderings; every setting
     with the waves' `growth` (a latency setting of the run, not tuned)."""
@@ -248,9 +273,13 @@ def adaptive_grid(views: Sequence[Sequence[PrefixView]], records: Sequence[Seque
             n = _sizes(table, settings, cheap)
             right = float(table.correct[rows, n - 1].sum())
             spent = table.token_sum[rows, n - 1].reshape(len(views), -1).mean(axis=0)  # per question
-            found[settings] = {**asdict(settings), "accuracy": round(right / len(flat), 4),
-                               "samples": round(float(n.sum()) / len(flat), 3),
-                               "tokens": round(float(spent.sum()), 1), "tokens_high": round(high(spent), 1)}
+            found[settings] = {
+                **asdict(settings),
+                "accuracy": round(right / len(flat), 4),
+                "samples": round(float(n.sum()) / len(flat), 3),
+                "tokens": round(float(spent.sum()), 1),
+                "tokens_high": round(high(spent), 1),
+            }
     return [found[AdaptiveSettings(*key, growth)] for key in itertools.product(TARGETS, PRICES, WAVES, PRIORS)]
 
 
@@ -268,8 +297,9 @@ def _token_bound(views: Sequence[PrefixView]) -> Callable[[np.ndarray], float]:
     return bound
 
 
-def choose_settings(grid: Sequence[dict], tolerance: float, one_sample_tokens: float,
-                    growth: float | None = None) -> dict:
+def choose_settings(
+    grid: Sequence[dict], tolerance: float, one_sample_tokens: float, growth: float | None = None
+) -> dict:
     """`ias-adaptive`'s settings: the cheapest (tokens) within `tolerance` of the most accurate
     among those with the run's `growth` (None: any);
     `ias-adaptive@B`: the most accurate whose tokens, at `TOKEN_CONFIDENCE` over resamples of
@@ -282,11 +312,14 @@ def choose_settings(grid: Sequence[dict], tolerance: float, one_sample_tokens: f
     by_budget = {}
     for b in MEAN_BUDGETS:
         within = [g for g in grid if g["tokens_high"] <= b * one_sample_tokens]
-        by_budget[b] = (max(within, key=lambda g: (g["accuracy"], -g["tokens"])) if within
-                        else min(grid, key=lambda g: g["tokens"]))
+        by_budget[b] = (
+            max(within, key=lambda g: (g["accuracy"], -g["tokens"])) if within else min(grid, key=lambda g: g["tokens"])
+        )
     keys = [f.name for f in fields(AdaptiveSettings)]
-    return {"settings": {k: main[k] for k in keys},
-            "by_budget": {str(b): {k: g[k] for k in keys} for b, g in by_budget.items()}}
+    return {
+        "settings": {k: main[k] for k in keys},
+        "by_budget": {str(b): {k: g[k] for k in keys} for b, g in by_budget.items()},
+    }
 
 
 def selected_curves(views: Sequence[Sequence[PrefixView]]) -> list[list[float]]:
@@ -310,7 +343,11 @@ def _best_of_first(record: PoolProblem, view: PrefixView, n: int) -> Outcome:
     """The best-scored of a record's first n samples and what drawing and reading them cost."""
     samples = record.samples[:n]
     chosen = samples[view.chosen[n - 1]]
-    return Outcome(chosen.answer, chosen.correct, n, sum(s.generated_tokens for s in samples),
-                   sum(s.prm_tokens for s in samples), float(view.chosen_score[n - 1]))
-
-
+    return Outcome(
+        chosen.answer,
+        chosen.correct,
+        n,
+        sum(s.generated_tokens for s in samples),
+        sum(s.prm_tokens for s in samples),
+        float(view.chosen_score[n - 1]),
+    )

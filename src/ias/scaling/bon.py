@@ -61,14 +61,17 @@ class BestOfN:
         for k, (problem, group) in enumerate(zip(problems, groups)):
             readings = [scored[k * self.n + j] for j in range(len(group))] if scored else [None] * len(group)
             scores = [aggregate(r.scores, self.aggregation) for r in readings if r] if scored else None
-            rows = tuple(_sample(task, problem, sample, reading, scores[j] if scores else None)
-                         for j, (sample, reading) in enumerate(zip(group, readings)))
+            rows = tuple(
+                _sample(task, problem, sample, reading, scores[j] if scores else None)
+                for j, (sample, reading) in enumerate(zip(group, readings))
+            )
             reading = _question_reading(questions[k]) if questions is not None else None
             records.append(self._record(problem, rows, scores, reading))
         return records
 
-    def _record(self, problem: Problem, rows: tuple[PoolSample, ...], scores: list[float] | None,
-                reading: PoolReading | None) -> PoolProblem:
+    def _record(
+        self, problem: Problem, rows: tuple[PoolSample, ...], scores: list[float] | None, reading: PoolReading | None
+    ) -> PoolProblem:
         """`scores`: each sample's aggregated score (-inf: unscored); None without a PRM."""
         answers = [r.answer for r in rows]
         choices = {}
@@ -76,8 +79,9 @@ class BestOfN:
             if how != "majority" and scores is None:
                 continue
             i = select(answers, scores if scores is not None else [0.0] * len(rows), how)
-            choices[how] = PoolChoice(i, rows[i].answer, rows[i].correct) if i is not None else PoolChoice(
-                None, None, False)
+            choices[how] = (
+                PoolChoice(i, rows[i].answer, rows[i].correct) if i is not None else PoolChoice(None, None, False)
+            )
         chosen = choices[self.selection]
         usage = Usage(
             prompt_tokens=sum(r.prompt_tokens for r in rows),
@@ -85,13 +89,23 @@ class BestOfN:
             prm_tokens=sum(r.prm_tokens for r in rows),
             samples=len(rows),
         )
-        return PoolProblem(id=problem.id, question=problem.question, samples=rows, reference=problem.answer,
-                           meta=problem.meta, answer=chosen.answer, correct=chosen.correct, choices=choices,
-                           usage=usage, question_reading=reading)
+        return PoolProblem(
+            id=problem.id,
+            question=problem.question,
+            samples=rows,
+            reference=problem.answer,
+            meta=problem.meta,
+            answer=chosen.answer,
+            correct=chosen.correct,
+            choices=choices,
+            usage=usage,
+            question_reading=reading,
+        )
 
 
-def _sample(task: Task, problem: Problem, sample: Sample, reading: StepScores | None,
-            score: float | None) -> PoolSample:
+def _sample(
+    task: Task, problem: Problem, sample: Sample, reading: StepScores | None, score: float | None
+) -> PoolSample:
     """A drawn sample, graded, with the PRM's reading of it (None: no PRM)."""
     return PoolSample(
         text=sample.text,

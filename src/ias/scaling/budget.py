@@ -372,8 +372,15 @@ def success_estimate(question: float, chance_sum: float, finished: int, prior: f
     return (prior * question_share(question) + chance_sum) / (prior + finished)
 
 
-def adaptive_wave(question: float, finished: int, confidence: float, chance_sum: float, mean_tokens: float,
-                  settings: AdaptiveSettings, n_max: int) -> int:
+def adaptive_wave(
+    question: float,
+    finished: int,
+    confidence: float,
+    chance_sum: float,
+    mean_tokens: float,
+    settings: AdaptiveSettings,
+    n_max: int,
+) -> int:
     """How many samples `ias-adaptive` draws next (0: stop), from what a live run knows.
 
     `question`: the calibrated estimate of the question alone; `finished`: samples drawn;

@@ -62,8 +62,21 @@ class PoolSample:
     has_raw: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
-    KEYS = ("text", "answer", "correct", "step_scores", "score", "quantiles", "prm_skipped", "prompt_tokens",
-            "generated_tokens", "prm_tokens", "finish_reason", "logprobs", "raw_score")
+    KEYS = (
+        "text",
+        "answer",
+        "correct",
+        "step_scores",
+        "score",
+        "quantiles",
+        "prm_skipped",
+        "prompt_tokens",
+        "generated_tokens",
+        "prm_tokens",
+        "finish_reason",
+        "logprobs",
+        "raw_score",
+    )
 
     def raw(self) -> float | None:
         """The raw PRM's score where it was read, else the (calibrated) score."""
@@ -74,21 +87,41 @@ class PoolSample:
         def need(key: str) -> Any:
             return _required(data, key, "a pool sample")
 
-        return cls(text=need("text"), answer=need("answer"), correct=bool(need("correct")), score=need("score"),
-                   generated_tokens=need("generated_tokens"), prm_tokens=need("prm_tokens"),
-                   finish_reason=need("finish_reason"), step_scores=_floats(data.get("step_scores")),
-                   quantiles=_floats(data.get("quantiles")), prm_skipped=data.get("prm_skipped"),
-                   prompt_tokens=data.get("prompt_tokens", 0), logprobs=_floats(data.get("logprobs")),
-                   raw_score=data.get("raw_score"), has_raw="raw_score" in data, extra=_extra(data, cls.KEYS))
+        return cls(
+            text=need("text"),
+            answer=need("answer"),
+            correct=bool(need("correct")),
+            score=need("score"),
+            generated_tokens=need("generated_tokens"),
+            prm_tokens=need("prm_tokens"),
+            finish_reason=need("finish_reason"),
+            step_scores=_floats(data.get("step_scores")),
+            quantiles=_floats(data.get("quantiles")),
+            prm_skipped=data.get("prm_skipped"),
+            prompt_tokens=data.get("prompt_tokens", 0),
+            logprobs=_floats(data.get("logprobs")),
+            raw_score=data.get("raw_score"),
+            has_raw="raw_score" in data,
+            extra=_extra(data, cls.KEYS),
+        )
 
     def to_json(self) -> dict[str, Any]:
-        return {"text": self.text, "answer": self.answer, "correct": self.correct,
-                "step_scores": _list(self.step_scores), "score": self.score, "quantiles": _list(self.quantiles),
-                "prm_skipped": self.prm_skipped, "prompt_tokens": self.prompt_tokens,
-                "generated_tokens": self.generated_tokens, "prm_tokens": self.prm_tokens,
-                "finish_reason": self.finish_reason,
-                **({"logprobs": list(self.logprobs)} if self.logprobs is not None else {}),
-                **({"raw_score": self.raw_score} if self.has_raw else {}), **self.extra}
+        return {
+            "text": self.text,
+            "answer": self.answer,
+            "correct": self.correct,
+            "step_scores": _list(self.step_scores),
+            "score": self.score,
+            "quantiles": _list(self.quantiles),
+            "prm_skipped": self.prm_skipped,
+            "prompt_tokens": self.prompt_tokens,
+            "generated_tokens": self.generated_tokens,
+            "prm_tokens": self.prm_tokens,
+            "finish_reason": self.finish_reason,
+            **({"logprobs": list(self.logprobs)} if self.logprobs is not None else {}),
+            **({"raw_score": self.raw_score} if self.has_raw else {}),
+            **self.extra,
+        }
 
 
 @dataclass(frozen=True)
@@ -112,13 +145,25 @@ class PoolReading:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> PoolReading:
-        return cls(score=_required(data, "score", "a question reading"), quantiles=_floats(data.get("quantiles")),
-                   prm_tokens=data.get("prm_tokens", 0), skipped=data.get("skipped"),
-                   raw_score=data.get("raw_score"), has_raw="raw_score" in data, extra=_extra(data, cls.KEYS))
+        return cls(
+            score=_required(data, "score", "a question reading"),
+            quantiles=_floats(data.get("quantiles")),
+            prm_tokens=data.get("prm_tokens", 0),
+            skipped=data.get("skipped"),
+            raw_score=data.get("raw_score"),
+            has_raw="raw_score" in data,
+            extra=_extra(data, cls.KEYS),
+        )
 
     def to_json(self) -> dict[str, Any]:
-        return {"score": self.score, "quantiles": _list(self.quantiles), "prm_tokens": self.prm_tokens,
-                "skipped": self.skipped, **({"raw_score": self.raw_score} if self.has_raw else {}), **self.extra}
+        return {
+            "score": self.score,
+            "quantiles": _list(self.quantiles),
+            "prm_tokens": self.prm_tokens,
+            "skipped": self.skipped,
+            **({"raw_score": self.raw_score} if self.has_raw else {}),
+            **self.extra,
+        }
 
 
 @dataclass(frozen=True)
@@ -138,8 +183,9 @@ class PoolChoice:
 
 
 def _usage(data: Mapping[str, Any]) -> Usage:
-    return Usage(data.get("prompt_tokens", 0), data.get("generated_tokens", 0), data.get("prm_tokens", 0),
-                 data.get("samples", 0))
+    return Usage(
+        data.get("prompt_tokens", 0), data.get("generated_tokens", 0), data.get("prm_tokens", 0), data.get("samples", 0)
+    )
 
 
 @dataclass(frozen=True)
@@ -160,8 +206,18 @@ class PoolProblem:
     question_reading: PoolReading | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
-    KEYS = ("id", "question", "reference", "meta", "answer", "correct", "choices", "usage", "samples",
-            "question_reading")
+    KEYS = (
+        "id",
+        "question",
+        "reference",
+        "meta",
+        "answer",
+        "correct",
+        "choices",
+        "usage",
+        "samples",
+        "question_reading",
+    )
 
     @property
     def p_true(self) -> float:
@@ -191,21 +247,34 @@ class PoolProblem:
         if not isinstance(samples, list) or not samples:
             raise UserError(f"{what} has no samples")
         reading = data.get("question_reading")
-        return cls(id=_required(data, "id", what), question=_required(data, "question", what),
-                   samples=tuple(PoolSample.from_json(s) for s in samples), reference=data.get("reference", ""),
-                   meta=data.get("meta", {}), answer=data.get("answer"), correct=bool(data.get("correct", False)),
-                   choices={how: PoolChoice.from_json(c) for how, c in data.get("choices", {}).items()},
-                   usage=_usage(data.get("usage", {})),
-                   question_reading=PoolReading.from_json(reading) if reading is not None else None,
-                   extra=_extra(data, cls.KEYS))
+        return cls(
+            id=_required(data, "id", what),
+            question=_required(data, "question", what),
+            samples=tuple(PoolSample.from_json(s) for s in samples),
+            reference=data.get("reference", ""),
+            meta=data.get("meta", {}),
+            answer=data.get("answer"),
+            correct=bool(data.get("correct", False)),
+            choices={how: PoolChoice.from_json(c) for how, c in data.get("choices", {}).items()},
+            usage=_usage(data.get("usage", {})),
+            question_reading=PoolReading.from_json(reading) if reading is not None else None,
+            extra=_extra(data, cls.KEYS),
+        )
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "question": self.question, "reference": self.reference, "meta": self.meta,
-                "answer": self.answer, "correct": self.correct,
-                "choices": {how: c.to_json() for how, c in self.choices.items()}, "usage": self.usage.to_dict(),
-                "samples": [s.to_json() for s in self.samples],
-                **({"question_reading": self.question_reading.to_json()} if self.question_reading else {}),
-                **self.extra}
+        return {
+            "id": self.id,
+            "question": self.question,
+            "reference": self.reference,
+            "meta": self.meta,
+            "answer": self.answer,
+            "correct": self.correct,
+            "choices": {how: c.to_json() for how, c in self.choices.items()},
+            "usage": self.usage.to_dict(),
+            "samples": [s.to_json() for s in self.samples],
+            **({"question_reading": self.question_reading.to_json()} if self.question_reading else {}),
+            **self.extra,
+        }
 
 
 @dataclass
@@ -231,8 +300,9 @@ class Outcome:
         def need(key: str) -> Any:
             return _required(data, key, "a method's outcome")
 
-        return cls(need("answer"), need("correct"), need("samples"), need("tokens"), need("prm_tokens"),
-                   data.get("confidence"))
+        return cls(
+            need("answer"), need("correct"), need("samples"), need("tokens"), need("prm_tokens"), data.get("confidence")
+        )
 
 
 @dataclass(frozen=True)
@@ -252,10 +322,19 @@ class ProblemOutcomes:
         def need(key: str) -> Any:
             return _required(data, key, "an eval record")
 
-        return cls(need("id"), need("p_true"), need("p_lower"), need("p_uncalibrated"),
-                   {name: Outcome.from_json(o) for name, o in need("methods").items()})
+        return cls(
+            need("id"),
+            need("p_true"),
+            need("p_lower"),
+            need("p_uncalibrated"),
+            {name: Outcome.from_json(o) for name, o in need("methods").items()},
+        )
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "p_true": round(self.p_true, 4), "p_lower": round(self.p_lower, 4),
-                "p_uncalibrated": round(self.p_uncalibrated, 4),
-                "methods": {name: o.to_json() for name, o in self.methods.items()}}
+        return {
+            "id": self.id,
+            "p_true": round(self.p_true, 4),
+            "p_lower": round(self.p_lower, 4),
+            "p_uncalibrated": round(self.p_uncalibrated, 4),
+            "methods": {name: o.to_json() for name, o in self.methods.items()},
+        }

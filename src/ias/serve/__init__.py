@@ -42,9 +42,20 @@ class ServeOptions:
     limits: Any = None  # ServeLimits (needs the extra): the defaults when None
 
 
-def make_server(policy, model_name: str, host: str = "127.0.0.1", port: int = 8000, fail_first: int = 0,
-                limits=None, grace_s: float = 30.0, strategy: str | None = None, prm=None,
-                task: str | Task = "arith", settings: dict | None = None, tuning=None):
+def make_server(
+    policy,
+    model_name: str,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    fail_first: int = 0,
+    limits=None,
+    grace_s: float = 30.0,
+    strategy: str | None = None,
+    prm=None,
+    task: str | Task = "arith",
+    settings: dict | None = None,
+    tuning=None,
+):
     """A bound server (port 0: a free one; see `.url`); call `serve_forever()` or run it in a thread.
 
     With a `strategy` (and a loaded, possibly calibrated `prm`), completions are answered by
@@ -63,8 +74,17 @@ def make_server(policy, model_name: str, host: str = "127.0.0.1", port: int = 80
     the_task = get_task(task) if isinstance(task, str) else task
     reasoner = Reasoner(the_task, strategy, dict(settings or {}), tuned_settings(tuning) if tuning else {})
     source = LiveSource(the_task, policy, prm, sampling_params(policy), 0, grade=False)
-    return stack.Server(policy, model_name, host, port, limits=limits, fail_first=fail_first, grace_s=grace_s,
-                        reasoner=reasoner, source=source)
+    return stack.Server(
+        policy,
+        model_name,
+        host,
+        port,
+        limits=limits,
+        fail_first=fail_first,
+        grace_s=grace_s,
+        reasoner=reasoner,
+        source=source,
+    )
 
 
 def serve(policy: PolicySpec, options: ServeOptions, reasoning: AskRun | None = None) -> None:
@@ -83,9 +103,20 @@ def serve(policy: PolicySpec, options: ServeOptions, reasoning: AskRun | None = 
         strategy, settings, tuning = reasoning.method.strategy, reasoning.method.settings, reasoning.method.tuning
         task = get_task(reasoning.task.name, **reasoning.task.options)
     loaded = load_policy_spec(policy)
-    server = make_server(loaded, options.served_model_name or policy.model, options.host, options.port,
-                         options.fail_first, options.limits, options.grace_s, strategy=strategy, prm=loaded_prm,
-                         task=task or "arith", settings=settings, tuning=tuning)
+    server = make_server(
+        loaded,
+        options.served_model_name or policy.model,
+        options.host,
+        options.port,
+        options.fail_first,
+        options.limits,
+        options.grace_s,
+        strategy=strategy,
+        prm=loaded_prm,
+        task=task or "arith",
+        settings=settings,
+        tuning=tuning,
+    )
     answered_by = f" answering with {strategy}" if strategy else ""
     print(f"serving {server.model_name}{answered_by} at {server.url}", flush=True)  # the URL last: scripts read it
     try:

@@ -89,8 +89,9 @@ def create_app(state: ServeState) -> Starlette:
         return JSONResponse({"status": "ok"})
 
     async def metrics(request: Request) -> Response:
-        return PlainTextResponse(state.metrics.render(state.depth, state.in_flight),
-                                 media_type="text/plain; version=0.0.4")
+        return PlainTextResponse(
+            state.metrics.render(state.depth, state.in_flight), media_type="text/plain; version=0.0.4"
+        )
 
     async def models(request: Request) -> Response:
         entry: dict[str, Any] = {"id": state.model_name, "object": "model", "created": 0, "owned_by": "ias"}
@@ -107,8 +108,9 @@ def create_app(state: ServeState) -> Starlette:
             raise BadRequest("injected failure (--fail-first)", status=503, headers={"Retry-After": "1"})
         if state.reasoner is not None:
             return await reason(request, state.reasoner.job(body, False, state.model_name, state.limits), False, state)
-        return await answer(request, completion_job(body, state.model_name, state.policy.defaults, state.limits),
-                            chat=False)
+        return await answer(
+            request, completion_job(body, state.model_name, state.policy.defaults, state.limits), chat=False
+        )
 
     async def chat_completions(request: Request) -> Response:
         body = await read_json(request, state.limits)
@@ -123,19 +125,28 @@ def create_app(state: ServeState) -> Starlette:
         state.count(results)
         return JSONResponse(whole_response(chat, state.model_name, results, job.params))
 
-    routes = [Route("/health", handled(health, state, open_route=True)), Route("/metrics", handled(metrics, state)),
-              Route("/v1/models", handled(models, state)),
-              Route("/v1/completions", handled(completions, state), methods=["POST"]),
-              Route("/v1/chat/completions", handled(chat_completions, state), methods=["POST"])]
+    routes = [
+        Route("/health", handled(health, state, open_route=True)),
+        Route("/metrics", handled(metrics, state)),
+        Route("/v1/models", handled(models, state)),
+        Route("/v1/completions", handled(completions, state), methods=["POST"]),
+        Route("/v1/chat/completions", handled(chat_completions, state), methods=["POST"]),
+    ]
 
-    async def not_found(request: Request, exc: Exception) -> Response:
-        status = getattr(exc, "status_code", 404)
-        return error_response(BadRequest(f"no route {request.method} {request.url.path} "
-                                         "(ias serve has /v1/completions, /v1/chat/completions, /v1/models, "
-                                         "/health, /metrics)",
-                                         status=status))
+    return Starlette(routes=routes, exception_handlers={404: _not_found, 405: _not_found})
 
-    return Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    """An unknown route or method as an OpenAI error object naming the routes there are."""
+    status = getattr(exc, "status_code", 404)
+    return error_response(
+        BadRequest(
+            f"no route {request.method} {request.url.path} "
+            "(ias serve has /v1/completions, /v1/chat/completions, /v1/models, "
+            "/health, /metrics)",
+            status=status,
+        )
+    )
 
 
 def handled(route, state: ServeState, open_route: bool = False):
@@ -149,8 +160,9 @@ def handled(route, state: ServeState, open_route: bool = False):
             if not open_route:
                 check_key(request, state.limits.api_key)
             if state.draining and not open_route:
-                raise BadRequest("the server is shutting down; retry on another replica", status=503,
-                                 headers={"Retry-After": "5"})
+                raise BadRequest(
+                    "the server is shutting down; retry on another replica", status=503, headers={"Retry-After": "5"}
+                )
             response = await route(request)
         except BadRequest as err:
             response = error_response(err)
@@ -178,8 +190,11 @@ def check_key(request: Request, api_key: str | None) -> None:
     given = request.headers.get("authorization", "")
     scheme, _, token = given.partition(" ")
     if scheme.lower() != "bearer" or not secrets.compare_digest(token.strip().encode(), api_key.encode()):
-        raise BadRequest("a valid API key is required: send `Authorization: Bearer KEY`", status=401,
-                         headers={"WWW-Authenticate": "Bearer"})
+        raise BadRequest(
+            "a valid API key is required: send `Authorization: Bearer KEY`",
+            status=401,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
 
 
 def error_response(err: BadRequest) -> JSONResponse:
@@ -189,16 +204,30 @@ def error_response(err: BadRequest) -> JSONResponse:
 def access_log(request: Request, status: int, seconds: float) -> None:
     """One JSON line per request on stderr, for log pipelines."""
     client = request.client.host if request.client else None
-    print(json.dumps({"ts": round(time.time(), 3), "method": request.method, "path": request.url.path,
-                      "status": status, "latency_ms": round(seconds * 1000, 1), "client": client}),
-          file=sys.stderr, flush=True)
+    print(
+        json.dumps(
+            {
+                "ts": round(time.time(), 3),
+                "method": request.method,
+                "path": request.url.path,
+                "status": status,
+                "latency_ms": round(seconds * 1000, 1),
+                "client": client,
+            }
+        ),
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 async def read_json(request: Request, limits: ServeLimits) -> Any:
     """The JSON body, read within the size cap and the read timeout."""
     length = request.headers.get("content-length")
-    too_large = BadRequest(f"the body is over {limits.max_request_bytes} bytes (--max-request-bytes)", status=413,
-                           headers={"Connection": "close"})
+    too_large = BadRequest(
+        f"the body is over {limits.max_request_bytes} bytes (--max-request-bytes)",
+        status=413,
+        headers={"Connection": "close"},
+    )
     if length is not None and (not length.isdigit() or int(length) > limits.max_request_bytes):
         raise too_large
     chunks: list[bytes] = []
@@ -214,8 +243,9 @@ async def read_json(request: Request, limits: ServeLimits) -> Any:
     try:
         await asyncio.wait_for(collect(), limits.read_timeout_s)
     except asyncio.TimeoutError:
-        raise BadRequest(f"the body did not arrive within {limits.read_timeout_s:g} s", status=408,
-                         headers={"Connection": "close"}) from None
+        raise BadRequest(
+            f"the body did not arrive within {limits.read_timeout_s:g} s", status=408, headers={"Connection": "close"}
+        ) from None
     try:
         return json.loads(b"".join(chunks))
     except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
@@ -226,8 +256,9 @@ async def wait_for_job(request: Request, job: Job | Ticket, state: ServeState) -
     """The job's result; the job is dropped when its client leaves or its time runs out."""
     result = asyncio.ensure_future(asyncio.wrap_future(job.future))
     gone = asyncio.ensure_future(_disconnected(request))
-    done, _ = await asyncio.wait({result, gone}, timeout=state.limits.request_timeout_s,
-                                 return_when=asyncio.FIRST_COMPLETED)
+    done, _ = await asyncio.wait(
+        {result, gone}, timeout=state.limits.request_timeout_s, return_when=asyncio.FIRST_COMPLETED
+    )
     gone.cancel()
     if result in done:
         return result.result()
@@ -300,8 +331,9 @@ async def reason(request: Request, job: ReasoningJob, chat: bool, state: ServeSt
     ticket = submit_question(state, job)
     answer = await wait_for_job(request, ticket, state)
     state.count_answer(answer)
-    return JSONResponse(reasoning_response(chat, state.model_name, new_id(chat), int(time.time()), answer,
-                                           job.method.name))
+    return JSONResponse(
+        reasoning_response(chat, state.model_name, new_id(chat), int(time.time()), answer, job.method.name)
+    )
 
 
 def submit_question(state: ServeState, job: ReasoningJob, on_wave=None) -> Ticket:
@@ -350,10 +382,16 @@ def stream_reasoning(request: Request, job: ReasoningJob, chat: bool, state: Ser
             state.count_answer(answer)
             yield sse(final_event(chat, state.model_name, ident, created, answer, strategy))
             if job.include_usage:
-                yield sse({"id": ident, "object": "chat.completion.chunk" if chat else "text_completion",
-                           "created": created, "model": state.model_name, "choices": [],
-                           "usage": reasoning_response(chat, state.model_name, ident, created, answer,
-                                                       strategy)["usage"]})
+                yield sse(
+                    {
+                        "id": ident,
+                        "object": "chat.completion.chunk" if chat else "text_completion",
+                        "created": created,
+                        "model": state.model_name,
+                        "choices": [],
+                        "usage": reasoning_response(chat, state.model_name, ident, created, answer, strategy)["usage"],
+                    }
+                )
             yield sse("[DONE]")
         finally:
             if not finished:

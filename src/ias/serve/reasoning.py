@@ -31,8 +31,12 @@ from ias.serve.scheduler import WorkerThread
 from ias.types import Problem
 
 #: The knobs a request may set, and the method setting each one is (first that the method has).
-OVERRIDES = {"n_max": ("n_max", "n", "n_init", "particles"), "budget": ("n_max", "n", "n_init", "particles"),
-             "coverage": ("coverage",), "min_confidence": ("target",)}
+OVERRIDES = {
+    "n_max": ("n_max", "n", "n_init", "particles"),
+    "budget": ("n_max", "n", "n_init", "particles"),
+    "coverage": ("coverage",),
+    "min_confidence": ("target",),
+}
 #: Settings that bound a method's samples, capped by the server's --max-n.
 SIZES = ("n_max", "n", "n_init", "particles")
 
@@ -122,20 +126,25 @@ class Reasoner:
         if limit is not None:
             for size in SIZES:
                 if size in known and getattr(method, size) > limit:
-                    raise BadRequest(f"{size} {getattr(method, size)} is past this server's --max-n {limit}",
-                                     "ias.n_max")
+                    raise BadRequest(
+                        f"{size} {getattr(method, size)} is past this server's --max-n {limit}", "ias.n_max"
+                    )
         return method
 
     def job(self, body: Any, chat: bool, model_name: str, limits: ServeLimits) -> ReasoningJob:
         """A request as the question it asks and the method that answers it."""
         request = parse(ReasoningChat if chat else ReasoningCompletion, body)
         if request.model is not None and request.model != model_name:
-            raise BadRequest(f"The model `{request.model}` does not exist; this server serves `{model_name}`",
-                             "model", 404)
+            raise BadRequest(
+                f"The model `{request.model}` does not exist; this server serves `{model_name}`", "model", 404
+            )
         for key in ("temperature", "top_p", "max_tokens", "logprobs") + (("max_completion_tokens",) if chat else ()):
             if getattr(request, key) is not None:
-                raise BadRequest(f"{key} is the server's with a strategy (its calibration holds for its own "
-                                 "sampling settings); leave it out", key)
+                raise BadRequest(
+                    f"{key} is the server's with a strategy (its calibration holds for its own "
+                    "sampling settings); leave it out",
+                    key,
+                )
         if (request.n or 1) != 1 or request.stop:
             raise BadRequest("a strategy answers with one choice (n = 1) and its own stop rules", "n")
         if chat:
@@ -150,8 +159,10 @@ class Reasoner:
         if not text.strip():
             raise BadRequest("the question is empty", "messages" if chat else "prompt")
         if len(text) > limits.max_prompt_chars:
-            raise BadRequest(f"the question has {len(text)} characters; this server takes at most "
-                             f"{limits.max_prompt_chars}", "messages" if chat else "prompt")
+            raise BadRequest(
+                f"the question has {len(text)} characters; this server takes at most {limits.max_prompt_chars}",
+                "messages" if chat else "prompt",
+            )
         method = self.method(request.ias or IasOptions(), limits.max_n)
         problem = Problem(id=f"seed-{request.seed}", question=text, answer="")
         include_usage = bool(request.stream_options and request.stream_options.include_usage)
@@ -250,43 +261,80 @@ def response(chat: bool, model_name: str, ident: str, created: int, answer: Answ
     """The whole answer: one choice holding the chosen solution, usage of every sample, and
     the `ias` block."""
     text = answer.text or ""
-    choice = ({"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
-               "finish_reason": "stop"} if chat else
-              {"index": 0, "text": text, "logprobs": None, "finish_reason": "stop", "stop_reason": None})
-    return {"id": ident, "object": "chat.completion" if chat else "text_completion", "created": created,
-            "model": model_name, "choices": [choice], "usage": usage(answer), "ias": ias_block(answer, strategy)}
+    choice = (
+        {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None, "finish_reason": "stop"}
+        if chat
+        else {"index": 0, "text": text, "logprobs": None, "finish_reason": "stop", "stop_reason": None}
+    )
+    return {
+        "id": ident,
+        "object": "chat.completion" if chat else "text_completion",
+        "created": created,
+        "model": model_name,
+        "choices": [choice],
+        "usage": usage(answer),
+        "ias": ias_block(answer, strategy),
+    }
 
 
 def usage(answer: Answer) -> dict:
     """OpenAI usage over every sample the method drew, PRM tokens in `ias`."""
-    return {"prompt_tokens": answer.prompt_tokens, "completion_tokens": answer.generated_tokens,
-            "total_tokens": answer.prompt_tokens + answer.generated_tokens,
-            "ias": {"prm_tokens": answer.prm_tokens, "samples": answer.n_samples}}
+    return {
+        "prompt_tokens": answer.prompt_tokens,
+        "completion_tokens": answer.generated_tokens,
+        "total_tokens": answer.prompt_tokens + answer.generated_tokens,
+        "ias": {"prm_tokens": answer.prm_tokens, "samples": answer.n_samples},
+    }
 
 
 def ias_block(answer: Answer, strategy: str) -> dict:
     """What the answer is worth: its extracted answer, the calibrated confidence that it is
     right with its interval, the samples spent and each wave's decision."""
     interval = answer.choice.interval
-    return {"strategy": strategy, "answer": answer.answer, "confidence": round(answer.confidence, 6),
-            "confidence_interval": [round(x, 6) for x in interval] if interval else None,
-            "samples": answer.n_samples, "generated_tokens": answer.generated_tokens,
-            "prm_tokens": answer.prm_tokens, "waves": answer.waves, "wall_s": round(answer.wall_s, 4)}
+    return {
+        "strategy": strategy,
+        "answer": answer.answer,
+        "confidence": round(answer.confidence, 6),
+        "confidence_interval": [round(x, 6) for x in interval] if interval else None,
+        "samples": answer.n_samples,
+        "generated_tokens": answer.generated_tokens,
+        "prm_tokens": answer.prm_tokens,
+        "waves": answer.waves,
+        "wall_s": round(answer.wall_s, 4),
+    }
 
 
 def wave_event(chat: bool, model_name: str, ident: str, created: int, answer: Answer, strategy: str) -> dict:
     """A stream event after a wave: no text yet, the waves so far and what they cost."""
     kind = "chat.completion.chunk" if chat else "text_completion"
-    return {"id": ident, "object": kind, "created": created, "model": model_name, "choices": [],
-            "ias": {"strategy": strategy, "waves": answer.waves, "samples": answer.n_samples,
-                    "generated_tokens": answer.generated_tokens}}
+    return {
+        "id": ident,
+        "object": kind,
+        "created": created,
+        "model": model_name,
+        "choices": [],
+        "ias": {
+            "strategy": strategy,
+            "waves": answer.waves,
+            "samples": answer.n_samples,
+            "generated_tokens": answer.generated_tokens,
+        },
+    }
 
 
 def final_event(chat: bool, model_name: str, ident: str, created: int, answer: Answer, strategy: str) -> dict:
     """The stream's answer: the chosen solution as one chunk, with the `ias` block."""
     text = answer.text or ""
-    choice = ({"index": 0, "delta": {"role": "assistant", "content": text}, "logprobs": None, "finish_reason": "stop"}
-              if chat else {"index": 0, "text": text, "logprobs": None, "finish_reason": "stop"})
-    return {"id": ident, "object": "chat.completion.chunk" if chat else "text_completion", "created": created,
-            "model": model_name, "choices": [choice], "ias": ias_block(answer, strategy)}
-
+    choice = (
+        {"index": 0, "delta": {"role": "assistant", "content": text}, "logprobs": None, "finish_reason": "stop"}
+        if chat
+        else {"index": 0, "text": text, "logprobs": None, "finish_reason": "stop"}
+    )
+    return {
+        "id": ident,
+        "object": "chat.completion.chunk" if chat else "text_completion",
+        "created": created,
+        "model": model_name,
+        "choices": [choice],
+        "ias": ias_block(answer, strategy),
+    }

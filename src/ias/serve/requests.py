@@ -28,8 +28,9 @@ SEED_RANGE = range(-(2**63), 2**64)
 class BadRequest(Exception):
     """A request the server refuses: its HTTP status, message and the field at fault."""
 
-    def __init__(self, message: str, param: str | None = None, status: int = 400,
-                 headers: dict[str, str] | None = None):
+    def __init__(
+        self, message: str, param: str | None = None, status: int = 400, headers: dict[str, str] | None = None
+    ):
         super().__init__(message)
         self.status, self.param, self.headers = status, param, headers or {}
 
@@ -201,8 +202,9 @@ def chat_job(body: Any, policy, model_name: str, limits: ServeLimits) -> Samplin
     request = parse(ChatRequest, body)
     longest = max(len(m.content) for m in request.messages)
     if longest > limits.max_prompt_chars:  # refused by length, before any template or tokenizer
-        raise BadRequest(f"a message has {longest} characters; this server takes at most {limits.max_prompt_chars}",
-                         "messages")
+        raise BadRequest(
+            f"a message has {longest} characters; this server takes at most {limits.max_prompt_chars}", "messages"
+        )
     if request.max_tokens is not None and request.max_completion_tokens is not None:
         raise BadRequest("give max_tokens or max_completion_tokens, not both", "max_completion_tokens")
     prompt = chat_request_prompt(policy, [m.model_dump(exclude_none=True, exclude={"name"}) for m in request.messages])
@@ -210,8 +212,15 @@ def chat_job(body: Any, policy, model_name: str, limits: ServeLimits) -> Samplin
     return _job(request, [prompt], max_tokens, False, model_name, policy.defaults, limits)
 
 
-def _job(request: _Sampling, prompts: list[str], max_tokens: int | None, logprobs: bool, model_name: str,
-         defaults: SamplingParams, limits: ServeLimits) -> SamplingJob:
+def _job(
+    request: _Sampling,
+    prompts: list[str],
+    max_tokens: int | None,
+    logprobs: bool,
+    model_name: str,
+    defaults: SamplingParams,
+    limits: ServeLimits,
+) -> SamplingJob:
     """The request's sampling job, within the operator's limits."""
     if request.model is not None and request.model != model_name:
         raise BadRequest(f"The model `{request.model}` does not exist; this server serves `{model_name}`", "model", 404)
@@ -219,12 +228,14 @@ def _job(request: _Sampling, prompts: list[str], max_tokens: int | None, logprob
     if n > limits.max_n:
         raise BadRequest(f"n must be <= {limits.max_n} (this server's --max-n), got {n}", "n")
     if n * len(prompts) > limits.max_samples:
-        raise BadRequest(f"prompts x n must be <= {limits.max_samples} (this server's --max-samples), "
-                         f"got {len(prompts)} x {n}", "n")
+        raise BadRequest(
+            f"prompts x n must be <= {limits.max_samples} (this server's --max-samples), got {len(prompts)} x {n}", "n"
+        )
     longest = max(len(p) for p in prompts)
     if longest > limits.max_prompt_chars:  # refused by length, before any tokenizing
-        raise BadRequest(f"a prompt has {longest} characters; this server takes at most {limits.max_prompt_chars}",
-                         "prompt")
+        raise BadRequest(
+            f"a prompt has {longest} characters; this server takes at most {limits.max_prompt_chars}", "prompt"
+        )
     try:
         params = SamplingParams(
             temperature=defaults.temperature if request.temperature is None else request.temperature,

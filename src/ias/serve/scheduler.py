@@ -104,8 +104,14 @@ class Scheduler(WorkerThread):
         self._waiting: deque[Job] = deque()  # jobs with units left, in round-robin order
         self._thread.start()
 
-    def submit(self, prompts: list[str], n: int, params: SamplingParams, seed: int,
-               on_unit: Callable[[int, list[Sample]], None] | None = None) -> Job:
+    def submit(
+        self,
+        prompts: list[str],
+        n: int,
+        params: SamplingParams,
+        seed: int,
+        on_unit: Callable[[int, list[Sample]], None] | None = None,
+    ) -> Job:
         job = Job(prompts, n, params, seed, on_unit)
         self._admit(self._waiting, job)
         return job

@@ -43,23 +43,39 @@ class _Uvicorn(uvicorn.Server):
 class Server:
     """`ias serve` bound to its address: `serve_forever()` here, `shutdown()` from elsewhere."""
 
-    def __init__(self, policy: Policy, model_name: str, host: str = "127.0.0.1", port: int = 8000,
-                 limits: ServeLimits | None = None, fail_first: int = 0, grace_s: float = 30.0,
-                 reasoner: Reasoner | None = None, source: LiveSource | None = None):
+    def __init__(
+        self,
+        policy: Policy,
+        model_name: str,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        limits: ServeLimits | None = None,
+        fail_first: int = 0,
+        grace_s: float = 30.0,
+        reasoner: Reasoner | None = None,
+        source: LiveSource | None = None,
+    ):
         limits = limits or ServeLimits()
         if reasoner and source is None:
             raise ValueError("a server with a reasoner needs the LiveSource its questions are answered from")
         scheduler = Scheduler(policy, max_pending=limits.max_queue)
         reasoning = ReasoningScheduler(source, limits.max_queue) if reasoner and source is not None else None
-        self.state = ServeState(policy, model_name, limits, scheduler, fail_first=fail_first, reasoner=reasoner,
-                                reasoning=reasoning)
+        self.state = ServeState(
+            policy, model_name, limits, scheduler, fail_first=fail_first, reasoner=reasoner, reasoning=reasoning
+        )
         try:
             self.socket = socket.create_server((host, port), backlog=2048, reuse_port=False)
         except OSError as err:
             self.server_close()
             raise UserError(f"cannot listen on {host}:{port} ({err.strerror}); pick another --port") from None
-        config = uvicorn.Config(create_app(self.state), log_level="warning", access_log=False, lifespan="off",
-                                timeout_keep_alive=5, timeout_graceful_shutdown=int(grace_s) + 1)
+        config = uvicorn.Config(
+            create_app(self.state),
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_keep_alive=5,
+            timeout_graceful_shutdown=int(grace_s) + 1,
+        )
         self._uvicorn = _Uvicorn(config, self.state, grace_s)
         self._stopped = threading.Event()
 

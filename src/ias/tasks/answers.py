@@ -159,9 +159,7 @@ _LEFT_RIGHT_RE = re.compile(r"\\(?:left|right|big|Big|bigg|Bigg)(?![A-Za-z])")
 _DEGREE_RE = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|\\circ|\\degree")
 _TEXT_CMD = r"\\(?:text|textbf|textit|textrm|mbox|mathrm|mathbf|operatorname)"
 _WHOLE_TEXT_RE = re.compile(_TEXT_CMD + r"\s*\{([^{}]*)\}")
-_UNIT_RE = re.compile(
-    r"^(.*?[0-9}.)])\s*" + _TEXT_CMD + r"\s*\{\s*[A-Za-z][^{}]*\}(?:\^\{?\d\}?)?$"
-)
+_UNIT_RE = re.compile(r"^(.*?[0-9}.)])\s*" + _TEXT_CMD + r"\s*\{\s*[A-Za-z][^{}]*\}(?:\^\{?\d\}?)?$")
 _THOUSANDS_RE = re.compile(r"^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
 _LATEX_COMMA_RE = re.compile(r"(?<=\d)\{,\}(?=\d)")
 _VAR_EQ_RE = re.compile(r"^[A-Za-z]\s*=\s*([^=<>]+)$")

@@ -193,7 +193,8 @@ def _split_problems(config: ArithConfig, split: str, n: int) -> list[Problem]:
                 raise UserError(
                     f"arith with these options has too few distinct questions for split '{split}': found "
                     f"{len(out)} of {n} beside the {before} of the splits before it; allow more ops or digits, "
-                    "or use a seed:N split")
+                    "or use a seed:N split"
+                )
             continue
         misses = 0
         if unique:

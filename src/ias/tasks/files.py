@@ -130,8 +130,10 @@ def read_jsonl(file: Path) -> list[tuple[int, dict[str, Any]]]:
             while line := f.readline(MAX_ROW_BYTES + 2):  # the row, its newline, one byte more
                 number += 1
                 if len(line.rstrip(b"\r\n")) > MAX_ROW_BYTES:
-                    raise UserError(f"{file}:{number}: a row longer than {MAX_ROW_BYTES >> 20} MB (the limit per "
-                                    "row); shorten it or drop it")
+                    raise UserError(
+                        f"{file}:{number}: a row longer than {MAX_ROW_BYTES >> 20} MB (the limit per "
+                        "row); shorten it or drop it"
+                    )
                 row = _parse_row(file, number, line)
                 if row is not None:
                     rows.append((number, row))
@@ -225,9 +227,7 @@ class FileTask:
                 at = f"{where}:{number}"
                 problem = self.parse_row(row, at, split, index)
                 if problem.id in seen:
-                    raise UserError(
-                        f"{at}: duplicate id '{problem.id}' (first at {seen[problem.id]})"
-                    )
+                    raise UserError(f"{at}: duplicate id '{problem.id}' (first at {seen[problem.id]})")
                 seen[problem.id] = at
                 problems.append(problem)
             if not problems:
@@ -280,9 +280,7 @@ def gsm8k(path: str | None = None, data_dir: str | None = None) -> FileTask:
             meta={"source": "gsm8k", "split": split, "steps": len(steps)},
         )
 
-    return FileTask(
-        "gsm8k", splits, GSM8K_PROMPT, _file_rows("gsm8k", splits, path, data_dir), parse_row
-    )
+    return FileTask("gsm8k", splits, GSM8K_PROMPT, _file_rows("gsm8k", splits, path, data_dir), parse_row)
 
 
 @register_task("math500")
@@ -303,9 +301,7 @@ def math500(path: str | None = None, data_dir: str | None = None) -> FileTask:
             meta=meta,
         )
 
-    return FileTask(
-        "math500", splits, MATH500_PROMPT, _file_rows("math500", splits, path, data_dir), parse_row
-    )
+    return FileTask("math500", splits, MATH500_PROMPT, _file_rows("math500", splits, path, data_dir), parse_row)
 
 
 def _generic_parser(
@@ -339,9 +335,7 @@ def _generic_parser(
             problem_id = _text_field(row, id_field, where)
         meta = {"source": source, "split": split}
         meta.update({k: row[k] for k in meta_fields if row.get(k) is not None})
-        return Problem(
-            id=problem_id, question=question, answer=answer, solution=solution, meta=meta
-        )
+        return Problem(id=problem_id, question=question, answer=answer, solution=solution, meta=meta)
 
     return parse_row
 

@@ -301,8 +301,7 @@ class _Helper:
         if self._read_line(time.monotonic() + HELPER_START_TIMEOUT) != b"ready":
             self.kill()
             raise GraderUnavailable(
-                "the answer-grading helper did not start (is math-verify importable by "
-                f"{sys.executable}?)"
+                f"the answer-grading helper did not start (is math-verify importable by {sys.executable}?)"
             )
 
     def verify(self, pred: str, ref: str, timeout: float) -> bool | Literal["timed out"] | None:

@@ -112,5 +112,11 @@ def unread_scale_word(s: str) -> str | None:
 
 
 RULES: tuple[Callable[[str], str | None], ...] = (
-    control_character, lookalike, sign_run, unbalanced, degenerate_log, unread_overline, unread_scale_word,
+    control_character,
+    lookalike,
+    sign_run,
+    unbalanced,
+    degenerate_log,
+    unread_overline,
+    unread_scale_word,
 )

@@ -26,9 +26,7 @@ def success_spread(policy: Policy, task: Task, problems: list[Problem], n: int, 
     }
 
 
-def prm_verification(
-    prm: PRM, policy: Policy, task: Task, problems: list[Problem], n: int, seed: int
-) -> dict:
+def prm_verification(prm: PRM, policy: Policy, task: Task, problems: list[Problem], n: int, seed: int) -> dict:
     """On the policy's own samples: AUROC of the final-step score, Best-of-n vs majority at n."""
     groups = sample_trajectories(policy, task, problems, n, policy.defaults, seed)
     flat = [t for g in groups for t in g]

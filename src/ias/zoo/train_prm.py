@@ -174,8 +174,14 @@ def train_prm(spec: PRMSpec, out: Path, policy_path: str | None = None, progress
     optimizer = torch.optim.AdamW(groups, lr=spec.lr, weight_decay=0.01)
     batches = length_bucketed(encoded, spec.batch, rng, lambda item: len(item[0][0]), spec.bucket)
     final_loss = run_steps(
-        model, optimizer, batches, lambda batch: _prm_loss(model, batch, tokenizer.pad_token_id),
-        spec.steps, spec.lr, f"train {spec.name}", progress,
+        model,
+        optimizer,
+        batches,
+        lambda batch: _prm_loss(model, batch, tokenizer.pad_token_id),
+        spec.steps,
+        spec.lr,
+        f"train {spec.name}",
+        progress,
     )
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
