@@ -8,7 +8,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from ias.errors import UserError
 from ias.specs import (
@@ -146,10 +146,20 @@ def _apply_threads(args: argparse.Namespace) -> None:
 
 
 def _method_args(p: argparse.ArgumentParser) -> None:
-    """Every registered method's settings as flags (the strategy itself is a spec flag)."""
+    """Every registered method's settings as flags (the strategy itself is a spec flag, whose
+    help gains the registered names)."""
+    from ias.methods import method_names
     from ias.methods.flags import add_setting_flags
 
     add_setting_flags(p)
+    _name_choices(p, "--strategy", method_names())
+
+
+def _name_choices(p: argparse.ArgumentParser, flag: str, names: Sequence[str]) -> None:
+    """Append the names a flag takes to its help (known only here, not in the spec)."""
+    action = p._option_string_actions.get(flag)
+    if action is not None and action.help:
+        action.help += "; one of: " + ", ".join(names)
 
 
 def _prm_flags(p: argparse.ArgumentParser) -> None:
@@ -227,6 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     evl = sub.add_parser("eval", help="every strategy (fixed, adaptive, peers) on one shared sample pool")
     _run_args(evl, EvalRun)
+    from ias.evaluation import STRATEGIES
+
+    _name_choices(evl, "--strategies", STRATEGIES)
     srv = _serve_parser(sub)
     data = sub.add_parser("data", help="inspect task data")
     data_sub = data.add_subparsers(dest="data_command", required=True)
@@ -309,6 +322,8 @@ def _serve_parser(sub: Any) -> argparse.ArgumentParser:
     add_flags(reasoning, AskRun, parts=("prm", "task", "method"), skip=frozenset({"split", "limit"}))
     _task_args(reasoning, "spec")
     _method_args(srv)  # its settings are a group of their own (groups do not nest in help)
+    strategy = srv._option_string_actions["--strategy"]
+    strategy.help = (strategy.help or "").replace("(default ias-adaptive)", "(default: none, a plain sampling server)")
     return srv
 
 
