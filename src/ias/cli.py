@@ -167,8 +167,12 @@ def _prm_flags(p: argparse.ArgumentParser) -> None:
     add_flags(p, EvalRun, parts=("prm",), skip=frozenset({"calibrator"}))
 
 
-def _prm_spec(args: argparse.Namespace) -> PRMSpec:
-    return from_keys(EvalRun, given_keys(args, EvalRun)).prm
+def _prm_spec(args: argparse.Namespace) -> tuple[str, PRMSpec]:
+    """The PRM (its name, and its flags) of a command that needs one ('none' refused in one line)."""
+    prm = from_keys(EvalRun, given_keys(args, EvalRun)).prm
+    if prm.model is None:
+        raise UserError(f"ias {args.command} needs a PRM (--prm)")
+    return prm.model, prm
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -399,12 +403,10 @@ def _run_rollout(args: argparse.Namespace) -> int:
 def _run_calibrate(args: argparse.Namespace) -> int:
     from ias.api import calibrate
 
-    prm = _prm_spec(args)
-    if prm.model is None:
-        raise UserError("ias calibrate needs a PRM (--prm)")
+    model, prm = _prm_spec(args)
     info = calibrate(
         args.rollouts,
-        prm=prm.model,
+        prm=model,
         method=args.method,
         out=args.out,
         levels=args.levels,
@@ -425,12 +427,10 @@ def _run_calib_eval(args: argparse.Namespace) -> int:
     from ias.api import calib_eval
     from ias.report import print_calibration
 
-    prm = _prm_spec(args)
-    if prm.model is None:
-        raise UserError("ias calib-eval needs a PRM (--prm)")
+    model, prm = _prm_spec(args)
     report = calib_eval(
         args.rollouts,
-        prm=prm.model,
+        prm=model,
         out=args.out,
         calibrator=args.calibrator,
         compare=args.compare,

@@ -414,13 +414,23 @@ def from_keys(run_cls: type, keys: Mapping[str, Any], base: Any = None) -> Any:
     unknown = sorted(set(keys) - set(table))
     if unknown:
         raise UserError(f"unknown setting '{unknown[0]}'; known: {', '.join(sorted(table))}")
-    changes: dict[str, dict[str, Any]] = {}
+    changes: dict[str | None, dict[str, Any]] = {}
     for key, value in keys.items():
         part, name = table[key]
-        value = str(value) if isinstance(value, Path) else value
-        changes.setdefault(part or "", {})[name] = _checked(run_cls, part, name, value)
-    own = changes.pop("", {})
-    parts = {part: dataclasses.replace(getattr(run, part), **values) for part, values in changes.items()}
+        changes.setdefault(part, {})[name] = value
+    return _apply(run_cls, run, changes)
+
+
+def _apply(run_cls: type, run: Any, changes: Mapping[str | None, Mapping[str, Any]]) -> Any:
+    """`run` with the settings changed by part (None: the run's own fields), each value checked."""
+    checked = {
+        part: {name: _checked(run_cls, part, name, str(x) if isinstance(x, Path) else x) for name, x in values.items()}
+        for part, values in changes.items()
+    }
+    own = checked.pop(None, {})
+    parts = {
+        part: dataclasses.replace(getattr(run, part), **values) for part, values in checked.items() if part is not None
+    }
     return dataclasses.replace(run, **own, **parts)
 
 
@@ -484,7 +494,7 @@ def from_document(run_cls: type, document: Mapping[str, Any], command: str, sour
     if document.get("command", command) != command:
         raise UserError(f"{source} describes an `ias {document['command']}` run, not `ias {command}`")
     by_field = {f.name: f for f in fields(run_cls)}
-    keys: dict[str, Any] = {}
+    changes: dict[str | None, dict[str, Any]] = {}
     for name, value in document.items():
         if name == "command":
             continue
@@ -492,7 +502,7 @@ def from_document(run_cls: type, document: Mapping[str, Any], command: str, sour
             raise UserError(f"{source}: unknown section '{name}'; known: {', '.join(sorted(by_field))}")
         f = by_field[name]
         if not _is_spec(run_cls, f):
-            keys[f.metadata.get("key") or name] = value
+            changes.setdefault(None, {})[name] = value
             continue
         if not isinstance(value, Mapping):
             raise UserError(f"{source}: section '{name}' must be a mapping, got {value!r}")
@@ -502,21 +512,8 @@ def from_document(run_cls: type, document: Mapping[str, Any], command: str, sour
                 raise UserError(
                     f"{source}: unknown setting '{name}.{field_name}'; known: {', '.join(sorted(part_fields))}"
                 )
-            keys[f"{name}.{field_name}"] = x
-    return _from_dotted(run_cls, keys)
-
-
-def _from_dotted(run_cls: type, keys: Mapping[str, Any]) -> Any:
-    """Settings named `part.field` (or a run's own by key) applied to the defaults."""
-    run = run_cls()
-    own = {k: v for k, v in keys.items() if "." not in k}
-    run = from_keys(run_cls, own, run)
-    changes: dict[str, dict[str, Any]] = {}
-    for dotted, value in keys.items():
-        if "." in dotted:
-            part, name = dotted.split(".", 1)
-            changes.setdefault(part, {})[name] = _checked(run_cls, part, name, value)
-    return dataclasses.replace(run, **{p: dataclasses.replace(getattr(run, p), **v) for p, v in changes.items()})
+            changes.setdefault(name, {})[field_name] = x
+    return _apply(run_cls, run_cls(), changes)
 
 
 def read_config(path: str | Path, run_cls: type, command: str) -> Any:
