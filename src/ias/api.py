@@ -13,6 +13,7 @@ from ias.loaders import (
     MAX_SAMPLES,
     check_counts,
     live_method,
+    load_optional_prm,
     load_policy_spec,
     load_prm_spec,
     sampling_params,
@@ -63,10 +64,8 @@ def solve(run: SolveRun | None = None, /, **keys: Any) -> dict:
             if run.method.strategy == "bon"
             else f"strategy '{run.method.strategy}' needs a PRM (it reads one); pass --prm"
         )
-    if run.prm.calibrator is not None and run.prm.model is None:
-        raise UserError("--calibrator needs a PRM")
+    the_prm = load_optional_prm(run.prm)
     the_policy = load_policy_spec(run.policy)
-    the_prm = load_prm_spec(run.prm) if run.prm.model else None
     config = {**run.task.record(), **run.policy.record(), **run.prm.record()}
     claim_run(Path(run.out), "solve")  # after every check: a refused run leaves no folder behind
     write_config(Path(run.out), run, "solve")

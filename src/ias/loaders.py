@@ -66,6 +66,15 @@ def load_policy_spec(spec: PolicySpec) -> Policy:
     return _policy(spec.model, spec.backend, _hashable(spec.options))
 
 
+def load_optional_prm(spec: PRMSpec) -> PRM | None:
+    """The PRM of `spec`, or None where it names none ('none'); a calibrator without a PRM is one line."""
+    if spec.model is None:
+        if spec.calibrator is not None:
+            raise UserError("--calibrator needs a PRM (--prm)")
+        return None
+    return load_prm_spec(spec)
+
+
 def load_prm_spec(spec: PRMSpec) -> PRM:
     """The PRM of `spec` (loaded once per process), calibrated when it names a calibrator."""
     if spec.model is None:

@@ -86,17 +86,13 @@ def as_problem(question: str | Problem) -> Problem:
 def ask(question: str, run: AskRun | None = None, /, **keys: Any) -> Answer:
     """`ias ask`: one typed question answered live; `run` (an `AskRun` spec) and its settings by
     key (`policy`, `prm`, `calibrator`, `strategy`, `settings`, `tuning`, `seed`...) as for `ias solve`."""
-    from ias.loaders import live_method, load_policy_spec, load_prm_spec, sampling_params
+    from ias.loaders import live_method, load_optional_prm, load_policy_spec, sampling_params
 
     run = from_keys(AskRun, keys, run)
     live_method(run.method)  # a bad strategy or setting is named before any model loads
     the_task = get_task(run.task.name, **run.task.options)
-    if run.prm.calibrator is not None and run.prm.model is None:
-        from ias.errors import UserError
-
-        raise UserError("a calibrator needs a PRM")
+    the_prm = load_optional_prm(run.prm)
     the_policy = load_policy_spec(run.policy)
-    the_prm = load_prm_spec(run.prm) if run.prm.model else None
     solver = Solver(
         the_policy,
         the_prm,

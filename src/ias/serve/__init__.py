@@ -91,15 +91,12 @@ def serve(policy: PolicySpec, options: ServeOptions, reasoning: AskRun | None = 
     """Load the policy (and with a `reasoning` spec its PRM, calibrator and task), print the URL
     (one line, flushed), serve until SIGTERM/SIGINT (draining first)."""
     _stack()  # a missing extra is said before the model loads
-    from ias.errors import UserError
-    from ias.loaders import load_policy_spec, load_prm_spec
+    from ias.loaders import load_optional_prm, load_policy_spec
     from ias.tasks.base import get_task
 
     loaded_prm, strategy, task, settings, tuning = None, None, None, None, None
     if reasoning is not None:
-        if reasoning.prm.calibrator is not None and reasoning.prm.model is None:
-            raise UserError("--calibrator needs --prm")
-        loaded_prm = load_prm_spec(reasoning.prm) if reasoning.prm.model is not None else None
+        loaded_prm = load_optional_prm(reasoning.prm)
         strategy, settings, tuning = reasoning.method.strategy, reasoning.method.settings, reasoning.method.tuning
         task = get_task(reasoning.task.name, **reasoning.task.options)
     loaded = load_policy_spec(policy)
