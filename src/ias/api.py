@@ -28,6 +28,7 @@ from ias.specs import (
     SolveRun,
     TaskSpec,
     from_keys,
+    record_config,
     write_config,
 )
 from ias.tasks.base import Task, get_task
@@ -66,7 +67,7 @@ def solve(run: SolveRun | None = None, /, **keys: Any) -> dict:
         )
     the_prm = load_optional_prm(run.prm)
     the_policy = load_policy_spec(run.policy)
-    config = {**run.task.record(), **run.policy.record(), **run.prm.record()}
+    config = record_config(run)
     claim_run(Path(run.out), "solve")  # after every check: a refused run leaves no folder behind
     write_config(Path(run.out), run, "solve")
     return run_dataset(
@@ -123,7 +124,7 @@ def rollout(run: RolloutRun | None = None, /, **keys: Any) -> dict:
             batch_problems=run.batch_problems,
             progress=run.progress,
             params=params,
-            config={**run.task.record(), **run.policy.record()},
+            config=record_config(run),
             executor=remote,
         )
 

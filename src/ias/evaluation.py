@@ -41,7 +41,7 @@ from ias.scaling.bon import BestOfN
 from ias.scaling.budget import UNREAD, oracle_allocation
 from ias.scaling.pool import PoolProblem, ProblemOutcomes
 from ias.scaling.select import SELECTIONS, aggregate
-from ias.specs import EvalRun, EvalSettings
+from ias.specs import EvalRun, EvalSettings, record_config
 from ias.types import Problem, split_steps
 
 STRATEGIES = (
@@ -166,7 +166,7 @@ class _Eval:
     def __init__(self, run: EvalRun, parts: EvalParts):
         self.run, self.parts, self.out = run, parts, Path(run.out)
         self.budget = Budget.of(run.eval)
-        self.config = {**run.task.record(), **run.policy.record(), **run.prm.record()}
+        self.config = record_config(run)
 
     def pool(self, folder: Path, chosen: Sequence[Problem], config: dict) -> tuple[dict, list[PoolProblem]]:
         """The N_max-sample pool of `chosen` in `folder` (resumable), and its records."""

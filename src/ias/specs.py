@@ -460,6 +460,17 @@ def _kinds(hint: Any) -> tuple[type, ...]:
     return (type(None),) if hint is type(None) else (hint,)
 
 
+def record_config(run: Any) -> dict:
+    """The settings of a run that change its records (each part's `record()`): what its
+    `config.json` holds and a resume checks."""
+    config: dict[str, Any] = {}
+    for f in fields(run):
+        part = getattr(run, f.name)
+        if hasattr(part, "record"):
+            config.update(part.record())
+    return config
+
+
 def to_document(run: Any, command: str) -> dict:
     """The run as the `config.yaml` its folder keeps: parts as sections, secrets left out."""
     document: dict[str, Any] = {"command": command}
