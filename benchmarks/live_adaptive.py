@@ -13,6 +13,10 @@ accuracy reaches ias-adaptive's (the equal-accuracy baseline; if none does, the 
 Figures: accuracy, generated tokens and wall time of each; `token_saving` = 1 - tokens of
 ias-adaptive / tokens of the baseline, `wall_saving` likewise, and their ratio (issue 14's
 target: wall saving >= 80% of the token saving, i.e. waves do not serialise the work).
+
+`--budget B` runs `ias-adaptive@B` instead (the tuning file's setting for a mean budget of B
+samples per question) against fixed Best-of-N at N = B, the equal-compute comparison `ias eval`
+reports: `accuracy_gain` and `token_ratio` (its tokens over bon@B's; <= 1 is the claim).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ def main() -> None:
     parser.add_argument("--n-max", type=int, default=64)
     parser.add_argument("--batch-problems", type=int, default=1024)
     parser.add_argument("--out", default="runs/bench-live")
+    parser.add_argument("--budget", type=int, help="run ias-adaptive@B against bon@B instead")
     args = parser.parse_args()
     demo, out = Path(args.demo), Path(args.out)
     if out.exists():  # a resumed solve does no work: its wall time would say nothing
@@ -50,23 +55,18 @@ def main() -> None:
         batch_problems=args.batch_problems,
         progress=False,
     )
-    adaptive = ias.solve(
-        strategy="ias-adaptive", tuning=tuning, settings={"n_max": args.n_max}, out=out / "ias-adaptive", **common
-    )
+    strategy = "ias-adaptive" + (f"@{args.budget}" if args.budget else "")
+    adaptive = ias.solve(strategy=strategy, tuning=tuning, settings={"n_max": args.n_max}, out=out / strategy, **common)
+    if args.budget:
+        fixed = ias.solve(strategy="bon", n=args.budget, out=out / f"bon-{args.budget}", **common)
+        print(json.dumps(_equal_compute(args, adaptive, fixed)))
+        return
     fixed, n = None, 1
     while True:
         fixed = ias.solve(strategy="bon", n=n, out=out / f"bon-{n}", **common)
         if fixed["accuracy"] >= adaptive["accuracy"] or n >= args.n_max:
             break
         n = min(2 * n, args.n_max)
-
-    def figures(summary: dict) -> dict:
-        return {
-            "accuracy": summary["accuracy"],
-            "tokens": summary["usage"]["generated_tokens"],
-            "samples": summary["usage"]["samples"],
-            "wall_s": summary["wall_s_this_run"],
-        }
 
     a, b = figures(adaptive), figures(fixed)
     token_saving = 1 - a["tokens"] / b["tokens"]
@@ -85,6 +85,29 @@ def main() -> None:
             }
         )
     )
+
+
+def figures(summary: dict) -> dict:
+    return {
+        "accuracy": summary["accuracy"],
+        "tokens": summary["usage"]["generated_tokens"],
+        "samples": summary["usage"]["samples"],
+        "wall_s": summary["wall_s_this_run"],
+    }
+
+
+def _equal_compute(args: argparse.Namespace, adaptive: dict, fixed: dict) -> dict:
+    """ias-adaptive@B against bon@B: the accuracy gained and the tokens spent, relative."""
+    a, b = figures(adaptive), figures(fixed)
+    return {
+        "problems": args.problems,
+        "n_max": args.n_max,
+        f"ias_adaptive@{args.budget}": a,
+        "baseline": {"n": args.budget, **b},
+        "accuracy_gain": round(a["accuracy"] - b["accuracy"], 4),
+        "token_ratio": round(a["tokens"] / b["tokens"], 4),
+        "wall_ratio": round(a["wall_s"] / b["wall_s"], 4),
+    }
 
 
 if __name__ == "__main__":

@@ -189,6 +189,31 @@ def test_tuning_gives_ias_adaptive_its_settings_and_map_and_flags_win(tmp_path):
         assert r["confidence"] == pytest.approx(float(fitted.predict(np.array([best["score"]]))[0]), abs=1e-6)
 
 
+def test_a_mean_budget_from_the_tuning_file_is_a_strategy_of_its_own(tmp_path, capsys):
+    """`--strategy ias-adaptive@B` runs ias-adaptive with the tuning file's settings for a mean
+    budget of B samples (the ones `ias eval` reported as ias-adaptive@B), its map included."""
+    mapping = IsotonicRegression().fit(np.linspace(0, 1, 11), np.linspace(0, 1, 11) > 0.4).to_dict()
+    main_settings = {"target": 0.8, "price": 0.001, "wave": 2, "prior": 1.0, "growth": 2.0}
+    cheap = {"target": 0.9, "price": 0.005, "wave": 1, "prior": 4.0, "growth": 1.5}
+    tuning = tmp_path / "tuning.json"
+    tuning.write_text(
+        json.dumps({"adaptive": {"settings": main_settings, "by_budget": {"4": cheap}, "confidence_map": mapping}})
+    )
+    out = tmp_path / "at4"
+    assert solve_cli(out, "ias-adaptive@4", "--tuning", str(tuning), "--n-max", str(N_MAX)) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert {k: config[k] for k in cheap} == cheap and config["confidence_map_sha"] == content_sha(mapping)
+    assert "strategy: ias-adaptive@4" in (out / "config.yaml").read_text()  # the name asked, to rerun it
+    capsys.readouterr()
+    for argv, message in (
+        (["--tuning", str(tuning)], "the tuning file has no 'ias-adaptive@8'; it holds: ias-adaptive, ias-adaptive@4"),
+        ([], "strategy 'ias-adaptive@8' is a tuned setting: give --tuning"),
+    ):
+        assert solve_cli(tmp_path / "at8", "ias-adaptive@8", *argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1 and not (tmp_path / "at8").exists()
+
+
 def test_bon_aggregation_scores_samples_by_their_steps(tmp_path):
     assert solve_cli(tmp_path / "run", "bon", "--n", "4", "--aggregation", "min") == 0
     for r in read_records(tmp_path / "run" / "records.jsonl"):

@@ -101,6 +101,22 @@ def test_a_requests_ias_block_overrides_within_the_operators_caps(zoo_policy, zo
         assert status == 400 and body["error"]["param"] == "messages"
 
 
+def test_a_request_picks_a_mean_budget_of_the_servers_tuning_file(zoo_policy, zoo_prm, tmp_path):
+    """`ias.strategy: ias-adaptive@B` answers with the tuning file's setting for that budget."""
+    one = {"target": 0.9, "price": 1.0, "wave": 1, "prior": 1.0, "growth": 2.0}  # any sample's gain is below its price
+    tuning = tmp_path / "tuning.json"
+    tuning.write_text(json.dumps({"adaptive": {"settings": {**one, "price": 0.0}, "by_budget": {"1": one}}}))
+    server = make_server(zoo_policy, "arith-weak", port=0, strategy="ias-adaptive", prm=zoo_prm, tuning=tuning)
+    with running(server) as server:
+        status, body, _ = call(server.url, {"prompt": "Compute 38*9*2+41-42.", "ias": {"strategy": "ias-adaptive@1"}})
+        assert status == 200 and body["ias"]["strategy"] == "ias-adaptive@1" and body["ias"]["samples"] == 1
+        status, body, _ = call(server.url, {"prompt": "Compute 38*9*2+41-42.", "seed": 3})
+        assert status == 200 and body["ias"]["strategy"] == "ias-adaptive" and body["ias"]["samples"] > 1
+        status, body, _ = call(server.url, {"prompt": "Compute 1+1.", "ias": {"strategy": "ias-adaptive@8"}})
+        assert status == 400 and body["error"]["param"] == "ias.strategy"
+        assert "it holds: ias-adaptive, ias-adaptive@1" in body["error"]["message"]
+
+
 def test_concurrent_questions_share_the_models_calls(zoo_policy, zoo_prm):
     """16 concurrent questions' waves are batched: far fewer policy calls than waves."""
     counting = CountingPolicy(zoo_policy)

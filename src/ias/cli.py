@@ -150,9 +150,10 @@ def _method_args(p: argparse.ArgumentParser) -> None:
     help gains the registered names)."""
     from ias.methods import method_names
     from ias.methods.flags import add_setting_flags
+    from ias.methods.tuning import TUNED_METHOD
 
     add_setting_flags(p)
-    _name_choices(p, "--strategy", method_names())
+    _name_choices(p, "--strategy", [*method_names(), f"{TUNED_METHOD}@B (a mean budget of B samples; with --tuning)"])
 
 
 def _name_choices(p: argparse.ArgumentParser, flag: str, names: Sequence[str]) -> None:

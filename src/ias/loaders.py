@@ -45,20 +45,20 @@ def check_counts(**counts: int | None) -> None:
 
 
 def live_method(spec: MethodSpec) -> Any:
-    """The method of `spec` with its settings: a tuning file's (ias-adaptive), then the spec's
-    settings; a setting the method lacks is a one-line error; sample counts are held to their ceilings."""
+    """The method of `spec` with its settings: a tuning file's (`ias-adaptive`, `ias-adaptive@B`),
+    then the spec's settings; a setting the method lacks is a one-line error; sample counts are
+    held to their ceilings."""
     from ias.methods import make_method, method_class
-    from ias.methods.tuning import TUNED_METHOD, tuned_settings
+    from ias.methods.tuning import TUNED_METHOD, base_method, tuned_for, tuned_variants
 
-    method_class(spec.strategy)  # an unknown strategy is named first
-    chosen: dict = {}
-    if spec.tuning is not None:
-        if spec.strategy != TUNED_METHOD:
-            raise UserError(f"--tuning configures {TUNED_METHOD}, not strategy '{spec.strategy}'")
-        chosen.update(tuned_settings(spec.tuning))
+    name = base_method(spec.strategy)
+    method_class(name)  # an unknown strategy is named first
+    if spec.tuning is not None and name != TUNED_METHOD:
+        raise UserError(f"--tuning configures {TUNED_METHOD}, not strategy '{spec.strategy}'")
+    chosen = dict(tuned_for(spec.strategy, tuned_variants(spec.tuning) if spec.tuning is not None else None))
     chosen.update(spec.settings)
     check_counts(**{k: v for k, v in chosen.items() if k in _CEILINGS and isinstance(v, int)})
-    return make_method(spec.strategy, **chosen)
+    return make_method(name, **chosen)
 
 
 def load_policy_spec(spec: PolicySpec) -> Policy:

@@ -67,12 +67,12 @@ def make_server(
         return stack.Server(policy, model_name, host, port, limits=limits, fail_first=fail_first, grace_s=grace_s)
     from ias.loaders import sampling_params
     from ias.methods.sources import LiveSource
-    from ias.methods.tuning import tuned_settings
+    from ias.methods.tuning import tuned_variants
     from ias.serve.reasoning import Reasoner
     from ias.tasks.base import get_task
 
     the_task = get_task(task) if isinstance(task, str) else task
-    reasoner = Reasoner(the_task, strategy, dict(settings or {}), tuned_settings(tuning) if tuning else {})
+    reasoner = Reasoner(the_task, strategy, dict(settings or {}), tuned_variants(tuning) if tuning else None)
     source = LiveSource(the_task, policy, prm, sampling_params(policy), 0, grade=False)
     return stack.Server(
         policy,

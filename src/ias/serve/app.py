@@ -332,7 +332,7 @@ async def reason(request: Request, job: ReasoningJob, chat: bool, state: ServeSt
     answer = await wait_for_job(request, ticket, state)
     state.count_answer(answer)
     return JSONResponse(
-        reasoning_response(chat, state.model_name, new_id(chat), int(time.time()), answer, job.method.name)
+        reasoning_response(chat, state.model_name, new_id(chat), int(time.time()), answer, job.strategy)
     )
 
 
@@ -353,7 +353,7 @@ def stream_reasoning(request: Request, job: ReasoningJob, chat: bool, state: Ser
     wake = asyncio.Event()
     ticket = submit_question(state, job, on_wave=lambda _: loop.call_soon_threadsafe(wake.set))
     ticket.future.add_done_callback(lambda _: loop.call_soon_threadsafe(wake.set))
-    ident, created, strategy = new_id(chat), int(time.time()), job.method.name
+    ident, created, strategy = new_id(chat), int(time.time()), job.strategy
 
     async def events() -> AsyncIterator[str]:
         deadline = loop.time() + state.limits.request_timeout_s

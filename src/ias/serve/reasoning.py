@@ -25,6 +25,7 @@ from ias.methods import make_method, setting_names
 from ias.methods.base import Question
 from ias.methods.engine import Answer, Engine, Run
 from ias.methods.sources import LiveSource
+from ias.methods.tuning import base_method, tuned_for
 from ias.serve.limits import ServeLimits
 from ias.serve.requests import BadRequest, ChatRequest, CompletionRequest, _finite_number, _whole_number, parse
 from ias.serve.scheduler import WorkerThread
@@ -82,29 +83,34 @@ class ReasoningJob:
     method: Any
     stream: bool
     include_usage: bool
+    strategy: str  # as asked (`ias-adaptive@8` runs method `ias-adaptive` with that budget's settings)
 
 
 @dataclass
 class Reasoner:
     """The server's method and what a request may change of it: `strategy` with `settings`
-    (flags of `ias serve`), `tuned` (ias-adaptive's settings and confidence map from a
-    tuning file), the task that formats prompts and extracts answers."""
+    (flags of `ias serve`), `tuned` (every setting a tuning file holds: `ias-adaptive`'s and
+    `ias-adaptive@B`'s, with their confidence map; `ias.methods.tuning.tuned_variants`), the
+    task that formats prompts and extracts answers."""
 
     task: Any
     strategy: str
     settings: dict = field(default_factory=dict)
-    tuned: dict = field(default_factory=dict)
+    tuned: dict | None = None
 
     def __post_init__(self) -> None:
         self.default = self.method(IasOptions(), limit=None)  # a bad server setting fails at start
 
     def method(self, options: IasOptions, limit: int | None) -> Any:
         """The method a request gets: the server's, or its `ias.strategy` at its defaults
-        (tuned for ias-adaptive), with the request's overrides; sizes capped at `limit`."""
-        name = options.strategy or self.strategy
-        settings = dict(self.settings) if name == self.strategy else {}
-        if name == "ias-adaptive":
-            settings = {**self.tuned, **settings}
+        (tuned for ias-adaptive and ias-adaptive@B), with the request's overrides; sizes capped
+        at `limit`."""
+        strategy = options.strategy or self.strategy
+        name = base_method(strategy)
+        try:
+            settings = {**tuned_for(strategy, self.tuned), **(self.settings if strategy == self.strategy else {})}
+        except UserError as err:
+            raise BadRequest(str(err), "ias.strategy") from None
         if options.budget is not None and options.n_max is not None:
             raise BadRequest("give ias.budget or ias.n_max, not both", "ias.budget")
         try:
@@ -163,12 +169,14 @@ class Reasoner:
                 f"the question has {len(text)} characters; this server takes at most {limits.max_prompt_chars}",
                 "messages" if chat else "prompt",
             )
-        method = self.method(request.ias or IasOptions(), limits.max_n)
+        options = request.ias or IasOptions()
+        method = self.method(options, limits.max_n)
         problem = Problem(id=f"seed-{request.seed}", question=text, answer="")
         include_usage = bool(request.stream_options and request.stream_options.include_usage)
         if request.stream_options and not request.stream:
             raise BadRequest("stream_options needs stream: true", "stream_options")
-        return ReasoningJob(Question(problem, self.task.extract), method, request.stream, include_usage)
+        strategy = options.strategy or self.strategy
+        return ReasoningJob(Question(problem, self.task.extract), method, request.stream, include_usage, strategy)
 
 
 @dataclass(eq=False)
