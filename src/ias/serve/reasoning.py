@@ -101,11 +101,15 @@ class Reasoner:
     def __post_init__(self) -> None:
         self.default = self.method(IasOptions(), limit=None)  # a bad server setting fails at start
 
+    def asked(self, options: IasOptions) -> str:
+        """The strategy a request asks for: its `ias.strategy`, or the server's."""
+        return options.strategy or self.strategy
+
     def method(self, options: IasOptions, limit: int | None) -> Any:
         """The method a request gets: the server's, or its `ias.strategy` at its defaults
         (tuned for ias-adaptive and ias-adaptive@B), with the request's overrides; sizes capped
         at `limit`."""
-        strategy = options.strategy or self.strategy
+        strategy = self.asked(options)
         name = base_method(strategy)
         try:
             settings = {**tuned_for(strategy, self.tuned), **(self.settings if strategy == self.strategy else {})}
@@ -175,8 +179,9 @@ class Reasoner:
         include_usage = bool(request.stream_options and request.stream_options.include_usage)
         if request.stream_options and not request.stream:
             raise BadRequest("stream_options needs stream: true", "stream_options")
-        strategy = options.strategy or self.strategy
-        return ReasoningJob(Question(problem, self.task.extract), method, request.stream, include_usage, strategy)
+        return ReasoningJob(
+            Question(problem, self.task.extract), method, request.stream, include_usage, self.asked(options)
+        )
 
 
 @dataclass(eq=False)
